@@ -1,0 +1,7 @@
+namespace Slab.Cli;
+
+/// <summary>slabctl entry point.</summary>
+public static class Program
+{
+    public static int Main(string[] args) => args.Length >= 0 ? 0 : 1;
+}
