@@ -81,43 +81,116 @@ public sealed class ReplicaFileTests
     {
         await using var xfs = await XfsScratch.CreateAsync();
         using var replica = ReplicaFile.Create(xfs.PathOf("r"), 2 * MiB);
-        const int Writers = 64;
-        const int Slice = 100; // 64 slices span 6400 bytes: blocks 0 and 1, several straddling the edge
-        const int Rounds = 50;
-        const int Base = 1000;
+        const int Writers = 48;
+        const int Slice = 100; // 48 slices span 4800 bytes: blocks 0 and 1, one slice straddling the edge
+        const int Rounds = 100;
+        const int Base = 10;
+        const int AlignedWriters = 4;
 
-        // Meanwhile aligned writers hammer other blocks sharing the same lock stripes.
-        var aligned = Enumerable.Range(0, 4).Select(a => Task.Run(async () =>
+        // Dedicated threads released together, so the read-modify-writes really overlap (the calls
+        // are synchronous; pool threads would mostly run them one after another). Aligned writers
+        // hammer other blocks that share the same lock stripes meanwhile.
+        using var start = new Barrier(Writers + AlignedWriters);
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        var threads = new List<Thread>();
+        for (var w = 0; w < Writers; w++)
         {
-            var data = RandomBytes(new Random(a), 4096);
-            for (var round = 0; round < Rounds; round++)
+            var writer = w;
+            threads.Add(new Thread(() => Run(() =>
             {
-                await WriteAlignedAsync(replica, (256 + a) * 4096L, data);
-            }
-        }));
+                var data = new byte[Slice];
+                start.SignalAndWait();
+                for (var round = 0; round < Rounds; round++)
+                {
+                    Array.Fill(data, (byte)(writer + round));
+                    // The contract: the call completes synchronously.
+                    var write = replica.WriteAsync(Base + (writer * Slice), data, BlockWriteFlags.None, default);
+                    Assert.True(write.IsCompleted);
+                    write.GetAwaiter().GetResult();
+                }
+            })));
+        }
 
-        var writers = Enumerable.Range(0, Writers).Select(w => Task.Run(async () =>
+        for (var a = 0; a < AlignedWriters; a++)
         {
-            var data = new byte[Slice];
-            for (var round = 0; round < Rounds; round++)
+            var block = 256 + a;
+            threads.Add(new Thread(() => Run(() =>
             {
-                Array.Fill(data, (byte)(w + round));
-                await replica.WriteAsync(Base + (w * Slice), data, BlockWriteFlags.None, default);
-            }
-        }));
+                var data = RandomBytes(new Random(block), 4096);
+                start.SignalAndWait();
+                for (var round = 0; round < Rounds; round++)
+                {
+                    WriteAlignedAsync(replica, block * 4096L, data).GetAwaiter().GetResult();
+                }
+            })));
+        }
 
-        await Task.WhenAll(writers.Concat(aligned));
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Empty(errors);
 
         var back = await ReadAllAsync(replica, 0, 3 * 4096);
         AssertAllZero(back.AsMemory(0, Base), "before the slices");
         for (var w = 0; w < Writers; w++)
         {
-            var slice = back.AsSpan(Base + (w * Slice), Slice);
             var expected = (byte)(w + Rounds - 1);
-            Assert.True(slice.IndexOfAnyExcept(expected) < 0, $"writer {w}'s slice lost bytes");
+            Assert.True(back.AsSpan(Base + (w * Slice), Slice).IndexOfAnyExcept(expected) < 0, $"writer {w}'s slice lost bytes");
         }
 
         AssertAllZero(back.AsMemory(Base + (Writers * Slice)), "after the slices");
+
+        void Run(Action action)
+        {
+            try
+            {
+                action();
+            }
+            catch (Exception ex)
+            {
+                errors.Enqueue(ex);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Aligned_requests_complete_synchronously_without_allocating()
+    {
+        await using var xfs = await XfsScratch.CreateAsync();
+        using var replica = ReplicaFile.Create(xfs.PathOf("r"), 4 * MiB);
+        var buffer = Slab.Buffers.AlignedBufferPool.Shared.Rent(64 * KiB);
+        try
+        {
+            var memory = buffer.Memory[..(64 * KiB)];
+            RandomBytes(new Random(4), memory.Length).CopyTo(memory);
+            var extents = new BlockExtent[8];
+            var allocated = MeasureAlignedRequests(replica, memory, extents, rounds: 8); // warm up
+            allocated = MeasureAlignedRequests(replica, memory, extents, rounds: 64);
+            Assert.Equal(0, allocated);
+        }
+        finally
+        {
+            buffer.Return();
+        }
+    }
+
+    /// <summary>Bytes allocated on this thread by aligned writes, reads, flushes and block status.</summary>
+    private static long MeasureAlignedRequests(ReplicaFile replica, Memory<byte> memory, Memory<BlockExtent> extents, int rounds)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < rounds; i++)
+        {
+            var offset = (i % 32) * 64L * KiB;
+            var write = replica.WriteAsync(offset, memory, i % 8 == 0 ? BlockWriteFlags.ForceUnitAccess : BlockWriteFlags.None, default);
+            Assert.True(write.IsCompletedSuccessfully);
+            var read = replica.ReadAsync(offset, memory, default);
+            Assert.True(read.IsCompletedSuccessfully);
+            var status = replica.GetExtentsAsync(0, replica.Size, extents, default);
+            Assert.True(status.IsCompletedSuccessfully);
+        }
+
+        var flush = replica.FlushAsync(default);
+        Assert.True(flush.IsCompletedSuccessfully);
+        return GC.GetAllocatedBytesForCurrentThread() - before;
     }
 
     [Fact]
