@@ -14,8 +14,6 @@ internal sealed class Table
         _headers = headers;
     }
 
-    public int RowCount => _rows.Count;
-
     public Table AddRow(params string[] cells)
     {
         if (cells.Length != _headers.Length)

@@ -25,8 +25,6 @@ internal sealed class FlagSpec
     public IReadOnlyList<string>? Choices { get; init; }
 
     public bool IsSwitch => ValueName is null;
-
-    public string Display => Short is { } s ? $"-{s}, --{Name}" : $"--{Name}";
 }
 
 /// <summary>A positional argument of a leaf command.</summary>
