@@ -1,0 +1,216 @@
+using System.Globalization;
+using Grpc.Core;
+using Slab.Api.V1;
+using Slab.Cli.Connection;
+using Slab.Cli.Output;
+using Slab.Cli.Parsing;
+
+namespace Slab.Cli.Commands;
+
+/// <summary><c>slabctl volume</c> (alias <c>v</c>): create, list, inspect, update, delete, clone, restore.</summary>
+internal static class VolumeCommands
+{
+    private static readonly ArgSpec _name = new("NAME");
+
+    private static FlagSpec SizeFlag(bool required) => new()
+    {
+        Name = "size",
+        Short = 's',
+        ValueName = "SIZE",
+        Description = "volume size: " + SizeParser.HelpText,
+        Required = required,
+    };
+
+    private static FlagSpec LabelFlag(string description) => new()
+    {
+        Name = "label",
+        Short = 'l',
+        ValueName = "k=v,...",
+        Description = description,
+        Repeatable = true,
+    };
+
+    public static CommandNode Build() =>
+        new CommandNode("volume", "Manage volumes", "v").Add(
+            new CommandNode("create", "Create a volume", "c")
+            {
+                Args = [_name],
+                Flags =
+                [
+                    SizeFlag(required: true),
+                    new() { Name = "repl", Short = 'r', ValueName = "N", Description = "number of replicas on distinct nodes, 1-3 (default 1)" },
+                    new() { Name = "fs", ValueName = "FS", Description = "filesystem made on first mount: ext4, xfs or none (default ext4)", Choices = ["ext4", "xfs", "none"] },
+                    new() { Name = "io_priority", ValueName = "PRIO", Description = "io priority of the pools to place replicas on: high, medium or low", Choices = ["high", "medium", "low"] },
+                    LabelFlag("labels to set, e.g. app=db,tier=1"),
+                ],
+                Handler = CreateAsync,
+            },
+            new CommandNode("list", "List volumes", "l")
+            {
+                Flags = [LabelFlag("only volumes carrying all of these labels")],
+                Handler = ListAsync,
+            },
+            new CommandNode("inspect", "Show details of one or more volumes", "i")
+            {
+                Args = [new ArgSpec("NAME", Variadic: true)],
+                Handler = InspectAsync,
+            },
+            new CommandNode("update", "Grow a volume or change its labels")
+            {
+                Details = "Sizes only grow (online when attached). A label with an empty value (k=) is removed.",
+                Args = [_name],
+                Flags = [SizeFlag(required: false), LabelFlag("labels to set; k= removes label k")],
+                Handler = UpdateAsync,
+            },
+            new CommandNode("delete", "Delete a volume (refused while attached)", "d")
+            {
+                Args = [_name],
+                Handler = DeleteAsync,
+            },
+            VolumeSnapshotCommands.Build(),
+            new CommandNode("clone", "Create a volume from a volume or a snapshot (VOL@SNAP)")
+            {
+                Args = [new ArgSpec("SOURCE")],
+                Flags =
+                [
+                    new() { Name = "name", ValueName = "NAME", Description = "name of the new volume", Required = true },
+                    LabelFlag("labels to set on the new volume"),
+                ],
+                Handler = CloneAsync,
+            },
+            new CommandNode("restore", "Restore a volume's data from one of its snapshots (refused while attached)")
+            {
+                Args = [_name],
+                Flags = [new() { Name = "snapshot", Short = 's', ValueName = "SNAP", Description = "snapshot to restore from", Required = true }],
+                Handler = RestoreAsync,
+            });
+
+    private static async Task<int> CreateAsync(CommandContext ctx)
+    {
+        var spec = new VolumeSpec { SizeBytes = SizeParser.Parse(ctx.Flag("size")!) };
+        if (ctx.Flag("repl") is { } repl)
+            spec.Repl = ParseRepl(repl);
+        if (ctx.Flag("fs") is { } fs)
+            spec.Fs = fs;
+        if (ctx.Flag("io_priority") is { } priority)
+            spec.IoPriority = ParsePriority(priority);
+        spec.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: false));
+
+        var volume = await ctx.Api.Volumes.CreateAsync(new CreateVolumeRequest { Name = ctx.Arg(0), Spec = spec }, ctx.Api.Options());
+        if (ctx.Json)
+            Json.Write(ctx.Out, volume);
+        else
+            ctx.Out.WriteLine($"Volume successfully created: {volume.Id}");
+        return CliApp.Success;
+    }
+
+    private static async Task<int> ListAsync(CommandContext ctx)
+    {
+        var request = new EnumerateVolumesRequest();
+        request.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: false));
+        var response = await ctx.Api.Volumes.EnumerateAsync(request, ctx.Api.Options());
+        if (ctx.Json)
+            Json.WriteArray(ctx.Out, response.Volumes);
+        else
+            VolumeViews.WriteList(response.Volumes, ctx.Out);
+        return CliApp.Success;
+    }
+
+    private static async Task<int> InspectAsync(CommandContext ctx)
+    {
+        var found = new List<Volume>();
+        var failed = false;
+        foreach (var name in ctx.Args)
+        {
+            try
+            {
+                found.Add(await ctx.Api.Volumes.InspectAsync(new InspectVolumeRequest { Volume = name }, ctx.Api.Options()));
+            }
+            catch (RpcException ex) when (!ApiConnection.IsUnreachable(ex, out _) && ctx.Args.Count > 1)
+            {
+                // Report this one and go on with the others; the exit code still says it failed.
+                await ctx.Error.WriteLineAsync(CliApp.Describe(ex, ctx.Api.Endpoint));
+                failed = true;
+            }
+        }
+        if (ctx.Json)
+        {
+            Json.WriteArray(ctx.Out, found);
+        }
+        else
+        {
+            for (var i = 0; i < found.Count; i++)
+            {
+                if (i > 0)
+                    ctx.Out.WriteLine();
+                VolumeViews.WriteInspect(found[i], ctx.Out);
+            }
+        }
+        return failed ? CliApp.Failure : CliApp.Success;
+    }
+
+    private static async Task<int> UpdateAsync(CommandContext ctx)
+    {
+        var request = new UpdateVolumeRequest { Volume = ctx.Arg(0) };
+        if (ctx.Flag("size") is { } size)
+            request.SizeBytes = SizeParser.Parse(size);
+        request.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: true));
+        if (!request.HasSizeBytes && request.Labels.Count == 0)
+            throw new UsageException("nothing to update: give --size and/or --label");
+
+        var volume = await ctx.Api.Volumes.UpdateAsync(request, ctx.Api.Options());
+        if (ctx.Json)
+            Json.Write(ctx.Out, volume);
+        else
+            ctx.Out.WriteLine($"Update Volume: Volume update successful for volume {ctx.Arg(0)}");
+        return CliApp.Success;
+    }
+
+    private static async Task<int> DeleteAsync(CommandContext ctx)
+    {
+        var response = await ctx.Api.Volumes.DeleteAsync(new DeleteVolumeRequest { Volume = ctx.Arg(0) }, ctx.Api.Options());
+        if (ctx.Json)
+            Json.Write(ctx.Out, response);
+        else
+            ctx.Out.WriteLine($"Volume {ctx.Arg(0)} successfully deleted.");
+        return CliApp.Success;
+    }
+
+    private static async Task<int> CloneAsync(CommandContext ctx)
+    {
+        var request = new CloneVolumeRequest { Source = ctx.Arg(0), Name = ctx.RequireName("name") };
+        request.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: false));
+        var volume = await ctx.Api.Volumes.CloneAsync(request, ctx.Api.Options());
+        if (ctx.Json)
+            Json.Write(ctx.Out, volume);
+        else
+            ctx.Out.WriteLine($"Volume clone successful: {volume.Id}");
+        return CliApp.Success;
+    }
+
+    private static async Task<int> RestoreAsync(CommandContext ctx)
+    {
+        var request = new RestoreSnapshotRequest { Volume = ctx.Arg(0), Snapshot = ctx.RequireName("snapshot") };
+        var volume = await ctx.Api.Snapshots.RestoreAsync(request, ctx.Api.Options());
+        if (ctx.Json)
+            Json.Write(ctx.Out, volume);
+        else
+            ctx.Out.WriteLine($"Volume {request.Volume} restored from snapshot {request.Snapshot}");
+        return CliApp.Success;
+    }
+
+    private static uint ParseRepl(string text)
+    {
+        if (!uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var repl) || repl is < 1 or > 3)
+            throw new UsageException($"invalid value \"{text}\" for --repl: must be 1, 2 or 3");
+        return repl;
+    }
+
+    private static IoPriority ParsePriority(string text) => text switch
+    {
+        "high" => IoPriority.High,
+        "medium" => IoPriority.Medium,
+        "low" => IoPriority.Low,
+        _ => throw new UsageException($"invalid value \"{text}\" for --io_priority: must be one of high, medium, low"),
+    };
+}

@@ -1,0 +1,280 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Slab.Api.V1;
+
+namespace Slab.Tests.Cli;
+
+/// <summary>
+/// A minimal slabd stand-in: the real server-side service bases on a temp unix socket (and a
+/// loopback TCP port), answering from canned state. Every request is recorded so tests can
+/// assert what was sent, or that nothing was.
+/// </summary>
+internal sealed class FakeSlabServer : IAsyncDisposable
+{
+    private const ulong GiB = 1UL << 30;
+    private readonly WebApplication _app;
+    private readonly string _directory;
+
+    private FakeSlabServer(WebApplication app, string directory, string socketPath, FakeState state)
+    {
+        _app = app;
+        _directory = directory;
+        SocketPath = socketPath;
+        State = state;
+    }
+
+    public string SocketPath { get; }
+
+    public string UnixEndpoint => "unix://" + SocketPath;
+
+    public string TcpEndpoint { get; private set; } = "";
+
+    public FakeState State { get; }
+
+    public static async Task<FakeSlabServer> StartAsync()
+    {
+        // Short path: sun_path is limited to 108 bytes.
+        var directory = Path.Combine(Path.GetTempPath(), "slabctl-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(directory);
+        var socketPath = Path.Combine(directory, "api.sock");
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.ListenUnixSocket(socketPath, l => l.Protocols = HttpProtocols.Http2);
+            k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2);
+        });
+        var state = new FakeState();
+        builder.Services.AddSingleton(state);
+        builder.Services.AddGrpc();
+        var app = builder.Build();
+        app.MapGrpcService<FakeVolumes>();
+        app.MapGrpcService<FakeSnapshots>();
+        app.MapGrpcService<FakeMountAttach>();
+        app.MapGrpcService<FakeNode>();
+        await app.StartAsync();
+
+        var server = new FakeSlabServer(app, directory, socketPath, state);
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        var tcp = new Uri(addresses.First(a => a.StartsWith("http://127.0.0.1", StringComparison.Ordinal)));
+        server.TcpEndpoint = $"127.0.0.1:{tcp.Port}";
+        return server;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    /// <summary>Canned cluster state and the log of requests received.</summary>
+    internal sealed class FakeState
+    {
+        public ConcurrentQueue<(string Method, IMessage Request)> Calls { get; } = new();
+
+        public List<Volume> Volumes { get; } = [Db(), Logs()];
+
+        public StatusResponse Status { get; set; } = DefaultStatus();
+
+        public void Record(string method, IMessage request) => Calls.Enqueue((method, request));
+
+        public Volume Find(string name) =>
+            Volumes.FirstOrDefault(v => v.Name == name || v.Id == name)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"volume \"{name}\" not found"));
+
+        private static Volume Db()
+        {
+            var v = new Volume
+            {
+                Id = "vol-db", Name = "db", State = "up", UsedBytes = 2 * GiB, CreatedUnixMs = 1_700_000_000_000, SnapshotCount = 1, Formatted = true,
+                Spec = new VolumeSpec { SizeBytes = 10 * GiB, Repl = 2, Fs = "ext4", IoPriority = IoPriority.High },
+                Attachment = new Attachment { NodeId = "n2", NodeName = "node-2", DevicePath = "/dev/nbd0", Method = "kernel-nbd" },
+            };
+            v.Spec.Labels.Add("app", "db");
+            v.Attachment.MountPaths.Add("/mnt/db");
+            v.Replicas.Add(new Replica { NodeId = "n1", NodeName = "node-1", PoolId = "p0", State = "in-sync" });
+            v.Replicas.Add(new Replica { NodeId = "n2", NodeName = "node-2", PoolId = "p0", State = "in-sync" });
+            return v;
+        }
+
+        private static Volume Logs() => new()
+        {
+            Id = "vol-logs", Name = "logs", State = "up", Spec = new VolumeSpec { SizeBytes = 512UL << 20, Repl = 1, IoPriority = IoPriority.Low },
+        };
+
+        private static StatusResponse DefaultStatus()
+        {
+            var s = new StatusResponse
+            {
+                NodeId = "n1", NodeName = "node-1", Status = "online", ClusterId = "cluster-1", Version = "0.1.0-test",
+                NodesOnline = 1, NodesTotal = 1, TotalBytes = 100 * GiB, UsedBytes = 2 * GiB, ProvisionedBytes = 11 * GiB,
+                VolumeCount = 2, AttachedCount = 1, NbdSocket = "/run/slab/nbd.sock",
+            };
+            s.Pools.Add(Pool());
+            return s;
+        }
+
+        public static Pool Pool()
+        {
+            var p = new Pool
+            {
+                Id = "p0", IoPriority = IoPriority.High, TotalBytes = 100 * GiB, UsedBytes = 2 * GiB, ProvisionedBytes = 11 * GiB,
+                OvercommitRatio = 2, MeasuredIops = 50000, MeasuredMbps = 1200,
+            };
+            p.Drives.Add(new Drive { Id = "d0", Path = "/dev/vdb", MountPath = "/var/lib/slab/d0", TotalBytes = 100 * GiB, UsedBytes = 2 * GiB, Status = "online" });
+            return p;
+        }
+    }
+
+    private sealed class FakeVolumes(FakeState state) : Volumes.VolumesBase
+    {
+        public override Task<Volume> Create(CreateVolumeRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Create), request);
+            if (request.Name.Contains('!', StringComparison.Ordinal))
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"invalid volume name \"{request.Name}\": use letters, digits, '-', '_' and '.'"));
+            if (state.Volumes.Any(v => v.Name == request.Name))
+                throw new RpcException(new Status(StatusCode.AlreadyExists, $"volume \"{request.Name}\" already exists"));
+            return Task.FromResult(new Volume { Id = "vol-" + request.Name, Name = request.Name, State = "up", Spec = request.Spec });
+        }
+
+        public override Task<Volume> Inspect(InspectVolumeRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Inspect), request);
+            return Task.FromResult(state.Find(request.Volume));
+        }
+
+        public override Task<EnumerateVolumesResponse> Enumerate(EnumerateVolumesRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Enumerate), request);
+            var response = new EnumerateVolumesResponse();
+            response.Volumes.Add(state.Volumes.Where(v => request.Labels.All(l => v.Spec.Labels.TryGetValue(l.Key, out var value) && value == l.Value)));
+            return Task.FromResult(response);
+        }
+
+        public override Task<Volume> Update(UpdateVolumeRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Update), request);
+            var v = state.Find(request.Volume).Clone();
+            if (request.HasSizeBytes)
+            {
+                if (request.SizeBytes < v.Spec.SizeBytes)
+                    throw new RpcException(new Status(StatusCode.InvalidArgument, "volumes cannot shrink"));
+                v.Spec.SizeBytes = request.SizeBytes;
+            }
+            return Task.FromResult(v);
+        }
+
+        public override Task<DeleteVolumeResponse> Delete(DeleteVolumeRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Delete), request);
+            var v = state.Find(request.Volume);
+            if (v.Attachment is not null)
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"volume \"{v.Name}\" is attached on {v.Attachment.NodeName}; detach it first"));
+            return Task.FromResult(new DeleteVolumeResponse());
+        }
+
+        public override Task<Volume> Clone(CloneVolumeRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Clone), request);
+            state.Find(request.Source.Split('@')[0]);
+            return Task.FromResult(new Volume { Id = "vol-" + request.Name, Name = request.Name, Source = request.Source, State = "up" });
+        }
+    }
+
+    private sealed class FakeSnapshots(FakeState state) : Snapshots.SnapshotsBase
+    {
+        public override Task<Snapshot> Create(CreateSnapshotRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Create), request);
+            var v = state.Find(request.Volume);
+            return Task.FromResult(new Snapshot { Id = "snap-" + request.Name, Name = request.Name, VolumeId = v.Id, VolumeName = v.Name, SizeBytes = v.Spec.SizeBytes });
+        }
+
+        public override Task<EnumerateSnapshotsResponse> Enumerate(EnumerateSnapshotsRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Enumerate), request);
+            var v = state.Find(request.Volume);
+            var response = new EnumerateSnapshotsResponse();
+            response.Snapshots.Add(new Snapshot { Id = "snap-1", Name = "nightly", VolumeId = v.Id, VolumeName = v.Name, SizeBytes = v.Spec.SizeBytes, CreatedUnixMs = 1_700_000_000_000 });
+            return Task.FromResult(response);
+        }
+
+        public override Task<Volume> Restore(RestoreSnapshotRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Restore), request);
+            var v = state.Find(request.Volume);
+            if (request.Snapshot != "nightly")
+                throw new RpcException(new Status(StatusCode.NotFound, $"snapshot \"{request.Snapshot}\" of volume \"{v.Name}\" not found"));
+            return Task.FromResult(v);
+        }
+
+        public override Task<DeleteSnapshotResponse> Delete(DeleteSnapshotRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Delete), request);
+            state.Find(request.Volume);
+            return Task.FromResult(new DeleteSnapshotResponse());
+        }
+    }
+
+    private sealed class FakeMountAttach(FakeState state) : MountAttach.MountAttachBase
+    {
+        public override Task<AttachResponse> Attach(AttachRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Attach), request);
+            state.Find(request.Volume);
+            return Task.FromResult(new AttachResponse { DevicePath = "/dev/nbd3", Attachment = new Attachment { NodeId = "n1", NodeName = "node-1", DevicePath = "/dev/nbd3", Method = "kernel-nbd" } });
+        }
+
+        public override Task<DetachResponse> Detach(DetachRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Detach), request);
+            var v = state.Find(request.Volume);
+            if (v.Attachment?.MountPaths.Count > 0)
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"volume \"{v.Name}\" is mounted at {v.Attachment.MountPaths[0]}; unmount it first"));
+            return Task.FromResult(new DetachResponse());
+        }
+
+        public override Task<MountResponse> Mount(MountRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Mount), request);
+            state.Find(request.Volume);
+            return Task.FromResult(new MountResponse { DevicePath = "/dev/nbd3", Path = request.Path, Fs = "ext4" });
+        }
+
+        public override Task<UnmountResponse> Unmount(UnmountRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Unmount), request);
+            state.Find(request.Volume);
+            return Task.FromResult(new UnmountResponse());
+        }
+    }
+
+    private sealed class FakeNode(FakeState state) : Node.NodeBase
+    {
+        public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Status), request);
+            return Task.FromResult(state.Status);
+        }
+
+        public override Task<PoolsResponse> Pools(PoolsRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(Pools), request);
+            var response = new PoolsResponse();
+            response.Pools.Add(FakeState.Pool());
+            return Task.FromResult(response);
+        }
+    }
+}
