@@ -41,9 +41,9 @@ public abstract class AttacherBase : IBlockDeviceAttacher
             throw Invalid(spec.VolumeName, $"device size {spec.DeviceSizeBytes} is not a positive multiple of 512 bytes");
         }
 
-        if (string.IsNullOrEmpty(spec.NbdUnixSocket) || string.IsNullOrEmpty(spec.ExportName))
+        if (string.IsNullOrEmpty(spec.NbdUnixSocket) || spec.ExportName is null)
         {
-            throw Invalid(spec.VolumeName, "the NBD socket path and export name are required");
+            throw Invalid(spec.VolumeName, "the NBD socket path and export name are required (the export name may be empty: the default export)");
         }
 
         using var held = await LockAsync(spec.VolumeName, cancellationToken);
