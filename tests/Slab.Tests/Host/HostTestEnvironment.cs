@@ -42,17 +42,51 @@ internal sealed class HostTestEnvironment : IAsyncDisposable
         var root = Directory.CreateTempSubdirectory("slab-host-").FullName;
         var socket = Path.Combine(root, "nbd.sock");
         var pidFile = Path.Combine(root, "nbdkit.pid");
+        int? pid = null;
         try
         {
-            // nbdkit daemonizes once its socket is listening, closing our pipes; the pid file is written before.
+            // nbdkit's forked server writes the pid file once it accepts connections (after the
+            // launching process has exited), so wait for that file through inotify, not a sleep.
+            using var watcher = new FileSystemWatcher(root, "nbdkit.pid");
+            var ready = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            void Check()
+            {
+                if (TryReadPid(pidFile) is { } found)
+                {
+                    ready.TrySetResult(found);
+                }
+            }
+
+            watcher.Created += (_, _) => Check();
+            watcher.Changed += (_, _) => Check();
+            watcher.EnableRaisingEvents = true;
             await ExternalCommand.RunCheckedAsync("nbdkit", ["--unix", socket, "--pidfile", pidFile, "memory", "1G"], CancellationToken.None);
-            var pid = int.Parse(File.ReadAllText(pidFile).Trim(), CultureInfo.InvariantCulture);
-            return new HostTestEnvironment(root, pid);
+            Check();
+            pid = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            return new HostTestEnvironment(root, pid.Value);
         }
         catch
         {
+            if ((pid ?? TryReadPid(pidFile)) is { } started)
+            {
+                await ExternalCommand.RunAsync("kill", [started.ToString(CultureInfo.InvariantCulture)], CancellationToken.None);
+                await HostNative.WaitForProcessExitAsync(started, TimeSpan.FromSeconds(10), CancellationToken.None);
+            }
+
             Directory.Delete(root, recursive: true);
             throw;
+        }
+    }
+
+    private static int? TryReadPid(string pidFile)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid > 0 ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
         }
     }
 
