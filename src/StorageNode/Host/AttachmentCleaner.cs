@@ -1,0 +1,203 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+
+namespace Slab.Host;
+
+/// <summary>
+/// Forcibly removes one attachment directory and everything it may have made, whole or half-made,
+/// of either method: the undo of a failed attach and start-up recovery after a crash. Every step
+/// tolerates "already gone", so running it twice is harmless.
+/// </summary>
+internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions options, ILogger logger)
+{
+    /// <summary>
+    /// Lazily unmounts the device's mounts, detaches it (loop or nbd), lazily unmounts the FUSE mount,
+    /// ends nbdfuse, deletes the directory. Never throws except on cancellation; a step that fails
+    /// makes the result incomplete and keeps the directory.
+    /// </summary>
+    /// <param name="knownPid">nbdfuse's pid when the caller started it (it may not have written its pid file yet).</param>
+    public async Task<StaleAttachmentRemoval> RemoveAsync(string volumeName, int? knownPid, CancellationToken cancellationToken)
+    {
+        var actions = new List<string>();
+        var complete = true;
+        var state = AttachmentLayout.TryRead(layout.StateFileOf(volumeName));
+        var backingFile = layout.BackingFileOf(volumeName);
+        var fuseMountPoint = layout.FuseMountPointOf(volumeName);
+
+        async Task Step(string description, Func<Task<string?>> step)
+        {
+            try
+            {
+                var done = await step();
+                if (done is not null)
+                {
+                    actions.Add(done);
+                    HostLog.StaleAction(logger, volumeName, done);
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw;
+            }
+            catch (Exception ex)
+            {
+                complete = false;
+                actions.Add($"failed to {description}: {ex.Message}");
+                HostLog.UndoStepFailed(logger, volumeName, description, ex);
+            }
+        }
+
+        // 1. Kernel NBD device recorded in the state.
+        if (state is { Method: AttachMethod.KernelNbd } && BlockSysfs.NbdConnected(state.DevicePath))
+        {
+            await UnmountLazilyAsync(state.DevicePath, Step, cancellationToken);
+            await Step($"disconnect {state.DevicePath}", async () =>
+            {
+                await HostTools.RunCheckedAsync("nbd-client", ["-d", state.DevicePath], cancellationToken);
+                return $"disconnected {state.DevicePath}";
+            });
+        }
+
+        // 2. Loop devices backed by this attachment's FUSE file (found through sysfs, so a crash
+        //    between losetup and the state write is covered too).
+        foreach (var loop in BlockSysfs.LoopsBackedBy(backingFile))
+        {
+            await UnmountLazilyAsync(loop, Step, cancellationToken);
+            await Step($"detach {loop}", async () =>
+            {
+                if (BlockSysfs.LoopBackingFile(loop) != backingFile)
+                {
+                    return null;
+                }
+
+                await HostTools.RunCheckedAsync("losetup", ["-d", loop], cancellationToken);
+                return $"detached {loop}";
+            });
+        }
+
+        // 3. The FUSE mount.
+        if (MountTable.At(fuseMountPoint) is not null)
+        {
+            await Step($"unmount FUSE at {fuseMountPoint}", async () =>
+            {
+                await HostTools.RunCheckedAsync("fusermount3", ["-u", "-z", fuseMountPoint], cancellationToken);
+                return $"lazily unmounted FUSE {fuseMountPoint}";
+            });
+        }
+
+        // 4. nbdfuse itself: it exits once unmounted; kill it if it does not.
+        foreach (var pid in NbdfusePids(volumeName, state, knownPid))
+        {
+            await Step($"end nbdfuse {pid}", async () =>
+            {
+                if (await HostNative.WaitForProcessExitAsync(pid, options.ProcessExitTimeout, cancellationToken))
+                {
+                    return $"nbdfuse {pid} exited";
+                }
+
+                HostLog.NbdfuseKilled(logger, volumeName, pid, options.ProcessExitTimeout);
+                HostNative.KillHard(pid);
+                return await HostNative.WaitForProcessExitAsync(pid, options.ProcessExitTimeout, cancellationToken)
+                    ? $"killed nbdfuse {pid}"
+                    : throw new HostAttachException(HostAttachError.DeviceFailed, $"nbdfuse {pid} did not exit after SIGKILL");
+            });
+        }
+
+        // 5. The directory, unless something is still mounted inside it.
+        var directory = layout.DirectoryOf(volumeName);
+        if (complete && Directory.Exists(directory))
+        {
+            await Step($"remove {directory}", () =>
+            {
+                if (MountTable.Read().Any(m => m.MountPoint.StartsWith(directory + "/", StringComparison.Ordinal)))
+                {
+                    throw new HostAttachException(HostAttachError.Busy, $"something is still mounted under {directory}");
+                }
+
+                Directory.Delete(directory, recursive: true);
+                return Task.FromResult<string?>($"removed {directory}");
+            });
+        }
+
+        if (!complete)
+        {
+            HostLog.StaleFailed(logger, volumeName, new HostAttachException(HostAttachError.DeviceFailed, string.Join("; ", actions)));
+        }
+
+        return new StaleAttachmentRemoval(volumeName, actions, complete);
+    }
+
+    private static async Task UnmountLazilyAsync(string device, Func<string, Func<Task<string?>>, Task> step, CancellationToken cancellationToken)
+    {
+        if (BlockSysfs.DeviceNumber(device) is not { } number)
+        {
+            return;
+        }
+
+        foreach (var mountPoint in MountTable.MountPointsOf(number.Major, number.Minor))
+        {
+            await step($"unmount {mountPoint}", async () =>
+            {
+                await HostTools.RunCheckedAsync("umount", ["-l", mountPoint], cancellationToken);
+                return $"lazily unmounted {mountPoint} ({device})";
+            });
+        }
+    }
+
+    /// <summary>Live nbdfuse processes serving this attachment's FUSE file: the known pid, the pid file's, and any found in /proc.</summary>
+    private IReadOnlyList<int> NbdfusePids(string volumeName, AttachmentState? state, int? knownPid)
+    {
+        var backingFile = layout.BackingFileOf(volumeName);
+        var candidates = new HashSet<int>();
+        if (knownPid is { } known)
+        {
+            candidates.Add(known);
+        }
+
+        if (state?.NbdfusePid is { } recorded)
+        {
+            candidates.Add(recorded);
+        }
+
+        if (ReadPidFile(layout.PidFileOf(volumeName)) is { } fromFile)
+        {
+            candidates.Add(fromFile);
+        }
+
+        foreach (var entry in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            {
+                candidates.Add(pid);
+            }
+        }
+
+        // The caller's own child may still be the sh that is about to exec nbdfuse.
+        return candidates
+            .Where(pid => (pid == knownPid ? HostNative.CommandLine(pid).Contains(backingFile, StringComparer.Ordinal) : IsNbdfuseFor(pid, backingFile))
+                && HostNative.IsAlive(pid))
+            .Order()
+            .ToList();
+    }
+
+    /// <summary>Whether <paramref name="pid"/> is an nbdfuse serving <paramref name="backingFile"/> (guards against pid reuse).</summary>
+    internal static bool IsNbdfuseFor(int pid, string backingFile)
+    {
+        var argv = HostNative.CommandLine(pid);
+        return argv.Count > 0
+            && string.Equals(Path.GetFileName(argv[0]), "nbdfuse", StringComparison.Ordinal)
+            && argv.Contains(backingFile, StringComparer.Ordinal);
+    }
+
+    internal static int? ReadPidFile(string pidFile)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid > 0 ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+}
