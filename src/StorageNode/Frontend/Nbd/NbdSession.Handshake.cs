@@ -526,6 +526,11 @@ public sealed partial class NbdSession
     /// <summary>Reads exactly <paramref name="count"/> bytes; null when the client closed first.</summary>
     private async ValueTask<byte[]?> ReadExactAsync(int count, CancellationToken cancellationToken)
     {
+        if (count == 0)
+        {
+            return [];
+        }
+
         while (true)
         {
             var result = await _input.ReadAsync(cancellationToken);
