@@ -1,7 +1,9 @@
+using Slab.Hosting;
+
 namespace Slab;
 
-/// <summary>slabd entry point.</summary>
+/// <summary>slabd entry point: exit 0 after a clean stop, 1 on a start-up or runtime failure, 2 on bad usage.</summary>
 public static class Program
 {
-    public static int Main(string[] args) => args.Length >= 0 ? 0 : 1;
+    public static Task<int> Main(string[] args) => SlabdHost.RunAsync(args);
 }

@@ -2,6 +2,8 @@ using System.Runtime.Versioning;
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 
+using Slab.Common;
+
 namespace Slab.Host;
 
 /// <summary>

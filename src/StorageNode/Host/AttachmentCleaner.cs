@@ -1,6 +1,8 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 
+using Slab.Common;
+
 namespace Slab.Host;
 
 /// <summary>

@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
 
+using Slab.Common;
+
 namespace Slab.Host;
 
 /// <summary>What one attachment made, persisted as <c>RUN/attach/&lt;volume&gt;/state.json</c>.</summary>

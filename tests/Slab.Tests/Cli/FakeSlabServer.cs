@@ -137,7 +137,7 @@ internal sealed class FakeSlabServer : IAsyncDisposable
         }
     }
 
-    private sealed class FakeVolumes(FakeState state) : Volumes.VolumesBase
+    private sealed class FakeVolumes(FakeState state) : Slab.Api.V1.Volumes.VolumesBase
     {
         public override Task<Volume> Create(CreateVolumeRequest request, ServerCallContext context)
         {

@@ -2,6 +2,8 @@ using System.Runtime.Versioning;
 using Slab.Host;
 using Xunit;
 
+using Slab.Common;
+
 namespace Slab.Tests.Host;
 
 [SupportedOSPlatform("linux")]

@@ -1,0 +1,57 @@
+using Grpc.Core;
+using Slab.Common;
+using Slab.Volumes;
+using V1 = Slab.Api.V1;
+
+namespace Slab.Api;
+
+/// <summary>The Node service: node status with pools, capacity and alerts.</summary>
+public sealed class NodeService(VolumeManager volumes, NodeInfo node, TimeProvider time) : V1.Node.NodeBase
+{
+    public override Task<V1.StatusResponse> Status(V1.StatusRequest request, ServerCallContext context)
+    {
+        var pool = volumes.Store.GetPoolStatus();
+        var all = volumes.List();
+        var response = new V1.StatusResponse
+        {
+            NodeId = node.NodeId,
+            NodeName = node.NodeName,
+            Status = "online",
+            ClusterId = node.ClusterId,
+            Version = node.Version,
+            NodesOnline = 1,
+            NodesTotal = 1,
+            TotalBytes = (ulong)pool.TotalBytes,
+            UsedBytes = (ulong)pool.UsedBytes,
+            ProvisionedBytes = (ulong)pool.ProvisionedBytes,
+            VolumeCount = (uint)all.Count,
+            AttachedCount = (uint)all.Count(v => v.Attachment is not null),
+            NbdSocket = node.NbdSocket,
+            NbdTcp = node.NbdTcp,
+        };
+        response.Pools.Add(ProtoMapping.ToProto(pool));
+        var options = volumes.Store.Options;
+        if (pool.UsedFraction >= options.NearFullFraction)
+        {
+            var full = pool.UsedFraction >= options.FullFraction;
+            response.Alerts.Add(new V1.Alert
+            {
+                Severity = full ? "critical" : "warning",
+                Resource = $"pool {pool.Id}",
+                Message = full
+                    ? $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}): new volumes, clones and grows are refused; free space or add a drive"
+                    : $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}); at {options.FullFraction:P0} new allocations will be refused",
+                RaisedUnixMs = time.GetUtcNow().ToUnixTimeMilliseconds(),
+            });
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public override Task<V1.PoolsResponse> Pools(V1.PoolsRequest request, ServerCallContext context)
+    {
+        var response = new V1.PoolsResponse();
+        response.Pools.Add(ProtoMapping.ToProto(volumes.Store.GetPoolStatus()));
+        return Task.FromResult(response);
+    }
+}

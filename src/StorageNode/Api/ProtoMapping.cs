@@ -1,0 +1,120 @@
+using Slab.Store;
+using Slab.Volumes;
+using V1 = Slab.Api.V1;
+
+namespace Slab.Api;
+
+/// <summary>Volume-layer records to API messages.</summary>
+internal static class ProtoMapping
+{
+    public static V1.Volume ToProto(VolumeView view, NodeInfo node)
+    {
+        var record = view.Record;
+        var volume = new V1.Volume
+        {
+            Id = record.Id,
+            Name = record.Name,
+            Spec = new V1.VolumeSpec
+            {
+                SizeBytes = (ulong)record.SizeBytes,
+                Repl = (uint)record.Repl,
+                Fs = record.Fs,
+                IoPriority = ToProto(record.IoPriority),
+            },
+            State = "up",
+            UsedBytes = (ulong)view.UsedBytes,
+            CreatedUnixMs = record.Created.ToUnixTimeMilliseconds(),
+            Source = record.Source ?? "",
+            Epoch = (ulong)record.Epoch,
+            SnapshotCount = (uint)record.Snapshots.Count,
+            Formatted = record.Formatted,
+        };
+        volume.Spec.Labels.Add(record.Labels);
+        volume.Replicas.Add(new V1.Replica
+        {
+            NodeId = node.NodeId,
+            NodeName = node.NodeName,
+            PoolId = node.PoolId,
+            DriveId = record.DriveId,
+            State = "in-sync",
+        });
+        if (view.Attachment is { } attachment)
+        {
+            volume.Attachment = ToProto(attachment);
+        }
+
+        return volume;
+    }
+
+    public static V1.Attachment ToProto(AttachmentInfo attachment)
+    {
+        var message = new V1.Attachment
+        {
+            NodeId = attachment.NodeId,
+            NodeName = attachment.NodeName,
+            DevicePath = attachment.DevicePath,
+            Method = attachment.Method,
+            AttachedUnixMs = attachment.Attached.ToUnixTimeMilliseconds(),
+        };
+        message.MountPaths.Add(attachment.MountPaths);
+        return message;
+    }
+
+    public static V1.Snapshot ToProto(VolumeRecord volume, SnapshotRecord snapshot) => new()
+    {
+        Id = snapshot.Id,
+        Name = snapshot.Name,
+        VolumeId = volume.Id,
+        VolumeName = volume.Name,
+        SizeBytes = (ulong)snapshot.SizeBytes,
+        CreatedUnixMs = snapshot.Created.ToUnixTimeMilliseconds(),
+    };
+
+    public static V1.Pool ToProto(PoolStatus pool)
+    {
+        var message = new V1.Pool
+        {
+            Id = pool.Id,
+            IoPriority = ToProto(pool.IoPriority),
+            TotalBytes = (ulong)pool.TotalBytes,
+            UsedBytes = (ulong)pool.UsedBytes,
+            ProvisionedBytes = (ulong)pool.ProvisionedBytes,
+            OvercommitRatio = pool.OvercommitRatio,
+            MeasuredIops = pool.MeasuredIops,
+            MeasuredMbps = pool.MeasuredMegabytesPerSecond,
+        };
+        foreach (var drive in pool.Drives)
+        {
+            message.Drives.Add(new V1.Drive
+            {
+                Id = drive.Id,
+                Path = drive.Path,
+                MountPath = drive.MountPath,
+                TotalBytes = (ulong)drive.TotalBytes,
+                UsedBytes = (ulong)drive.UsedBytes,
+                Status = drive.Online ? "online" : "offline",
+            });
+        }
+
+        return message;
+    }
+
+    public static V1.IoPriority ToProto(IoPriority priority) => priority switch
+    {
+        IoPriority.High => V1.IoPriority.High,
+        IoPriority.Low => V1.IoPriority.Low,
+        _ => V1.IoPriority.Medium,
+    };
+
+    public static IoPriority? FromProto(V1.IoPriority priority) => priority switch
+    {
+        V1.IoPriority.High => IoPriority.High,
+        V1.IoPriority.Medium => IoPriority.Medium,
+        V1.IoPriority.Low => IoPriority.Low,
+        V1.IoPriority.Unspecified => null,
+        _ => throw new Common.SlabException(Common.SlabErrorCode.InvalidArgument, $"unknown io priority {(int)priority}: use high, medium or low"),
+    };
+}
+
+/// <summary>This node as the API reports it.</summary>
+public sealed record NodeInfo(string NodeId, string NodeName, string PoolId, string ClusterId, string Version, string NbdSocket, string NbdTcp);

@@ -1,0 +1,128 @@
+using Grpc.Core;
+using Slab.Volumes;
+using V1 = Slab.Api.V1;
+
+namespace Slab.Api;
+
+/// <summary>The Volumes service: create, inspect, enumerate, update, delete, clone.</summary>
+public sealed class VolumesService(VolumeManager volumes, NodeInfo node) : V1.Volumes.VolumesBase
+{
+    public override async Task<V1.Volume> Create(V1.CreateVolumeRequest request, ServerCallContext context)
+    {
+        var spec = request.Spec ?? new V1.VolumeSpec();
+        var view = await volumes.CreateAsync(
+            request.Name,
+            new VolumeSpecification(spec.SizeBytes, spec.Repl, spec.Fs, ProtoMapping.FromProto(spec.IoPriority), spec.Labels),
+            context.CancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToProto(view, node);
+    }
+
+    public override Task<V1.Volume> Inspect(V1.InspectVolumeRequest request, ServerCallContext context)
+        => Task.FromResult(ProtoMapping.ToProto(volumes.Inspect(request.Volume), node));
+
+    public override Task<V1.EnumerateVolumesResponse> Enumerate(V1.EnumerateVolumesRequest request, ServerCallContext context)
+    {
+        var response = new V1.EnumerateVolumesResponse();
+        foreach (var view in volumes.List(request.Labels.Count > 0 ? request.Labels : null))
+        {
+            response.Volumes.Add(ProtoMapping.ToProto(view, node));
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public override async Task<V1.Volume> Update(V1.UpdateVolumeRequest request, ServerCallContext context)
+    {
+        long? size = request.HasSizeBytes ? (long)Math.Min(request.SizeBytes, long.MaxValue) : null;
+        if (request.HasSizeBytes && request.SizeBytes == 0)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "volume size must be greater than 0"));
+        }
+
+        var view = await volumes.UpdateAsync(request.Volume, size, request.Labels, context.CancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToProto(view, node);
+    }
+
+    public override async Task<V1.DeleteVolumeResponse> Delete(V1.DeleteVolumeRequest request, ServerCallContext context)
+    {
+        await volumes.DeleteAsync(request.Volume, context.CancellationToken).ConfigureAwait(false);
+        return new V1.DeleteVolumeResponse();
+    }
+
+    public override async Task<V1.Volume> Clone(V1.CloneVolumeRequest request, ServerCallContext context)
+    {
+        var view = await volumes.CloneAsync(request.Source, request.Name, request.Labels, context.CancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToProto(view, node);
+    }
+}
+
+/// <summary>The Snapshots service.</summary>
+public sealed class SnapshotsService(VolumeManager volumes, NodeInfo node) : V1.Snapshots.SnapshotsBase
+{
+    public override async Task<V1.Snapshot> Create(V1.CreateSnapshotRequest request, ServerCallContext context)
+    {
+        var (volume, snapshot) = await volumes.CreateSnapshotAsync(request.Volume, request.Name, context.CancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToProto(volume, snapshot);
+    }
+
+    public override Task<V1.EnumerateSnapshotsResponse> Enumerate(V1.EnumerateSnapshotsRequest request, ServerCallContext context)
+    {
+        var volume = volumes.Require(request.Volume);
+        var response = new V1.EnumerateSnapshotsResponse();
+        foreach (var snapshot in volume.Snapshots)
+        {
+            response.Snapshots.Add(ProtoMapping.ToProto(volume, snapshot));
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public override async Task<V1.Volume> Restore(V1.RestoreSnapshotRequest request, ServerCallContext context)
+    {
+        var view = await volumes.RestoreAsync(request.Volume, request.Snapshot, context.CancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToProto(view, node);
+    }
+
+    public override async Task<V1.DeleteSnapshotResponse> Delete(V1.DeleteSnapshotRequest request, ServerCallContext context)
+    {
+        await volumes.DeleteSnapshotAsync(request.Volume, request.Snapshot, context.CancellationToken).ConfigureAwait(false);
+        return new V1.DeleteSnapshotResponse();
+    }
+}
+
+/// <summary>The MountAttach service: attach, detach, mount, unmount on this host.</summary>
+public sealed class MountAttachService(VolumeManager volumes) : V1.MountAttach.MountAttachBase
+{
+    public override async Task<V1.AttachResponse> Attach(V1.AttachRequest request, ServerCallContext context)
+    {
+        var attachment = await volumes.AttachAsync(request.Volume, context.CancellationToken).ConfigureAwait(false);
+        return new V1.AttachResponse { DevicePath = attachment.DevicePath, Attachment = ProtoMapping.ToProto(attachment) };
+    }
+
+    public override async Task<V1.DetachResponse> Detach(V1.DetachRequest request, ServerCallContext context)
+    {
+        await volumes.DetachAsync(request.Volume, context.CancellationToken).ConfigureAwait(false);
+        return new V1.DetachResponse();
+    }
+
+    public override async Task<V1.MountResponse> Mount(V1.MountRequest request, ServerCallContext context)
+    {
+        var (device, fs) = await volumes.MountAsync(request.Volume, request.Path, context.CancellationToken).ConfigureAwait(false);
+        return new V1.MountResponse { DevicePath = device, Path = request.Path, Fs = fs };
+    }
+
+    public override async Task<V1.UnmountResponse> Unmount(V1.UnmountRequest request, ServerCallContext context)
+    {
+        await volumes.UnmountAsync(request.Volume, request.Path, context.CancellationToken).ConfigureAwait(false);
+        return new V1.UnmountResponse();
+    }
+}
+
+/// <summary>The Identity service.</summary>
+public sealed class IdentityService(NodeInfo node) : V1.Identity.IdentityBase
+{
+    public const uint ApiVersion = 1;
+
+    public override Task<V1.VersionResponse> Version(V1.VersionRequest request, ServerCallContext context)
+        => Task.FromResult(new V1.VersionResponse { Version = node.Version, ApiVersion = ApiVersion });
+}

@@ -1,0 +1,197 @@
+using System.Net;
+using System.Reflection;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Slab.Api;
+using Slab.Common;
+using Slab.Store;
+using Slab.Volumes;
+
+namespace Slab.Hosting;
+
+/// <summary>
+/// Builds and runs the daemon: options → run-directory lock → node identity → stale attachments
+/// removed → drives prepared and volumes recovered → gRPC and NBD listeners → wait for SIGTERM/SIGINT
+/// → detach, close exports, flush and close volumes, unmount drives.
+/// </summary>
+public static partial class SlabdHost
+{
+    public static string Version { get; } =
+        typeof(SlabdHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        SlabdOptions options;
+        try
+        {
+            options = SlabdOptions.Parse(args);
+        }
+        catch (FormatException ex)
+        {
+            await Console.Error.WriteLineAsync($"slabd: {ex.Message}\n\n{SlabdOptions.Usage}").ConfigureAwait(false);
+            return 2;
+        }
+
+        if (options.ShowHelp)
+        {
+            await Console.Out.WriteLineAsync(SlabdOptions.Usage).ConfigureAwait(false);
+            return 0;
+        }
+
+        if (Tmds.Linux.LibC.geteuid() != 0)
+        {
+            await Console.Error.WriteLineAsync("slabd: must run as root: it formats and mounts drives and attaches block devices").ConfigureAwait(false);
+            return 1;
+        }
+
+        try
+        {
+            return await RunValidatedAsync(options).ConfigureAwait(false);
+        }
+        catch (SlabException ex)
+        {
+            await Console.Error.WriteLineAsync($"slabd: {ex.Message}").ConfigureAwait(false);
+            return 1;
+        }
+    }
+
+    private static async Task<int> RunValidatedAsync(SlabdOptions options)
+    {
+        // Sockets, metadata and attachments are root's alone.
+        _ = Tmds.Linux.LibC.umask(0b000_111_111);
+        // Replica I/O blocks a pool thread for the syscall; keep enough threads ready for deep queues.
+        ThreadPool.GetMinThreads(out var workers, out var completion);
+        ThreadPool.SetMinThreads(Math.Max(workers, 128), completion);
+
+        Directory.CreateDirectory(options.DataDirectory);
+        Directory.CreateDirectory(options.RunDirectory);
+        using var runLock = RunDirectoryLock.Acquire(options.RunDirectory);
+        var identity = NodeIdentityStore.LoadOrCreate(options.DataDirectory, options.NodeName);
+        if (options.Dev)
+        {
+            EnsureDevDrive(options);
+        }
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel));
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromMinutes(2));
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddGrpc(o => o.Interceptors.Add<ErrorMappingInterceptor>());
+        ConfigureHostAttach(builder.Services, options);
+
+        // The store opens before the listeners exist, so no client ever sees a half-recovered node.
+        await using var bootstrap = builder.Services.BuildServiceProvider();
+        var logger = bootstrap.GetRequiredService<ILoggerFactory>().CreateLogger("slabd");
+        await RemoveStaleAttachmentsAsync(bootstrap, logger).ConfigureAwait(false);
+        var storeOptions = new StoreOptions
+        {
+            DataDirectory = options.DataDirectory,
+            RunDirectory = options.RunDirectory,
+            DrivePaths = options.Drives,
+            WipeDrives = options.WipeDrives,
+            OvercommitRatio = options.OvercommitRatio,
+            MeasurePool = !options.SkipPoolBenchmark,
+        };
+        var store = await VolumeStore.OpenAsync(storeOptions, identity, logger, CancellationToken.None).ConfigureAwait(false);
+        await using (store.ConfigureAwait(false))
+        {
+            var pool = store.GetPoolStatus();
+            var node = new NodeInfo(
+                identity.NodeId,
+                identity.NodeName,
+                pool.Id,
+                ClusterId: identity.NodeId,
+                Version,
+                options.NbdSocketPath,
+                options.NbdPort > 0 ? $"{options.ListenAddress}:{options.NbdPort}" : "");
+            builder.Services.AddSingleton(store);
+            builder.Services.AddSingleton(node);
+            builder.Services.AddSingleton(new VolumeManagerOptions
+            {
+                NodeId = identity.NodeId,
+                NodeName = identity.NodeName,
+                AttachSocketPath = options.AttachSocketPath,
+            });
+            builder.Services.AddSingleton<VolumeManager>();
+            builder.Services.AddSingleton<AttachExportCatalog>();
+            builder.Services.AddHostedService<NodeShutdownService>();
+            ConfigureListeners(builder, options);
+
+            var app = builder.Build();
+            app.MapGrpcService<IdentityService>();
+            app.MapGrpcService<VolumesService>();
+            app.MapGrpcService<SnapshotsService>();
+            app.MapGrpcService<MountAttachService>();
+            app.MapGrpcService<NodeService>();
+
+            await app.StartAsync().ConfigureAwait(false);
+            var volumes = app.Services.GetRequiredService<VolumeManager>();
+            var volumeCount = store.ListVolumes().Count;
+            LogReady(logger, identity.NodeName, identity.NodeId, volumeCount, options.ApiSocketPath, options.NbdSocketPath);
+            await app.WaitForShutdownAsync().ConfigureAwait(false);
+
+            await volumes.CloseAllAsync(CancellationToken.None).ConfigureAwait(false);
+            await app.DisposeAsync().ConfigureAwait(false);
+            LogStopped(logger);
+        }
+
+        return 0;
+    }
+
+    private static void ConfigureListeners(WebApplicationBuilder builder, SlabdOptions options)
+    {
+        foreach (var socket in new[] { options.ApiSocketPath, options.NbdSocketPath, options.AttachSocketPath })
+        {
+            // We hold the run-directory lock, so any socket file here is left over from a crash.
+            File.Delete(socket);
+        }
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = 4 * 1024 * 1024;
+            kestrel.ListenUnixSocket(options.ApiSocketPath, l => l.Protocols = HttpProtocols.Http2);
+            if (options.ApiPort > 0)
+            {
+                kestrel.Listen(ParseAddress(options.ListenAddress), options.ApiPort, l => l.Protocols = HttpProtocols.Http2);
+            }
+
+            ConfigureNbdListeners(kestrel, options);
+        });
+    }
+
+    private static IPAddress ParseAddress(string address)
+        => IPAddress.TryParse(address, out var ip)
+            ? ip
+            : throw new SlabException(SlabErrorCode.InvalidArgument, $"--listen-address '{address}' is not an IP address");
+
+    private static void EnsureDevDrive(SlabdOptions options)
+    {
+        foreach (var drive in options.Drives)
+        {
+            if (drive == options.DevDrivePath && !File.Exists(drive))
+            {
+                using var file = new FileStream(drive, FileMode.CreateNew, FileAccess.Write);
+                file.SetLength(SlabdOptions.DevDriveBytes);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "slabd ready: node {NodeName} ({NodeId}), {Volumes} volumes, API {ApiSocket}, NBD {NbdSocket}")]
+    private static partial void LogReady(ILogger logger, string nodeName, string nodeId, int volumes, string apiSocket, string nbdSocket);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "slabd stopped cleanly")]
+    private static partial void LogStopped(ILogger logger);
+}

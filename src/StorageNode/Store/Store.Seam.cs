@@ -1,0 +1,86 @@
+namespace Slab.Store;
+
+// The node-local store: drives pooled into one pool, replicas as sparse files on them, snapshots and
+// clones as reflinks, metadata written crash-safely next to the data. The volume layer uses it
+// through IVolumeStore; ReplicaFile is the block target for one replica or snapshot.
+
+/// <summary>
+/// A replica of a volume as the volume layer uses it: a block target that can also grow and report
+/// its allocation. Implemented by <see cref="ReplicaFile"/>; remote replicas come with replication.
+/// </summary>
+public interface IReplicaTarget : Slab.Block.IBlockTarget, IDisposable
+{
+    /// <summary>Extends the replica to <paramref name="newSizeBytes"/>; durable on return. Never shrinks.</summary>
+    void Grow(long newSizeBytes);
+}
+
+/// <summary>IO priority of a pool (measured) or requested by a volume.</summary>
+public enum IoPriority
+{
+    High,
+    Medium,
+    Low,
+}
+
+/// <summary>
+/// The node-local volume store. Thread-safe; every mutation is durable (fsynced) when its task
+/// completes, and after a crash at any instant <see cref="VolumeStore.OpenAsync"/> finds either the
+/// state before or the state after each mutation, never a half of it.
+/// </summary>
+public interface IVolumeStore
+{
+    /// <summary>The one pool of this node: drives and capacity, read now.</summary>
+    PoolStatus GetPoolStatus();
+
+    IReadOnlyList<VolumeRecord> ListVolumes();
+
+    /// <summary>Finds a volume by name or id; null when none.</summary>
+    VolumeRecord? FindVolume(string nameOrId);
+
+    /// <summary>Creates an empty thin volume, or a reflink copy of <paramref name="source"/> when given.</summary>
+    Task<VolumeRecord> CreateVolumeAsync(VolumeRecord draft, ReplicaSource? source, CancellationToken cancellationToken);
+
+    /// <summary>Persists changed metadata (labels, formatted flag, size after a grow).</summary>
+    Task<VolumeRecord> SaveVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken);
+
+    Task DeleteVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken);
+
+    /// <summary>Opens the volume's replica file read-write.</summary>
+    ReplicaFile OpenReplica(VolumeRecord volume);
+
+    /// <summary>Opens a snapshot read-only.</summary>
+    ReplicaFile OpenSnapshot(VolumeRecord volume, SnapshotRecord snapshot);
+
+    /// <summary>Reflinks the replica into a new snapshot; the caller has drained writes.</summary>
+    Task<VolumeRecord> CreateSnapshotAsync(VolumeRecord volume, string snapshotName, CancellationToken cancellationToken);
+
+    Task<VolumeRecord> DeleteSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken);
+
+    /// <summary>Replaces the replica's contents with the snapshot's (atomically); the replica must be closed.</summary>
+    Task<VolumeRecord> RestoreSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken);
+}
+
+/// <summary>Where a clone's data comes from: a volume's replica or one of its snapshots.</summary>
+public readonly record struct ReplicaSource(VolumeRecord Volume, SnapshotRecord? Snapshot)
+{
+    public override string ToString() => Snapshot is null ? Volume.Name : $"{Volume.Name}@{Snapshot.Name}";
+}
+
+/// <summary>A drive of the pool as last seen.</summary>
+public sealed record DriveStatus(string Id, string Path, string MountPath, long TotalBytes, long UsedBytes, bool Online);
+
+/// <summary>The pool's capacity now. Bytes throughout.</summary>
+public sealed record PoolStatus(
+    string Id,
+    IoPriority IoPriority,
+    long TotalBytes,
+    long UsedBytes,
+    long ProvisionedBytes,
+    double OvercommitRatio,
+    IReadOnlyList<DriveStatus> Drives,
+    double MeasuredIops,
+    double MeasuredMegabytesPerSecond)
+{
+    /// <summary>Used share of total, 0..1.</summary>
+    public double UsedFraction => TotalBytes == 0 ? 1 : (double)UsedBytes / TotalBytes;
+}

@@ -1,0 +1,211 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Tmds.Linux;
+
+namespace Slab.Tests.Infrastructure;
+
+/// <summary>
+/// A real slabd process on its own temp directory, sparse drive file and sockets (no TCP listeners),
+/// driven through the real slabctl. Disposing stops it and removes everything it or the test made:
+/// mounts under its directory, loop devices over its files, nbdfuse processes, the directory.
+/// </summary>
+public sealed class SlabNode : IAsyncDisposable
+{
+    private readonly StringBuilder _log = new();
+    private readonly Lock _logLock = new();
+    private Process? _process;
+    private TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private SlabNode(string root, long driveBytes)
+    {
+        Root = root;
+        DriveBytes = driveBytes;
+        Directory.CreateDirectory(DataDirectory);
+        Directory.CreateDirectory(RunDirectory);
+    }
+
+    /// <summary>Temp root: short, so socket paths stay under the 108-byte limit.</summary>
+    public string Root { get; }
+
+    public long DriveBytes { get; }
+
+    public string DataDirectory => Path.Combine(Root, "data");
+
+    public string RunDirectory => Path.Combine(Root, "run");
+
+    public string DrivePath => Path.Combine(Root, "drive.img");
+
+    public string ApiSocket => Path.Combine(RunDirectory, "api.sock");
+
+    public string NbdSocket => Path.Combine(RunDirectory, "nbd.sock");
+
+    public string Endpoint => "unix://" + ApiSocket;
+
+    public int? Pid => _process is { HasExited: false } p ? p.Id : null;
+
+    public string Log
+    {
+        get
+        {
+            lock (_logLock)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    /// <summary>The NBD URI of an export (volume or VOL@SNAP) on the node's unix socket.</summary>
+    public string NbdUri(string export) => $"nbd+unix:///{export}?socket={NbdSocket}";
+
+    public static string NewRoot() => Path.Combine("/tmp", "slab-" + Guid.NewGuid().ToString("N")[..8]);
+
+    /// <summary>Creates the node's drive file and starts slabd; returns when it is ready.</summary>
+    public static async Task<SlabNode> StartAsync(long driveBytes = 8L << 30, params string[] extraArguments)
+    {
+        var node = new SlabNode(NewRoot(), driveBytes);
+        try
+        {
+            using (var drive = new FileStream(node.DrivePath, FileMode.CreateNew))
+            {
+                drive.SetLength(driveBytes);
+            }
+
+            await node.StartProcessAsync(extraArguments);
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            throw;
+        }
+    }
+
+    public static string SlabdDll => Path.Combine(AppContext.BaseDirectory, "slabd.dll");
+
+    public static string SlabctlDll => Path.Combine(AppContext.BaseDirectory, "slabctl.dll");
+
+    public IReadOnlyList<string> DaemonArguments(params string[] extra) =>
+    [
+        SlabdDll, "--data-dir", DataDirectory, "--run-dir", RunDirectory, "--drive", DrivePath,
+        "--api-port", "0", "--nbd-port", "0", "--skip-pool-benchmark", "--node-name", "test-node", .. extra,
+    ];
+
+    /// <summary>Starts slabd (again) on this node's directories; returns when it logs that it is ready.</summary>
+    public async Task StartProcessAsync(params string[] extraArguments)
+    {
+        if (Pid is not null)
+        {
+            throw new InvalidOperationException("slabd is already running");
+        }
+
+        _ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in DaemonArguments(extraArguments))
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        process.OutputDataReceived += (_, e) => OnOutput(e.Data);
+        process.ErrorDataReceived += (_, e) => OnOutput(e.Data);
+        process.Exited += (_, _) => _ready.TrySetException(new InvalidOperationException($"slabd exited during start-up:\n{Log}"));
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        await _ready.Task.WaitAsync(TimeSpan.FromSeconds(120));
+    }
+
+    private void OnOutput(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_logLock)
+        {
+            _log.AppendLine(line);
+        }
+
+        if (line.Contains("slabd ready", StringComparison.Ordinal))
+        {
+            _ready.TrySetResult();
+        }
+    }
+
+    /// <summary>SIGTERM and wait; returns the exit code.</summary>
+    public async Task<int> StopAsync(TimeSpan? timeout = null)
+    {
+        var process = _process ?? throw new InvalidOperationException("slabd is not running");
+        if (!process.HasExited)
+        {
+            _ = LibC.kill(process.Id, LibC.SIGTERM);
+            using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(90));
+            await process.WaitForExitAsync(cts.Token);
+        }
+
+        _process = null;
+        return process.ExitCode;
+    }
+
+    /// <summary>SIGKILL: no cleanup, no flush — a crash.</summary>
+    public async Task KillAsync()
+    {
+        var process = _process ?? throw new InvalidOperationException("slabd is not running");
+        _ = LibC.kill(process.Id, LibC.SIGKILL);
+        await process.WaitForExitAsync();
+        _process = null;
+    }
+
+    /// <summary>Runs the real slabctl against this node.</summary>
+    public Task<HostCommand.Result> CliAsync(params string[] arguments)
+        => HostCommand.RunAsync("dotnet", [SlabctlDll, "--endpoint", Endpoint, .. arguments]);
+
+    /// <summary>Runs slabctl, asserts exit 0, returns stdout.</summary>
+    public async Task<string> CliOkAsync(params string[] arguments)
+    {
+        var result = await CliAsync(arguments);
+        if (result.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"slabctl {string.Join(' ', arguments)} failed: {result}\nslabd log:\n{Log}");
+        }
+
+        return result.Stdout;
+    }
+
+    /// <summary>Runs slabctl with --json and parses the output.</summary>
+    public async Task<JsonElement> CliJsonAsync(params string[] arguments)
+    {
+        var stdout = await CliOkAsync([.. arguments, "--json"]);
+        using var document = JsonDocument.Parse(stdout);
+        return document.RootElement.Clone();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            _ = LibC.kill(process.Id, LibC.SIGTERM);
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            try
+            {
+                await process.WaitForExitAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+            }
+        }
+
+        _process?.Dispose();
+        await HostCleanup.RemoveEverythingUnderAsync(Root);
+    }
+}
