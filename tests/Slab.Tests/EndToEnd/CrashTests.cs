@@ -66,8 +66,9 @@ public sealed class CrashTests
                         lastWritten.Clear();
                         if (Interlocked.Increment(ref flushCount) == flushesBeforeKill)
                         {
-                            await node.KillAsync();
+                            // Tell the other writers first: their next I/O fails once the daemon dies.
                             killed.TrySetResult();
+                            await node.KillAsync();
                         }
                     }
                 }

@@ -84,6 +84,27 @@ public static class HostCommand
         return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
     }
 
+    /// <summary>sha256 of the first <paramref name="length"/> bytes of a file.</summary>
+    public static string Sha256OfFilePrefix(string path, long length)
+    {
+        using var stream = File.OpenRead(path);
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var buffer = new byte[1 << 20];
+        while (length > 0)
+        {
+            var n = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, length));
+            if (n == 0)
+            {
+                throw new EndOfStreamException($"{path} is shorter than the prefix");
+            }
+
+            hash.AppendData(buffer, 0, n);
+            length -= n;
+        }
+
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
     /// <summary>syncfs of the filesystem holding <paramref name="path"/>.</summary>
     public static async Task SyncAsync(string path)
     {

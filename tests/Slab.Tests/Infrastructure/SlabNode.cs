@@ -81,9 +81,9 @@ public sealed class SlabNode : IAsyncDisposable
         }
     }
 
-    public static string SlabdDll => Path.Combine(AppContext.BaseDirectory, "slabd.dll");
+    public static string SlabdDll => BuildOutputs.Slabd;
 
-    public static string SlabctlDll => Path.Combine(AppContext.BaseDirectory, "slabctl.dll");
+    public static string SlabctlDll => BuildOutputs.Slabctl;
 
     public IReadOnlyList<string> DaemonArguments(params string[] extra) =>
     [
