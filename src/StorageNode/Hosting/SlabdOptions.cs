@@ -22,8 +22,11 @@ public sealed record SlabdOptions
 
     public bool WipeDrives { get; init; }
 
-    /// <summary>Address the TCP listeners bind to.</summary>
-    public string ListenAddress { get; init; } = "0.0.0.0";
+    /// <summary>
+    /// Address the TCP listeners (gRPC API, NBD) bind to. Loopback by default: neither has TLS or
+    /// authentication yet, so exposing them to a network is an explicit choice.
+    /// </summary>
+    public string ListenAddress { get; init; } = "127.0.0.1";
 
     /// <summary>gRPC API TCP port; 0 disables the TCP listener (the unix socket stays).</summary>
     public int ApiPort { get; init; } = 9501;
@@ -66,7 +69,8 @@ public sealed record SlabdOptions
           --dev                   embedded default: a sparse 64 GiB drive file in the data dir
           --wipe-drives           erase drives that carry a filesystem or partition signature
           --node-name NAME        this node's name (default: the host name)
-          --listen-address ADDR   address of the TCP listeners (default 0.0.0.0)
+          --listen-address ADDR   address of the TCP API and NBD listeners (default 127.0.0.1;
+                                  they have no TLS or authentication yet)
           --api-port PORT         gRPC API TCP port (default 9501; 0 = unix socket only)
           --nbd-port PORT         NBD TCP port (default 10809; 0 = unix socket only)
           --api-socket PATH       gRPC unix socket (default RUN/api.sock)
