@@ -226,6 +226,11 @@ internal sealed class NbdPipeClient : IAsyncDisposable
     /// <summary>Receives exactly <paramref name="count"/> bytes; null when the server closed first.</summary>
     public async Task<byte[]?> TryReceiveAsync(int count)
     {
+        if (count == 0)
+        {
+            return [];
+        }
+
         using var timeout = new CancellationTokenSource(ReceiveTimeout);
         while (true)
         {

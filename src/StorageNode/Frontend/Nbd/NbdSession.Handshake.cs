@@ -177,7 +177,8 @@ public sealed partial class NbdSession
         var reply = new byte[10 + ((_clientFlags & NbdClientFlags.NoZeroes) != 0 ? 0 : NbdMagic.ExportNameZeroPadding)];
         BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)_exportSize);
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)_transmissionFlags);
-        await _output.WriteAsync(reply, cancellationToken);
+        _output.Write(reply);
+        await _output.FlushAsync(cancellationToken);
         return OptionOutcome.Transmission;
     }
 
@@ -390,8 +391,9 @@ public sealed partial class NbdSession
         BinaryPrimitives.WriteUInt32BigEndian(span[12..], (uint)reply);
         BinaryPrimitives.WriteUInt32BigEndian(span[16..], (uint)payload.Length);
         _output.Advance(NbdMagic.OptionReplyHeaderSize);
+        _output.Write(payload.Span);
         NbdLog.OptionReplied(_logger, _connectionId, (uint)option, (uint)reply);
-        await _output.WriteAsync(payload, cancellationToken);
+        await _output.FlushAsync(cancellationToken);
     }
 
     private ValueTask ReplyOptionErrorAsync(NbdOption option, NbdOptionReply error, string message, CancellationToken cancellationToken)
