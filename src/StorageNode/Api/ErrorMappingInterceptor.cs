@@ -63,6 +63,7 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         BlockError.NoSpace => StatusCode.ResourceExhausted,
         BlockError.NotSupported => StatusCode.Unimplemented,
         BlockError.Closed => StatusCode.Unavailable,
+        BlockError.Fenced => StatusCode.FailedPrecondition,
         _ => StatusCode.Internal,
     };
 

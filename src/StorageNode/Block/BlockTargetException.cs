@@ -17,6 +17,11 @@ public enum BlockError
     IOError,
     /// <summary>The target was closed (volume deleted, daemon shutting down).</summary>
     Closed,
+    /// <summary>
+    /// The request carried an epoch older than the replica's: another controller owns the volume
+    /// now. Never retried; the controller that sees it must stop serving the volume.
+    /// </summary>
+    Fenced,
 }
 
 /// <summary>A typed block-layer failure. Classify by <see cref="Error"/>, never by message.</summary>

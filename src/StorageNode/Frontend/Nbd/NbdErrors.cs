@@ -13,6 +13,8 @@ internal static class NbdErrors
         BlockError.NoSpace => NbdErrno.ENOSPC,
         BlockError.NotSupported => NbdErrno.ENOTSUP,
         BlockError.Closed => NbdErrno.ESHUTDOWN,
+        // A fenced controller must not be retried against: the client sees an I/O error.
+        BlockError.Fenced => NbdErrno.EIO,
         _ => NbdErrno.EIO,
     };
 }
