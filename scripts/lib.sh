@@ -27,6 +27,11 @@ slab_install_packages() {
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  # Hosts with the kernel nbd module attach through it (nbd-client, netlink); others use nbdfuse.
+  if { [ -e /sys/module/nbd ] || modprobe -q nbd 2>/dev/null; } && ! command -v nbd-client >/dev/null 2>&1; then
+    slab_say "installing nbd-client (this kernel has the nbd module)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nbd-client >/dev/null
+  fi
   # FUSE needs its device node; loop devices need the control node.
   [ -e /dev/fuse ] || slab_die "/dev/fuse is missing: this kernel has no FUSE"
   [ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
