@@ -21,16 +21,15 @@ slab_install_packages() {
   for package in "${SLAB_PACKAGES[@]}"; do
     command -v "${SLAB_PACKAGE_PROBE[$package]}" >/dev/null 2>&1 || missing+=("$package")
   done
+  # Hosts with the kernel nbd module attach through it (nbd-client, netlink); others use nbdfuse.
+  if { [ -e /sys/module/nbd ] || modprobe -q nbd 2>/dev/null; } && ! command -v nbd-client >/dev/null 2>&1; then
+    missing+=(nbd-client)
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     slab_say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-  # Hosts with the kernel nbd module attach through it (nbd-client, netlink); others use nbdfuse.
-  if { [ -e /sys/module/nbd ] || modprobe -q nbd 2>/dev/null; } && ! command -v nbd-client >/dev/null 2>&1; then
-    slab_say "installing nbd-client (this kernel has the nbd module)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nbd-client >/dev/null
   fi
   # FUSE needs its device node; loop devices need the control node.
   [ -e /dev/fuse ] || slab_die "/dev/fuse is missing: this kernel has no FUSE"
