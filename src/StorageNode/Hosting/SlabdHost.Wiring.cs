@@ -1,6 +1,6 @@
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
+using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Slab.Block;
 using Slab.Frontend.Nbd;
@@ -15,9 +15,10 @@ public static partial class SlabdHost
     {
         // Stale attachments are removed explicitly before the store opens (RemoveStaleAttachmentsAsync).
         services.AddHostAttach(new Slab.Host.HostOptions(options.RunDirectory), recoverOnStart: false);
-        services.AddNbdFrontend();
+        services.AddSingleton(new NbdServerOptions());
         services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<VolumeManager>());
-        services.AddSingleton<AttachNbdConnectionHandler>();
+        services.AddSingleton(options);
+        services.AddHostedService<NbdListenerService>();
     }
 
     private static async Task RemoveStaleAttachmentsAsync(IServiceProvider services, ILogger logger)
@@ -30,26 +31,52 @@ public static partial class SlabdHost
         }
     }
 
-    private static void ConfigureNbdListeners(KestrelServerOptions kestrel, SlabdOptions options)
-    {
-        kestrel.ListenUnixSocket(options.NbdSocketPath, l => l.UseNbd());
-        if (options.NbdPort > 0)
-        {
-            kestrel.Listen(ParseAddress(options.ListenAddress), options.NbdPort, l => l.UseNbd());
-        }
-
-        kestrel.ListenUnixSocket(options.AttachSocketPath, l => l.UseConnectionHandler<AttachNbdConnectionHandler>());
-    }
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "Removed stale attachment of volume {Volume} left by a crash (complete: {Complete}): {Actions}")]
     private static partial void LogStaleAttachment(ILogger logger, string volume, bool complete, string actions);
 }
 
-/// <summary>NBD on the private attach socket: the same protocol over <see cref="AttachExportCatalog"/>.</summary>
-public sealed class AttachNbdConnectionHandler(AttachExportCatalog catalog, NbdServerOptions options, TimeProvider time, ILoggerFactory loggers)
-    : ConnectionHandler
+/// <summary>
+/// Runs slabd's two NBD listeners: the public one (RUN/nbd.sock and TCP) over the volume catalog,
+/// and the private attach socket over <see cref="AttachExportCatalog"/>. Stopped after
+/// <see cref="NodeShutdownService"/> has detached everything, so attachments unmount cleanly.
+/// </summary>
+public sealed class NbdListenerService(
+    IExportCatalog volumes,
+    AttachExportCatalog attachments,
+    NbdServerOptions nbdOptions,
+    SlabdOptions options,
+    TimeProvider time,
+    ILoggerFactory loggers) : IHostedService
 {
-    private readonly NbdConnectionHandler _inner = new(catalog, options, time, loggers);
+    private NbdSocketListener? _public;
+    private NbdSocketListener? _attach;
 
-    public override Task OnConnectedAsync(ConnectionContext connection) => _inner.OnConnectedAsync(connection);
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _public = new NbdSocketListener(volumes, nbdOptions, time, loggers);
+        _public.ListenUnix(options.NbdSocketPath);
+        if (options.NbdPort > 0)
+        {
+            _public.ListenTcp(new IPEndPoint(IPAddress.Parse(options.ListenAddress), options.NbdPort));
+        }
+
+        _attach = new NbdSocketListener(attachments, nbdOptions, time, loggers);
+        _attach.ListenUnix(options.AttachSocketPath);
+        _public.Start();
+        _attach.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_public is not null)
+        {
+            await _public.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_attach is not null)
+        {
+            await _attach.DisposeAsync().ConfigureAwait(false);
+        }
+    }
 }

@@ -168,7 +168,6 @@ public static partial class SlabdHost
                 kestrel.Listen(ParseAddress(options.ListenAddress), options.ApiPort, l => l.Protocols = HttpProtocols.Http2);
             }
 
-            ConfigureNbdListeners(kestrel, options);
         });
     }
 

@@ -1,6 +1,3 @@
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Slab.Block;
 using Slab.Frontend.Nbd;
@@ -8,19 +5,19 @@ using Slab.Frontend.Nbd;
 namespace Slab.Tests.Nbd;
 
 /// <summary>
-/// A minimal in-process Kestrel serving NBD on a unix socket in a fresh temp directory. Dispose stops
-/// the host and deletes the directory; a failed start cleans up before rethrowing.
+/// slabd's NBD listener, in process, on a unix socket in a fresh temp directory. Dispose stops it
+/// (ending every session) and deletes the directory; a failed start cleans up before rethrowing.
 /// </summary>
 public sealed class NbdTestServer : IAsyncDisposable
 {
-    private static readonly TimeSpan StartStopTimeout = TimeSpan.FromSeconds(30);
-
-    private readonly WebApplication _app;
+    private readonly NbdSocketListener _listener;
+    private readonly ILoggerFactory _loggers;
     private readonly DirectoryInfo _directory;
 
-    private NbdTestServer(WebApplication app, DirectoryInfo directory, string socketPath)
+    private NbdTestServer(NbdSocketListener listener, ILoggerFactory loggers, DirectoryInfo directory, string socketPath)
     {
-        _app = app;
+        _listener = listener;
+        _loggers = loggers;
         _directory = directory;
         SocketPath = socketPath;
     }
@@ -36,29 +33,19 @@ public sealed class NbdTestServer : IAsyncDisposable
     public static async Task<NbdTestServer> StartAsync(IExportCatalog catalog, NbdServerOptions? options = null)
     {
         var directory = Directory.CreateTempSubdirectory("slab-nbd-");
-        WebApplication? app = null;
+        var loggers = LoggerFactory.Create(b => b.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
+        var listener = new NbdSocketListener(catalog, options ?? new NbdServerOptions(), TimeProvider.System, loggers);
         try
         {
             var socketPath = Path.Combine(directory.FullName, "nbd.sock");
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = directory.FullName });
-            builder.Logging.ClearProviders();
-            builder.Logging.AddSimpleConsole();
-            builder.Logging.SetMinimumLevel(LogLevel.Warning);
-            builder.Services.AddSingleton(catalog);
-            builder.Services.AddNbdFrontend(options);
-            builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenNbd(socketPath, tcpPort: null));
-            app = builder.Build();
-            using var timeout = new CancellationTokenSource(StartStopTimeout);
-            await app.StartAsync(timeout.Token);
-            return new NbdTestServer(app, directory, socketPath);
+            listener.ListenUnix(socketPath);
+            listener.Start();
+            return new NbdTestServer(listener, loggers, directory, socketPath);
         }
         catch
         {
-            if (app is not null)
-            {
-                await app.DisposeAsync();
-            }
-
+            await listener.DisposeAsync();
+            loggers.Dispose();
             directory.Delete(recursive: true);
             throw;
         }
@@ -68,12 +55,11 @@ public sealed class NbdTestServer : IAsyncDisposable
     {
         try
         {
-            using var timeout = new CancellationTokenSource(StartStopTimeout);
-            await _app.StopAsync(timeout.Token);
+            await _listener.DisposeAsync();
         }
         finally
         {
-            await _app.DisposeAsync();
+            _loggers.Dispose();
             _directory.Delete(recursive: true);
         }
     }

@@ -7,8 +7,7 @@ namespace Slab.Frontend.Nbd;
 //   NbdDefaults             well-known listen addresses (this file)
 //   NbdSession              one client connection over an IDuplexPipe (NbdSession*.cs); usable
 //                           without sockets (tests, benchmarks)
-//   NbdConnectionHandler    Kestrel ConnectionHandler that runs an NbdSession per connection
-//   NbdFrontendExtensions   services.AddNbdFrontend(...), listen.UseNbd(), kestrel.ListenNbd(...)
+//   NbdSocketListener       accepts on unix sockets and TCP, runs an NbdSession per connection
 
 /// <summary>
 /// Limits of one NBD connection. Immutable; one instance is shared by every session.

@@ -9,7 +9,7 @@ namespace Slab.Frontend.Nbd;
 /// </summary>
 /// <remarks>
 /// <para>The session runs over any <see cref="IDuplexPipe"/>: Kestrel's connection transport in
-/// slabd (see <see cref="NbdConnectionHandler"/>), in-memory pipes in tests and benchmarks.</para>
+/// slabd (see <see cref="NbdSocketListener"/>), in-memory pipes in tests and benchmarks.</para>
 /// <para>Threading: <see cref="RunAsync"/> is called once. Its reader loop parses requests and
 /// dispatches each to the thread pool, so up to <see cref="NbdServerOptions.MaxInFlightPerConnection"/>
 /// target calls run concurrently and complete in any order; replies are serialised on the output by an
