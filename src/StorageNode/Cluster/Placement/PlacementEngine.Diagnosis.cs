@@ -278,10 +278,10 @@ public sealed partial class PlacementEngine
 
         if (names.Count <= NamesShown)
         {
-            return string.Join(", ", names, 0, names.Count - 1) + " and " + names[^1];
+            return string.Join(", ", names.GetRange(0, names.Count - 1)) + " and " + names[^1];
         }
 
-        return Invariant($"{names.Count} nodes ({string.Join(", ", names, 0, NamesShown)} and {names.Count - NamesShown} more)");
+        return Invariant($"{names.Count} nodes ({string.Join(", ", names.GetRange(0, NamesShown))} and {names.Count - NamesShown} more)");
     }
 
     private string DisplayName(int node)
