@@ -87,8 +87,10 @@ public sealed record NodeInfo(
     IReadOnlyList<PoolInfo> Pools);
 
 /// <summary>
-/// The nodes of the cluster at one instant. Treated as immutable: a <see cref="PlacementEngine"/>
-/// copies what it needs when it is built, so later changes to the collections are not seen by it.
+/// The nodes of the cluster at one instant. Immutable by contract: a <see cref="PlacementEngine"/>
+/// indexes it once and keeps reading it (labels, names), so neither the list nor the nodes'
+/// collections may change while an engine built from it is in use. Derive a new topology instead
+/// (<c>with</c>, <see cref="WithProvisioned"/>).
 /// </summary>
 public sealed record ClusterTopology(IReadOnlyList<NodeInfo> Nodes)
 {

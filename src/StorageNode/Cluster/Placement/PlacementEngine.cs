@@ -26,6 +26,7 @@ public sealed partial class PlacementEngine
     private readonly int[] _zone;
     private readonly int[] _rack;
     private readonly int[] _idRank;
+    private readonly bool[] _isOnline;
     private readonly ulong[] _idHash;
     private readonly int[] _poolStart;
     private readonly PoolSlot[] _pools;
@@ -44,6 +45,7 @@ public sealed partial class PlacementEngine
         _zone = new int[count];
         _rack = new int[count];
         _idRank = new int[count];
+        _isOnline = new bool[count];
         _idHash = new ulong[count];
         _poolStart = new int[count + 1];
         _byId = new Dictionary<string, int>(count, StringComparer.Ordinal);
@@ -67,6 +69,7 @@ public sealed partial class PlacementEngine
             poolCount += node.Pools.Count;
             if (node.Status == NodeStatus.Online)
             {
+                _isOnline[i] = true;
                 onlineCount++;
             }
         }
@@ -85,7 +88,7 @@ public sealed partial class PlacementEngine
         for (var r = 0; r < count; r++)
         {
             _idRank[order[r]] = r;
-            if (nodes[order[r]].Status == NodeStatus.Online)
+            if (_isOnline[order[r]])
             {
                 _online[o++] = order[r];
             }
@@ -158,9 +161,7 @@ public sealed partial class PlacementEngine
             var candidateCount = 0;
             foreach (var node in scan)
             {
-                if (excluded.Contains(node)
-                    || _topology.Nodes[node].Status != NodeStatus.Online
-                    || !HasLabels(node, request.RequiredLabels))
+                if (!_isOnline[node] || excluded.Contains(node) || !HasLabels(node, request.RequiredLabels))
                 {
                     continue;
                 }
@@ -314,18 +315,12 @@ public sealed partial class PlacementEngine
     {
         var index = LazyInitializer.EnsureInitialized(ref _selectorIndex, BuildSelectorIndex);
         unknown = null;
-        var matched = new List<int>();
+        var matched = new HashSet<int>();
         foreach (var entry in entries)
         {
             if (index.TryGetValue(entry.Trim(), out var nodes))
             {
-                foreach (var node in nodes)
-                {
-                    if (!matched.Contains(node))
-                    {
-                        matched.Add(node);
-                    }
-                }
+                matched.UnionWith(nodes);
             }
             else
             {
