@@ -150,6 +150,7 @@ public sealed class ClusterStateRaftTests
         Assert.Equal(ClusterStateError.NoQuorum, error.Error);
         Assert.True(watch.Elapsed < RaftTestCluster.NoQuorumTimeout + TimeSpan.FromSeconds(2), $"took {watch.Elapsed}");
         Assert.Contains("no quorum", error.Message, StringComparison.Ordinal);
+        Assert.False(error.MayHaveBeenApplied);
         Assert.Null(lone.LeaderId);
         Assert.Equal(0, lone.Current.Revision);
 

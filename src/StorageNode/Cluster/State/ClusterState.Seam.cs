@@ -29,7 +29,8 @@ public interface IClusterStateStore
     /// </summary>
     /// <exception cref="ClusterStateException">
     /// <see cref="ClusterStateError.NoQuorum"/>: no leader accepted the proposal within the no-quorum
-    /// timeout; it was not applied. <see cref="ClusterStateError.OutcomeUnknown"/>: the leader took it
+    /// timeout (not applied), or the leader that took it lost its majority and none followed within
+    /// that timeout (<see cref="ClusterStateException.MayHaveBeenApplied"/>). <see cref="ClusterStateError.OutcomeUnknown"/>: the leader took it
     /// but no result arrived in time; it may or may not be applied (creates are idempotent per request id).
     /// <see cref="ClusterStateError.Stopped"/>: the node is not running.
     /// </exception>
@@ -72,4 +73,10 @@ public sealed class ClusterStateException(ClusterStateError error, string messag
     : Exception(message, innerException)
 {
     public ClusterStateError Error { get; } = error;
+
+    /// <summary>
+    /// False: the change was certainly not applied. True: a leader had taken it before failing, so it
+    /// may yet be applied (read the state or retry idempotently). Always true for OutcomeUnknown.
+    /// </summary>
+    public bool MayHaveBeenApplied { get; init; }
 }

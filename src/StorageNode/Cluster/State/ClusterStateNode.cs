@@ -199,14 +199,15 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                 Log.OutcomePending(_logger, proposal.Id, Encoding.UTF8.GetString(body));
             }
 
-            return await applied.WaitAsync(linked.Token).ConfigureAwait(false);
+            return await WaitForResultWhileLedAsync(applied, linked.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (overall.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             throw new ClusterStateException(
                 ClusterStateError.OutcomeUnknown,
-                $"the leader took the {command.GetType().Name} but its result did not arrive within {_options.ProposeTimeout.TotalSeconds:0.#} s; " +
-                "it may or may not be applied: read the state, or retry (creates are idempotent per request id)");
+                $"no result for the {command.GetType().Name} within {_options.ProposeTimeout.TotalSeconds:0.#} s; " +
+                "it may or may not be applied: read the state, or retry (creates are idempotent per request id)")
+            { MayHaveBeenApplied = true };
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -217,6 +218,45 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
             machine.Forget(proposal.Id);
         }
     }
+
+    /// <summary>
+    /// Waits for a proposal the leader took without confirming. Gives up with NoQuorum (outcome
+    /// unknown) once no working leader has been seen for the no-quorum timeout: nothing can commit then.
+    /// </summary>
+    private async Task<CommandResult> WaitForResultWhileLedAsync(Task<CommandResult> applied, CancellationToken cancellationToken)
+    {
+        var leaderless = (long?)null;
+        while (true)
+        {
+            await Task.WhenAny(applied, Task.Delay(RetryPause, _time, cancellationToken)).ConfigureAwait(false);
+            if (applied.IsCompleted)
+            {
+                return await applied.ConfigureAwait(false);
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            if (HasWorkingLeader())
+            {
+                leaderless = null;
+            }
+            else if (leaderless is null)
+            {
+                leaderless = _time.GetTimestamp();
+            }
+            else if (_time.GetElapsedTime(leaderless.Value) >= _options.NoQuorumTimeout)
+            {
+                throw new ClusterStateException(
+                    ClusterStateError.NoQuorum,
+                    DescribeNoQuorum() + "; the leader had taken this change before it lost its majority, so it may still be applied " +
+                    "if that leader's log survives: read the state once the cluster is back, or retry (creates are idempotent per request id)")
+                { MayHaveBeenApplied = true };
+            }
+        }
+    }
+
+    private bool HasWorkingLeader() =>
+        _cluster?.Leader is { } leader
+        && (leader.IsRemote || (_cluster.TryGetLeaseToken(out var lease) && !lease.IsCancellationRequested));
 
     /// <summary>
     /// Adds a voter through the leader (forwarded when this member is not the leader). The new member
