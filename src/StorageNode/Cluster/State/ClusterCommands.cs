@@ -1,0 +1,262 @@
+using System.Collections.Immutable;
+using System.Text.Json.Serialization;
+
+namespace Slab.Cluster.State;
+
+/// <summary>
+/// A change to the cluster state, proposed through Raft and applied by
+/// <see cref="ClusterStateTransitions.Apply"/> on every node in log order. Commands are plain data:
+/// everything apply needs (ids, timestamps) is chosen by the proposer, so apply is deterministic.
+/// Volume references (<c>Volume</c>) accept a volume id or name; node references take node ids.
+/// </summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "$cmd")]
+[JsonDerivedType(typeof(RegisterNode), "registerNode")]
+[JsonDerivedType(typeof(UpdateNode), "updateNode")]
+[JsonDerivedType(typeof(SetNodeStatus), "setNodeStatus")]
+[JsonDerivedType(typeof(RemoveNode), "removeNode")]
+[JsonDerivedType(typeof(CreateVolume), "createVolume")]
+[JsonDerivedType(typeof(DeleteVolume), "deleteVolume")]
+[JsonDerivedType(typeof(UpdateVolume), "updateVolume")]
+[JsonDerivedType(typeof(SetReplicaSet), "setReplicaSet")]
+[JsonDerivedType(typeof(SetReplicaState), "setReplicaState")]
+[JsonDerivedType(typeof(AttachVolume), "attach")]
+[JsonDerivedType(typeof(DetachVolume), "detach")]
+[JsonDerivedType(typeof(CreateSnapshot), "createSnapshot")]
+[JsonDerivedType(typeof(DeleteSnapshot), "deleteSnapshot")]
+public abstract record ClusterCommand
+{
+    /// <summary>When the proposer issued the command; recorded as creation/attach times. Set by the proposer.</summary>
+    public DateTimeOffset Timestamp { get; init; }
+}
+
+/// <summary>Adds a node, or refreshes a known node's description (re-registration after a restart).</summary>
+public sealed record RegisterNode : ClusterCommand
+{
+    public required string NodeId { get; init; }
+
+    public required string Name { get; init; }
+
+    public ImmutableArray<string> Addresses { get; init; } = [];
+
+    public string Zone { get; init; } = "";
+
+    public string Rack { get; init; } = "";
+
+    public ImmutableSortedDictionary<string, string> Labels { get; init; } = ClusterState.EmptyLabels;
+
+    public ImmutableArray<PoolSummary> Pools { get; init; } = [];
+
+    public bool IsKvdbVoter { get; init; }
+}
+
+/// <summary>Changes a node's description; null fields stay as they are.</summary>
+public sealed record UpdateNode : ClusterCommand
+{
+    public required string NodeId { get; init; }
+
+    public ImmutableArray<string>? Addresses { get; init; }
+
+    public string? Zone { get; init; }
+
+    public string? Rack { get; init; }
+
+    public ImmutableSortedDictionary<string, string>? Labels { get; init; }
+
+    public ImmutableArray<PoolSummary>? Pools { get; init; }
+
+    public bool? IsKvdbVoter { get; init; }
+}
+
+public sealed record SetNodeStatus : ClusterCommand
+{
+    public required string NodeId { get; init; }
+
+    public required NodeStatus Status { get; init; }
+}
+
+/// <summary>Removes a node; refused while it holds replicas or attachments.</summary>
+public sealed record RemoveNode : ClusterCommand
+{
+    public required string NodeId { get; init; }
+}
+
+/// <summary>
+/// Creates a volume. Idempotent per <see cref="RequestId"/>: applying the same request again returns
+/// the same success; a different request for an existing name is rejected with AlreadyExists.
+/// </summary>
+public sealed record CreateVolume : ClusterCommand
+{
+    /// <summary>Client request id; retries of one request must carry the same id.</summary>
+    public required string RequestId { get; init; }
+
+    /// <summary>Id of the new volume, chosen by the proposer (e.g. a GUID in 32 hex digits).</summary>
+    public required string VolumeId { get; init; }
+
+    public required string Name { get; init; }
+
+    public required VolumeSpec Spec { get; init; }
+
+    /// <summary>Initial placement, if the proposer already chose one; may be empty.</summary>
+    public ImmutableArray<ReplicaInfo> Replicas { get; init; } = [];
+}
+
+/// <summary>Deletes a volume and its snapshots' records; refused while attached.</summary>
+public sealed record DeleteVolume : ClusterCommand
+{
+    public required string Volume { get; init; }
+}
+
+/// <summary>Grows a volume and/or replaces its labels; null fields stay as they are.</summary>
+public sealed record UpdateVolume : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    /// <summary>New size; must not be smaller than the current size.</summary>
+    public long? SizeBytes { get; init; }
+
+    public ImmutableSortedDictionary<string, string>? Labels { get; init; }
+}
+
+/// <summary>
+/// Replaces a volume's replica set. Bumps the epoch when the set of in-sync replicas changes.
+/// A replica may be in sync in the new set only if it was in sync before (promotion goes through
+/// <see cref="SetReplicaState"/>), unless the volume had no in-sync replica yet.
+/// </summary>
+public sealed record SetReplicaSet : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    public required ImmutableArray<ReplicaInfo> Replicas { get; init; }
+
+    /// <summary>When set, the command applies only if the volume's epoch still equals it (compare-and-set).</summary>
+    public long? ExpectedEpoch { get; init; }
+}
+
+/// <summary>Changes one replica's state. Bumps the epoch when the replica enters or leaves the in-sync set.</summary>
+public sealed record SetReplicaState : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    public required string NodeId { get; init; }
+
+    public required ReplicaState State { get; init; }
+
+    /// <summary>When set, the command applies only if the volume's epoch still equals it (compare-and-set).</summary>
+    public long? ExpectedEpoch { get; init; }
+}
+
+/// <summary>
+/// Attaches a volume on a node, exclusively. Refused if it is attached on another node, unless
+/// <see cref="TakeOverFrom"/> names that node (the caller asserts it is dead): then the attachment
+/// moves and the epoch is bumped, fencing the old holder. Attaching again on the same node succeeds.
+/// </summary>
+public sealed record AttachVolume : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    public required string NodeId { get; init; }
+
+    public string Device { get; init; } = "";
+
+    /// <summary>The node id of a holder known to be dead, whose attachment may be taken over.</summary>
+    public string? TakeOverFrom { get; init; }
+}
+
+/// <summary>Detaches a volume from a node; succeeds if it is not attached at all.</summary>
+public sealed record DetachVolume : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    public required string NodeId { get; init; }
+}
+
+public sealed record CreateSnapshot : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    /// <summary>Id of the new snapshot, chosen by the proposer.</summary>
+    public required string SnapshotId { get; init; }
+
+    /// <summary>Unique within the volume.</summary>
+    public required string Name { get; init; }
+}
+
+public sealed record DeleteSnapshot : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    /// <summary>Snapshot id or name.</summary>
+    public required string Snapshot { get; init; }
+}
+
+/// <summary>Why a command was not applied. <see cref="None"/> means it was.</summary>
+public enum Rejection
+{
+    None,
+
+    /// <summary>A field is malformed or out of range; the message names it.</summary>
+    InvalidArgument,
+    NodeNotFound,
+    VolumeNotFound,
+    SnapshotNotFound,
+    ReplicaNotFound,
+
+    /// <summary>The name (or id) is taken by another object or another create request.</summary>
+    AlreadyExists,
+
+    /// <summary>The volume is attached; the operation needs it detached.</summary>
+    VolumeAttached,
+
+    /// <summary>Exclusive attach: the volume is attached on another node.</summary>
+    AttachedElsewhere,
+
+    /// <summary>Detach from a node the volume is not attached on.</summary>
+    NotAttachedHere,
+
+    /// <summary>The node is not online (offline, maintenance, decommissioning).</summary>
+    NodeUnavailable,
+
+    /// <summary>The node still holds replicas or attachments.</summary>
+    NodeInUse,
+
+    /// <summary>The command's expected epoch is not the volume's epoch; re-read and retry.</summary>
+    StaleEpoch,
+
+    /// <summary>The change would leave the volume without an in-sync replica.</summary>
+    LastInSyncReplica,
+
+    /// <summary>The replica set breaks placement rules (distinct nodes, count, node selector).</summary>
+    PlacementViolation,
+}
+
+/// <summary>
+/// The outcome of applying a command: success (with the ids/epoch it produced) or a typed
+/// rejection with a message a person can act on. Deterministic: every node computes the same result.
+/// </summary>
+public sealed record CommandResult
+{
+    public Rejection Rejection { get; init; }
+
+    /// <summary>Empty on success; otherwise says what is wrong and what to do.</summary>
+    public string Message { get; init; } = "";
+
+    /// <summary>The volume the command acted on, when there is one.</summary>
+    public string? VolumeId { get; init; }
+
+    /// <summary>The snapshot the command created or deleted, when there is one.</summary>
+    public string? SnapshotId { get; init; }
+
+    /// <summary>The volume's epoch after the command, when it acted on a volume.</summary>
+    public long? Epoch { get; init; }
+
+    [JsonIgnore]
+    public bool IsSuccess => Rejection == Rejection.None;
+
+    public static CommandResult Ok(VolumeInfo? volume = null, string? snapshotId = null) =>
+        new() { VolumeId = volume?.Id, Epoch = volume?.Epoch, SnapshotId = snapshotId };
+
+    public static CommandResult Reject(Rejection rejection, string message) =>
+        new() { Rejection = rejection, Message = message };
+
+    public override string ToString() => IsSuccess ? "ok" : $"{Rejection}: {Message}";
+}

@@ -1,0 +1,402 @@
+using System.Collections.Immutable;
+using Slab.Cluster.State;
+using Xunit;
+using static Slab.Tests.ClusterState.ClusterStateTestData;
+using CState = Slab.Cluster.State.ClusterState;
+
+namespace Slab.Tests.ClusterState;
+
+public sealed class ClusterStateTransitionsTests
+{
+    private static ApplyOutcome Apply(CState state, ClusterCommand command) => ClusterStateTransitions.Apply(state, command);
+
+    private static CState Ok(CState state, ClusterCommand command)
+    {
+        var (next, result) = Apply(state, command);
+        Assert.True(result.IsSuccess, result.ToString());
+        Assert.Equal(state.Revision + 1, next.Revision);
+        return next;
+    }
+
+    private static CommandResult Rejected(CState state, ClusterCommand command, Rejection expected)
+    {
+        var (next, result) = Apply(state, command);
+        Assert.Equal(expected, result.Rejection);
+        Assert.False(string.IsNullOrWhiteSpace(result.Message));
+        Assert.Same(state, next); // a rejection changes nothing
+        return result;
+    }
+
+    // ---- nodes ----
+
+    [Fact]
+    public void Register_update_status_and_remove_a_node()
+    {
+        var state = Ok(CState.Empty, Node("a"));
+        Assert.Equal(NodeStatus.Online, state.Nodes["a"].Status);
+
+        state = Ok(state, new UpdateNode { NodeId = "a", Zone = "z9", IsKvdbVoter = true });
+        Assert.Equal("z9", state.Nodes["a"].Zone);
+        Assert.True(state.Nodes["a"].IsKvdbVoter);
+        Assert.Equal("r1", state.Nodes["a"].Rack); // untouched
+
+        state = Ok(state, new SetNodeStatus { NodeId = "a", Status = NodeStatus.Maintenance });
+        Assert.Equal(NodeStatus.Maintenance, state.Nodes["a"].Status);
+
+        // re-registration keeps an operator's maintenance status
+        state = Ok(state, Node("a") with { Addresses = ["10.1.1.1:9501"] });
+        Assert.Equal(NodeStatus.Maintenance, state.Nodes["a"].Status);
+        Assert.Equal("10.1.1.1:9501", state.Nodes["a"].Addresses[0]);
+
+        state = Ok(state, new RemoveNode { NodeId = "a" });
+        Assert.Empty(state.Nodes);
+    }
+
+    [Fact]
+    public void Node_rejections()
+    {
+        var state = Build(Node("a", name: "alpha"));
+        Rejected(state, Node("b", name: "alpha"), Rejection.AlreadyExists);
+        Rejected(state, Node("b", name: "bad name!"), Rejection.InvalidArgument);
+        Rejected(state, Node("") with { Name = "x" }, Rejection.InvalidArgument);
+        Rejected(state, Node("b") with { Pools = [new() { Id = "p" }, new() { Id = "p" }] }, Rejection.InvalidArgument);
+        Rejected(state, new UpdateNode { NodeId = "zz" }, Rejection.NodeNotFound);
+        Rejected(state, new SetNodeStatus { NodeId = "zz", Status = NodeStatus.Offline }, Rejection.NodeNotFound);
+        Rejected(state, new SetNodeStatus { NodeId = "a", Status = (NodeStatus)42 }, Rejection.InvalidArgument);
+        Rejected(state, new RemoveNode { NodeId = "zz" }, Rejection.NodeNotFound);
+    }
+
+    [Fact]
+    public void A_node_with_replicas_or_attachments_cannot_be_removed()
+    {
+        var state = ThreeNodesOneVolume();
+        var result = Rejected(state, new RemoveNode { NodeId = "a" }, Rejection.NodeInUse);
+        Assert.Contains("replica", result.Message, StringComparison.Ordinal);
+
+        state = Ok(state, new AttachVolume { Volume = "v1", NodeId = "c", Device = "/dev/nbd0" });
+        result = Rejected(state, new RemoveNode { NodeId = "c" }, Rejection.NodeInUse);
+        Assert.Contains("attached", result.Message, StringComparison.Ordinal);
+    }
+
+    // ---- create / delete / update ----
+
+    [Fact]
+    public void Create_volume_and_find_it_by_name_and_id()
+    {
+        var state = ThreeNodesOneVolume();
+        var volume = state.FindVolume("v1")!;
+        Assert.Same(volume, state.FindVolume(volume.Id));
+        Assert.Equal(1, volume.Epoch);
+        Assert.Equal(2, volume.Replicas.Length);
+        Assert.Equal(T0, volume.Created);
+    }
+
+    [Fact]
+    public void Create_is_idempotent_per_request_id_and_exclusive_per_name()
+    {
+        var state = Build(Node("a"));
+        var create = Volume("v", requestId: "r1");
+        var (first, firstResult) = Apply(state, create);
+        Assert.True(firstResult.IsSuccess);
+
+        var (second, retryResult) = Apply(first, create);
+        Assert.Equal(firstResult, retryResult); // same volume id and epoch
+        Assert.Single(second.Volumes);
+
+        var other = Rejected(second, Volume("v", requestId: "r2"), Rejection.AlreadyExists);
+        Assert.Contains(firstResult.VolumeId!, other.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Create_rejections()
+    {
+        var state = Build(Node("a"), Volume("taken"));
+        Rejected(state, Volume("x") with { RequestId = "" }, Rejection.InvalidArgument);
+        Rejected(state, Volume("x") with { VolumeId = "" }, Rejection.InvalidArgument);
+        Rejected(state, Volume("-bad"), Rejection.InvalidArgument);
+        Rejected(state, Volume("x", size: 1000), Rejection.InvalidArgument);
+        Rejected(state, Volume("x", repl: 4), Rejection.InvalidArgument);
+        Rejected(state, Volume("x") with { Spec = new VolumeSpec { SizeBytes = 4096, Fs = "ntfs" } }, Rejection.InvalidArgument);
+        Rejected(state, Volume("x") with { VolumeId = state.FindVolume("taken")!.Id }, Rejection.AlreadyExists);
+        Rejected(state, Volume("x", inSyncNodes: ["zz"]), Rejection.NodeNotFound);
+        Rejected(state, Volume("x", repl: 1, inSyncNodes: ["a", "a"]), Rejection.PlacementViolation);
+    }
+
+    [Fact]
+    public void Delete_is_refused_while_attached()
+    {
+        var state = Ok(ThreeNodesOneVolume(), new AttachVolume { Volume = "v1", NodeId = "a", Device = "/dev/nbd3" });
+        var refused = Rejected(state, new DeleteVolume { Volume = "v1" }, Rejection.VolumeAttached);
+        Assert.Contains("detach", refused.Message, StringComparison.Ordinal);
+
+        state = Ok(state, new DetachVolume { Volume = "v1", NodeId = "a" });
+        state = Ok(state, new DeleteVolume { Volume = "v1" });
+        Assert.Empty(state.Volumes);
+        Assert.Empty(state.VolumeIdsByName);
+        Rejected(state, new DeleteVolume { Volume = "v1" }, Rejection.VolumeNotFound);
+
+        // the name is free again
+        Ok(state, Volume("v1", requestId: "again"));
+    }
+
+    [Fact]
+    public void Update_grows_and_relabels_but_never_shrinks()
+    {
+        var state = ThreeNodesOneVolume();
+        var labels = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("app", "db")]);
+        state = Ok(state, new UpdateVolume { Volume = "v1", SizeBytes = 2L << 30, Labels = labels });
+        Assert.Equal(2L << 30, state.FindVolume("v1")!.Spec.SizeBytes);
+        Assert.Equal("db", state.FindVolume("v1")!.Spec.Labels["app"]);
+
+        Rejected(state, new UpdateVolume { Volume = "v1", SizeBytes = 1L << 30 }, Rejection.InvalidArgument);
+        Rejected(state, new UpdateVolume { Volume = "v1", SizeBytes = (2L << 30) + 1 }, Rejection.InvalidArgument);
+        Rejected(state, new UpdateVolume { Volume = "nope", SizeBytes = 1 }, Rejection.VolumeNotFound);
+    }
+
+    // ---- replicas and epochs ----
+
+    [Fact]
+    public void Each_change_of_the_in_sync_set_bumps_the_epoch()
+    {
+        var state = ThreeNodesOneVolume();
+        Assert.Equal(1, state.FindVolume("v1")!.Epoch);
+
+        // add c as catching up: in-sync set unchanged, epoch unchanged
+        state = Ok(state, new SetReplicaSet
+        {
+            Volume = "v1",
+            Replicas = [Replica("a", ReplicaState.InSync), Replica("b", ReplicaState.InSync), Replica("c", ReplicaState.CatchingUp)],
+            ExpectedEpoch = 1,
+        });
+        Assert.Equal(1, state.FindVolume("v1")!.Epoch);
+
+        // b fails: out of the in-sync set → epoch 2
+        state = Ok(state, new SetReplicaState { Volume = "v1", NodeId = "b", State = ReplicaState.Out });
+        Assert.Equal(2, state.FindVolume("v1")!.Epoch);
+
+        // b goes out again: no change, no bump
+        state = Ok(state, new SetReplicaState { Volume = "v1", NodeId = "b", State = ReplicaState.Out });
+        Assert.Equal(2, state.FindVolume("v1")!.Epoch);
+
+        // b resyncs (catching up: no bump), then is re-admitted → epoch 3
+        state = Ok(state, new SetReplicaState { Volume = "v1", NodeId = "b", State = ReplicaState.CatchingUp });
+        Assert.Equal(2, state.FindVolume("v1")!.Epoch);
+        state = Ok(state, new SetReplicaState { Volume = "v1", NodeId = "b", State = ReplicaState.InSync, ExpectedEpoch = 2 });
+        Assert.Equal(3, state.FindVolume("v1")!.Epoch);
+
+        // dropping c (catching up) from the set: in-sync set {a, b} unchanged
+        state = Ok(state, new SetReplicaSet { Volume = "v1", Replicas = [Replica("a", ReplicaState.InSync), Replica("b", ReplicaState.InSync)] });
+        Assert.Equal(3, state.FindVolume("v1")!.Epoch);
+
+        // dropping b (in sync) from the set bumps
+        state = Ok(state, new SetReplicaSet { Volume = "v1", Replicas = [Replica("a", ReplicaState.InSync)] });
+        Assert.Equal(4, state.FindVolume("v1")!.Epoch);
+    }
+
+    [Fact]
+    public void Replica_rejections()
+    {
+        var state = ThreeNodesOneVolume();
+        Rejected(state, new SetReplicaState { Volume = "v1", NodeId = "c", State = ReplicaState.Out }, Rejection.ReplicaNotFound);
+        Rejected(state, new SetReplicaState { Volume = "v1", NodeId = "a", State = ReplicaState.Out, ExpectedEpoch = 7 }, Rejection.StaleEpoch);
+        Rejected(state, new SetReplicaState { Volume = "zz", NodeId = "a", State = ReplicaState.Out }, Rejection.VolumeNotFound);
+        Rejected(state, new SetReplicaSet { Volume = "v1", Replicas = [], ExpectedEpoch = 5 }, Rejection.StaleEpoch);
+
+        // cannot lose the last in-sync replica, either way
+        state = Ok(state, new SetReplicaState { Volume = "v1", NodeId = "b", State = ReplicaState.Out });
+        Rejected(state, new SetReplicaState { Volume = "v1", NodeId = "a", State = ReplicaState.Out }, Rejection.LastInSyncReplica);
+        Rejected(state, new SetReplicaSet { Volume = "v1", Replicas = [Replica("b", ReplicaState.CatchingUp)] }, Rejection.LastInSyncReplica);
+
+        // an out replica cannot jump to in sync; a new replica cannot arrive in sync
+        Rejected(state, new SetReplicaState { Volume = "v1", NodeId = "b", State = ReplicaState.InSync }, Rejection.InvalidArgument);
+        Rejected(state, new SetReplicaSet { Volume = "v1", Replicas = [Replica("a", ReplicaState.InSync), Replica("c", ReplicaState.InSync)] }, Rejection.InvalidArgument);
+
+        // placement: distinct nodes, at most repl, known pools, online nodes for new replicas
+        Rejected(state, new SetReplicaSet { Volume = "v1", Replicas = [Replica("a", ReplicaState.InSync), Replica("a", ReplicaState.Out)] }, Rejection.PlacementViolation);
+        Rejected(state, new SetReplicaSet { Volume = "v1", Replicas = [Replica("a", ReplicaState.InSync), Replica("zz", ReplicaState.Out)] }, Rejection.NodeNotFound);
+        Rejected(state, new SetReplicaSet { Volume = "v1", Replicas = [Replica("a", ReplicaState.InSync), new ReplicaInfo { NodeId = "c", PoolId = "nope" }] }, Rejection.PlacementViolation);
+        var offline = Ok(state, new SetNodeStatus { NodeId = "c", Status = NodeStatus.Decommissioning });
+        Rejected(offline, new SetReplicaSet { Volume = "v1", Replicas = [Replica("a", ReplicaState.InSync), Replica("c", ReplicaState.CatchingUp)] }, Rejection.NodeUnavailable);
+        var small = Build(Node("a"), Node("b"), Volume("one", repl: 1, inSyncNodes: ["a"]));
+        Rejected(small, new SetReplicaSet { Volume = "one", Replicas = [Replica("a", ReplicaState.InSync), Replica("b", ReplicaState.CatchingUp)] }, Rejection.PlacementViolation);
+    }
+
+    [Fact]
+    public void Node_selector_restricts_replica_nodes()
+    {
+        var ssd = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("media", "ssd")]);
+        var state = Build(Node("a", labels: ssd), Node("b"));
+        var create = Volume("sel", repl: 2) with { Spec = new VolumeSpec { SizeBytes = 4096, Repl = 2, NodeSelector = ssd } };
+        state = Ok(state, create);
+        Ok(state, new SetReplicaSet { Volume = "sel", Replicas = [Replica("a", ReplicaState.InSync)] });
+        var result = Rejected(state, new SetReplicaSet { Volume = "sel", Replicas = [Replica("b", ReplicaState.InSync)] }, Rejection.PlacementViolation);
+        Assert.Contains("media=ssd", result.Message, StringComparison.Ordinal);
+    }
+
+    // ---- attach ----
+
+    [Fact]
+    public void Attach_is_exclusive_and_takeover_bumps_the_epoch()
+    {
+        var state = Ok(ThreeNodesOneVolume(), new AttachVolume { Volume = "v1", NodeId = "a", Device = "/dev/nbd0", Timestamp = T0.AddMinutes(1) });
+        var attachment = state.FindVolume("v1")!.Attachment!;
+        Assert.Equal(("a", "/dev/nbd0", T0.AddMinutes(1)), (attachment.NodeId, attachment.Device, attachment.Since));
+        Assert.Equal(1, state.FindVolume("v1")!.Epoch);
+
+        // attaching again where it is attached is idempotent
+        state = Ok(state, new AttachVolume { Volume = "v1", NodeId = "a", Device = "/dev/nbd0" });
+        Assert.Equal(1, state.FindVolume("v1")!.Epoch);
+
+        var refused = Rejected(state, new AttachVolume { Volume = "v1", NodeId = "b" }, Rejection.AttachedElsewhere);
+        Assert.Contains("node a", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("takeover", refused.Message, StringComparison.Ordinal);
+
+        // a takeover naming the wrong holder is refused too
+        Rejected(state, new AttachVolume { Volume = "v1", NodeId = "b", TakeOverFrom = "c" }, Rejection.AttachedElsewhere);
+
+        state = Ok(state, new AttachVolume { Volume = "v1", NodeId = "b", Device = "/dev/nbd1", TakeOverFrom = "a" });
+        var volume = state.FindVolume("v1")!;
+        Assert.Equal("b", volume.Attachment!.NodeId);
+        Assert.Equal(2, volume.Epoch);
+
+        // the old holder's detach is refused: it no longer holds it
+        Rejected(state, new DetachVolume { Volume = "v1", NodeId = "a" }, Rejection.NotAttachedHere);
+        state = Ok(state, new DetachVolume { Volume = "v1", NodeId = "b" });
+        Assert.Null(state.FindVolume("v1")!.Attachment);
+        Ok(state, new DetachVolume { Volume = "v1", NodeId = "b" }); // detach is idempotent
+    }
+
+    [Fact]
+    public void Attach_rejections()
+    {
+        var state = ThreeNodesOneVolume();
+        Rejected(state, new AttachVolume { Volume = "zz", NodeId = "a" }, Rejection.VolumeNotFound);
+        Rejected(state, new AttachVolume { Volume = "v1", NodeId = "zz" }, Rejection.NodeNotFound);
+        var down = Ok(state, new SetNodeStatus { NodeId = "c", Status = NodeStatus.Offline });
+        Rejected(down, new AttachVolume { Volume = "v1", NodeId = "c" }, Rejection.NodeUnavailable);
+        Rejected(state, new DetachVolume { Volume = "zz", NodeId = "a" }, Rejection.VolumeNotFound);
+    }
+
+    // ---- snapshots ----
+
+    [Fact]
+    public void Snapshots_are_created_and_deleted_with_unique_names()
+    {
+        var state = Ok(ThreeNodesOneVolume(), new CreateSnapshot { Volume = "v1", SnapshotId = "s1", Name = "daily", Timestamp = T0 });
+        var snapshot = state.FindVolume("v1")!.FindSnapshot("daily")!;
+        Assert.Equal(("s1", 1L << 30), (snapshot.Id, snapshot.SizeBytes));
+
+        Rejected(state, new CreateSnapshot { Volume = "v1", SnapshotId = "s2", Name = "daily" }, Rejection.AlreadyExists);
+        Rejected(state, new CreateSnapshot { Volume = "v1", SnapshotId = "s1", Name = "other" }, Rejection.AlreadyExists);
+        Rejected(state, new CreateSnapshot { Volume = "v1", SnapshotId = "s3", Name = "no good" }, Rejection.InvalidArgument);
+        Rejected(state, new CreateSnapshot { Volume = "zz", SnapshotId = "s3", Name = "x" }, Rejection.VolumeNotFound);
+
+        state = Ok(state, new DeleteSnapshot { Volume = "v1", Snapshot = "s1" });
+        Assert.Empty(state.FindVolume("v1")!.Snapshots);
+        Rejected(state, new DeleteSnapshot { Volume = "v1", Snapshot = "daily" }, Rejection.SnapshotNotFound);
+    }
+
+    // ---- concurrency of proposals ----
+
+    [Fact]
+    public void Fifty_concurrent_creates_of_one_name_have_exactly_one_winner()
+    {
+        // 50 "nodes" propose a create of the same name, each with its own request id; some retry.
+        // Raft serializes them in some interleaved order; whatever the order, one wins.
+        var random = new Random(1234);
+        var proposals = Enumerable.Range(0, 50)
+            .Select(i => Volume("shared", requestId: $"node{i}-req") with { VolumeId = $"vol-{i:D2}" })
+            .ToList();
+        var log = proposals.Concat(proposals.Where(_ => random.Next(3) == 0)) // retries of some requests
+            .OrderBy(_ => random.Next())
+            .ToList();
+
+        var state = Build(Node("a"));
+        var results = new List<(CreateVolume Command, CommandResult Result)>();
+        foreach (var command in log)
+        {
+            var (next, result) = Apply(state, command);
+            results.Add((command, result));
+            state = next;
+        }
+
+        var winner = results.First(r => r.Result.IsSuccess).Command.RequestId;
+        Assert.Single(state.Volumes);
+        Assert.All(results, r =>
+        {
+            if (r.Command.RequestId == winner)
+            {
+                Assert.True(r.Result.IsSuccess);
+                Assert.Equal(state.FindVolume("shared")!.Id, r.Result.VolumeId);
+            }
+            else
+            {
+                Assert.Equal(Rejection.AlreadyExists, r.Result.Rejection);
+            }
+        });
+    }
+
+    // ---- encoding ----
+
+    [Fact]
+    public void Snapshot_encoding_round_trips_to_an_equal_state()
+    {
+        var labels = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("B", "1"), KeyValuePair.Create("a", "2")]);
+        var state = Build(
+            Node("a", labels: labels), Node("b"), Node("c"),
+            Volume("v1", inSyncNodes: ["a", "b"]) with { Spec = new VolumeSpec { SizeBytes = 8192, Repl = 3, Labels = labels, NodeSelector = labels.Clear() } },
+            Volume("v2", repl: 1),
+            new AttachVolume { Volume = "v1", NodeId = "c", Device = "/dev/nbd7", Timestamp = T0.AddHours(1) },
+            new CreateSnapshot { Volume = "v1", SnapshotId = "s", Name = "snap", Timestamp = T0.AddHours(2) },
+            new SetReplicaState { Volume = "v1", NodeId = "b", State = ReplicaState.Out });
+
+        var bytes = ClusterStateCodec.EncodeState(state);
+        var decoded = ClusterStateCodec.DecodeState(bytes);
+
+        Assert.Equal(bytes, ClusterStateCodec.EncodeState(decoded)); // deterministic and lossless
+        Assert.Equal(state.Revision, decoded.Revision);
+        Assert.Equal(state.Nodes.Keys, decoded.Nodes.Keys);
+        Assert.Equal(state.Nodes["a"].Labels, decoded.Nodes["a"].Labels);
+        Assert.Equal(state.Nodes["a"].Pools.ToArray(), decoded.Nodes["a"].Pools.ToArray());
+        var (v, d) = (state.FindVolume("v1")!, decoded.FindVolume("v1")!);
+        Assert.Equal((v.Id, v.Epoch, v.Spec.SizeBytes, v.Attachment, v.Created), (d.Id, d.Epoch, d.Spec.SizeBytes, d.Attachment, d.Created));
+        Assert.Equal(v.Replicas.ToArray(), d.Replicas.ToArray());
+        Assert.Equal(v.Snapshots.ToArray(), d.Snapshots.ToArray());
+        Assert.Equal(state.VolumeIdsByName, decoded.VolumeIdsByName);
+
+        // the decoded state behaves the same under further commands
+        var next = Volume("v3");
+        Assert.Equal(
+            ClusterStateCodec.EncodeState(ClusterStateTransitions.Apply(state, next).State),
+            ClusterStateCodec.EncodeState(ClusterStateTransitions.Apply(decoded, next).State));
+    }
+
+    [Fact]
+    public void Commands_round_trip_and_unknown_formats_are_refused()
+    {
+        ClusterCommand[] commands =
+        [
+            Node("a"), new UpdateNode { NodeId = "a", Labels = ImmutableSortedDictionary<string, string>.Empty }, new SetNodeStatus { NodeId = "a", Status = NodeStatus.Offline },
+            new RemoveNode { NodeId = "a" }, Volume("v", inSyncNodes: ["a"]), new DeleteVolume { Volume = "v" }, new UpdateVolume { Volume = "v", SizeBytes = 8192 },
+            new SetReplicaSet { Volume = "v", Replicas = [Replica("a", ReplicaState.Out)], ExpectedEpoch = 3 },
+            new SetReplicaState { Volume = "v", NodeId = "a", State = ReplicaState.CatchingUp }, new AttachVolume { Volume = "v", NodeId = "a", TakeOverFrom = "b" },
+            new DetachVolume { Volume = "v", NodeId = "a" }, new CreateSnapshot { Volume = "v", SnapshotId = "s", Name = "n" }, new DeleteSnapshot { Volume = "v", Snapshot = "n" },
+        ];
+        foreach (var command in commands)
+        {
+            var proposal = new Proposal { Id = Guid.NewGuid(), Command = command };
+            var bytes = ClusterStateCodec.EncodeProposal(proposal);
+            var decoded = ClusterStateCodec.DecodeProposal(bytes);
+            Assert.Equal(proposal.Id, decoded.Id);
+            Assert.Equal(command.GetType(), decoded.Command.GetType());
+            Assert.Equal(bytes, ClusterStateCodec.EncodeProposal(decoded));
+        }
+
+        var state = ClusterStateCodec.EncodeState(CState.Empty);
+        state[4] = 99;
+        var error = Assert.Throws<ClusterStateFormatException>(() => ClusterStateCodec.DecodeState(state));
+        Assert.Contains("upgrade", error.Message, StringComparison.Ordinal);
+        Assert.Throws<ClusterStateFormatException>(() => ClusterStateCodec.DecodeProposal(ClusterStateCodec.EncodeState(CState.Empty)));
+        Assert.Throws<ClusterStateFormatException>(() => ClusterStateCodec.DecodeState("SLCS\u0001{oops"u8.ToArray()));
+    }
+}
