@@ -6,9 +6,10 @@ namespace Slab.Buffers;
 /// A pool of <see cref="AlignedBuffer"/>s in power-of-two size classes from 4 KiB to 32 MiB.
 /// </summary>
 /// <remarks>
-/// Thread-safe. Renting never allocates once a class has warmed up. Each class keeps at most
-/// <see cref="RetainedBytesPerClass"/> bytes (and at least two buffers); a buffer returned beyond
-/// that is freed, so the pool's footprint is bounded whatever the load.
+/// Thread-safe. Renting never allocates once a class has warmed up. The pool as a whole keeps at
+/// most <see cref="RetainedBytesLimit"/> bytes of idle buffers (each class at most
+/// <see cref="RetainedBytesPerClass"/>); a buffer returned beyond that is freed at once, so idle
+/// memory stays bounded after a burst of large requests (bench/results/rss.md).
 /// </remarks>
 public sealed class AlignedBufferPool
 {
@@ -21,11 +22,16 @@ public sealed class AlignedBufferPool
     /// <summary>Largest buffer in bytes (the largest NBD request we accept).</summary>
     public const int MaximumBufferSize = 32 * 1024 * 1024;
 
-    public const int RetainedBytesPerClass = 64 * 1024 * 1024;
+    /// <summary>Idle bytes one size class may keep.</summary>
+    public const int RetainedBytesPerClass = 16 * 1024 * 1024;
+
+    /// <summary>Idle bytes the whole pool may keep.</summary>
+    public const long RetainedBytesLimit = 32L * 1024 * 1024;
 
     private static readonly int ClassCount = BitOperations.Log2(MaximumBufferSize / MinimumBufferSize) + 1;
 
     private readonly SizeClass[] _classes;
+    private long _retainedBytes;
 
     public AlignedBufferPool()
     {
@@ -33,9 +39,12 @@ public sealed class AlignedBufferPool
         for (var i = 0; i < ClassCount; i++)
         {
             var size = MinimumBufferSize << i;
-            _classes[i] = new SizeClass(size, Math.Max(2, RetainedBytesPerClass / size));
+            _classes[i] = new SizeClass(size, Math.Max(1, RetainedBytesPerClass / size));
         }
     }
+
+    /// <summary>Idle bytes held now.</summary>
+    public long RetainedBytes => Interlocked.Read(ref _retainedBytes);
 
     /// <summary>The process-wide pool.</summary>
     public static AlignedBufferPool Shared { get; } = new();
@@ -46,14 +55,28 @@ public sealed class AlignedBufferPool
         ArgumentOutOfRangeException.ThrowIfNegative(minimumLength);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(minimumLength, MaximumBufferSize);
         var sizeClass = _classes[ClassIndex(minimumLength)];
-        return sizeClass.TryPop() ?? new AlignedBuffer(sizeClass.BufferSize, this);
+        if (sizeClass.TryPop() is { } pooled)
+        {
+            Interlocked.Add(ref _retainedBytes, -pooled.Capacity);
+            return pooled;
+        }
+
+        return new AlignedBuffer(sizeClass.BufferSize, this);
     }
 
     internal void Return(AlignedBuffer buffer)
     {
         var sizeClass = _classes[ClassIndex(buffer.Capacity)];
+        if (Interlocked.Add(ref _retainedBytes, buffer.Capacity) > RetainedBytesLimit)
+        {
+            Interlocked.Add(ref _retainedBytes, -buffer.Capacity);
+            buffer.Free();
+            return;
+        }
+
         if (!sizeClass.TryPush(buffer))
         {
+            Interlocked.Add(ref _retainedBytes, -buffer.Capacity);
             buffer.Free();
         }
     }
