@@ -15,7 +15,7 @@ JOBS = [
     ("write-1m", "1M sequential write, QD8", "write"),
     ("read-1m", "1M sequential read, QD8", "read"),
 ]
-ORDER = ["raw", "nbdkit", "qemu-nbd", "slab", "slab-bufloop"]
+ORDER = ["raw", "nbdkit", "qemu-nbd", "slab"]
 TARGET_RAW, TARGET_NBDKIT = 0.9, 1.0
 
 
@@ -115,7 +115,7 @@ def main():
     w(f"- Targets: raw = the file, `ioengine=libaio`, O_DIRECT; nbdkit = `nbdkit file cache={env('REPORT_NBDKIT_CACHE', '?')}` "
       f"on a unix socket; qemu-nbd = `--format=raw --cache=none --aio={env('REPORT_QEMU_AIO', '?')}` on a unix socket; "
       f"slab = slabd (Release) with one drive image on the same filesystem, one {env('REPORT_SIZE', '?')} GiB volume, "
-      f"its drive's loop device switched to direct I/O (slab-bufloop, if present: left buffered as slabd sets it up). "
+      f"its drive attached by slabd through a direct-I/O loop device. "
       f"NBD targets through fio's `nbd` engine (libnbd), one connection.")
     dio = []
     for t in targets:
