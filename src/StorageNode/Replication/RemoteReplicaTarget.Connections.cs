@@ -46,7 +46,11 @@ public sealed partial class RemoteReplicaTarget
         }
     }
 
-    /// <summary>An open connection, without waiting when the next channel has one.</summary>
+    /// <summary>
+    /// An open connection: the next channel's when it has one (no waiting), else that channel
+    /// reconnects. While the node's backoff runs, another channel's open connection serves instead;
+    /// with none open the request fails at once.
+    /// </summary>
     private ValueTask<ReplicaClientConnection> GetConnectionAsync(CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _disposed))
@@ -60,17 +64,27 @@ public sealed partial class RemoteReplicaTarget
             return new ValueTask<ReplicaClientConnection>(open);
         }
 
-        // Prefer any other open connection over reconnecting on the hot path.
-        foreach (var other in _channels)
+        try
         {
-            if (other.Current is { IsOpen: true } alive)
+            return new ValueTask<ReplicaClientConnection>(channel.ConnectAsync(cancellationToken));
+        }
+        catch (BlockTargetException) when (AnyOpen() is { } alive)
+        {
+            return new ValueTask<ReplicaClientConnection>(alive);
+        }
+    }
+
+    private ReplicaClientConnection? AnyOpen()
+    {
+        foreach (var channel in _channels)
+        {
+            if (channel.Current is { IsOpen: true } open)
             {
-                channel.StartReconnectInBackground();
-                return new ValueTask<ReplicaClientConnection>(alive);
+                return open;
             }
         }
 
-        return new ValueTask<ReplicaClientConnection>(channel.ConnectAsync(cancellationToken));
+        return null;
     }
 
     /// <summary>Throws <see cref="BlockError.IOError"/> while the node's backoff runs.</summary>
@@ -141,28 +155,6 @@ public sealed partial class RemoteReplicaTarget
             }
 
             return connecting.WaitAsync(cancellationToken);
-        }
-
-        /// <summary>Reconnects without a waiting caller (another connection serves meanwhile); failures only count toward the backoff.</summary>
-        public void StartReconnectInBackground()
-        {
-            lock (_lock)
-            {
-                if (_connecting is { IsCompleted: false })
-                {
-                    return;
-                }
-            }
-
-            try
-            {
-                _ = ConnectAsync(CancellationToken.None).ContinueWith(
-                    static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            }
-            catch (BlockTargetException)
-            {
-                // Backing off; a later request tries again.
-            }
         }
 
         private async Task<ReplicaClientConnection> ConnectCoreAsync()
