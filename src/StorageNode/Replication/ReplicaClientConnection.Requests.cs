@@ -121,6 +121,13 @@ internal sealed partial class ReplicaClientConnection
         {
             var result = await _input.ReadAsync();
             var buffer = result.Buffer;
+            if (result.IsCanceled)
+            {
+                // Close aborted the transport: whatever arrived since is not delivered.
+                _input.AdvanceTo(buffer.End);
+                return Volatile.Read(ref _closeReason) ?? "the connection was aborted";
+            }
+
             if (buffer.Length < ReplicaProtocol.ResponseHeaderSize)
             {
                 if (result.IsCompleted || result.IsCanceled)
@@ -309,6 +316,12 @@ internal sealed partial class ReplicaClientConnection
         {
             var result = await _input.ReadAsync();
             var data = result.Buffer;
+            if (result.IsCanceled)
+            {
+                _input.AdvanceTo(data.Start);
+                return -1;
+            }
+
             var n = (int)Math.Min(data.Length, length - filled);
             var part = data.Slice(0, n);
             if (!destination.IsEmpty)
