@@ -74,6 +74,30 @@ public sealed partial class RemoteReplicaTarget
         }
     }
 
+    /// <summary>
+    /// The next channel's open connection (or, when it has none and the node backs off, any open one)
+    /// without waiting; null when the caller must take the async path (<paramref name="failure"/> null:
+    /// reconnect) or fail (<paramref name="failure"/> set).
+    /// </summary>
+    private ReplicaClientConnection? TryGetOpenConnection(out BlockTargetException? failure)
+    {
+        failure = null;
+        if (Volatile.Read(ref _disposed))
+        {
+            failure = new BlockTargetException(BlockError.Closed, $"the replica target of volume {VolumeId} on node {RemoteName} is closed");
+            return null;
+        }
+
+        var channel = _channels[(int)((uint)Interlocked.Increment(ref _next) % (uint)_channels.Length)];
+        if (channel.Current is { IsOpen: true } open)
+        {
+            return open;
+        }
+
+        Interlocked.Decrement(ref _next);
+        return null;
+    }
+
     private ReplicaClientConnection? AnyOpen()
     {
         foreach (var channel in _channels)

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Slab.Block;
 
@@ -111,78 +110,71 @@ public sealed partial class RemoteReplicaTarget : IBlockTarget, IAsyncDisposable
         Volatile.Write(ref _size, size);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    // The hot methods are not async: with an open connection they return the request slot's own
+    // value task, so a request allocates nothing; reconnecting takes the async path.
+
+    public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        CheckPayload(offset, destination.Length);
-        if (destination.IsEmpty)
+        if (CheckPayload(offset, destination.Length) is { } invalid)
         {
-            return;
+            return ValueTask.FromException(invalid);
         }
 
-        await SendAsync(new ReplicaRequest(ReplicaOpcode.Read, ReplicaRequestFlags.None, VolumeId, Epoch, offset, (uint)destination.Length, Destination: destination), cancellationToken);
+        return destination.IsEmpty
+            ? ValueTask.CompletedTask
+            : SendAsync(new ReplicaRequest(ReplicaOpcode.Read, ReplicaRequestFlags.None, VolumeId, Epoch, offset, (uint)destination.Length, Destination: destination), cancellationToken);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken)
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken)
     {
-        CheckPayload(offset, source.Length);
+        if (CheckPayload(offset, source.Length) is { } invalid)
+        {
+            return ValueTask.FromException(invalid);
+        }
+
         var wireFlags = (flags & BlockWriteFlags.ForceUnitAccess) != 0 ? ReplicaRequestFlags.ForceUnitAccess : ReplicaRequestFlags.None;
-        await SendAsync(new ReplicaRequest(ReplicaOpcode.Write, wireFlags, VolumeId, Epoch, offset, (uint)source.Length, Payload: source), cancellationToken);
+        return SendAsync(new ReplicaRequest(ReplicaOpcode.Write, wireFlags, VolumeId, Epoch, offset, (uint)source.Length, Payload: source), cancellationToken);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask FlushAsync(CancellationToken cancellationToken)
-        => await SendAsync(new ReplicaRequest(ReplicaOpcode.Flush, ReplicaRequestFlags.None, VolumeId, Epoch, 0, 0), cancellationToken);
+    public ValueTask FlushAsync(CancellationToken cancellationToken)
+        => SendAsync(new ReplicaRequest(ReplicaOpcode.Flush, ReplicaRequestFlags.None, VolumeId, Epoch, 0, 0), cancellationToken);
 
     /// <summary>Trims the range; ranges over 4 GiB − 4 KiB go as several requests, in order.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken)
-    {
-        CheckRange(offset, length);
-        do
-        {
-            var part = (uint)Math.Min(length, ReplicaProtocol.MaxRangeLength);
-            await SendAsync(new ReplicaRequest(ReplicaOpcode.Trim, ReplicaRequestFlags.None, VolumeId, Epoch, offset, part), cancellationToken);
-            offset += part;
-            length -= part;
-        }
-        while (length > 0);
-    }
+    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken)
+        => SendRangeAsync(ReplicaOpcode.Trim, ReplicaRequestFlags.None, offset, length, cancellationToken);
 
     /// <summary>Zeroes the range; ranges over 4 GiB − 4 KiB go as several requests, in order.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask WriteZeroesAsync(long offset, long length, WriteZeroesFlags flags, CancellationToken cancellationToken)
+    public ValueTask WriteZeroesAsync(long offset, long length, WriteZeroesFlags flags, CancellationToken cancellationToken)
     {
-        CheckRange(offset, length);
         var wireFlags = ((flags & WriteZeroesFlags.ForceUnitAccess) != 0 ? ReplicaRequestFlags.ForceUnitAccess : ReplicaRequestFlags.None)
             | ((flags & WriteZeroesFlags.NoHole) != 0 ? ReplicaRequestFlags.NoHole : ReplicaRequestFlags.None);
-        do
-        {
-            var part = (uint)Math.Min(length, ReplicaProtocol.MaxRangeLength);
-            await SendAsync(new ReplicaRequest(ReplicaOpcode.WriteZeroes, wireFlags, VolumeId, Epoch, offset, part), cancellationToken);
-            offset += part;
-            length -= part;
-        }
-        while (length > 0);
+        return SendRangeAsync(ReplicaOpcode.WriteZeroes, wireFlags, offset, length, cancellationToken);
     }
 
     /// <summary>
     /// One request: at most 4 GiB − 4 KiB of the range and at most 1024 extents (fewer when
     /// <paramref name="destination"/> is shorter), as the contract allows.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken)
+    public ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken)
     {
-        CheckRange(offset, length);
-        if (length == 0 || destination.IsEmpty)
+        if (CheckRange(offset, length) is { } invalid)
         {
-            return 0;
+            return ValueTask.FromException<int>(invalid);
         }
 
-        var part = (uint)Math.Min(length, ReplicaProtocol.MaxRangeLength);
-        var response = await SendAsync(new ReplicaRequest(ReplicaOpcode.Extents, ReplicaRequestFlags.None, VolumeId, Epoch, offset, part, Extents: destination), cancellationToken);
-        return response.Count;
+        if (length == 0 || destination.IsEmpty)
+        {
+            return ValueTask.FromResult(0);
+        }
+
+        var request = new ReplicaRequest(
+            ReplicaOpcode.Extents, ReplicaRequestFlags.None, VolumeId, Epoch, offset, (uint)Math.Min(length, ReplicaProtocol.MaxRangeLength), Extents: destination);
+        if (TryGetOpenConnection(out var failure) is { } connection)
+        {
+            return connection.SendForCountAsync(request, cancellationToken);
+        }
+
+        return failure is null ? SlowExtentsAsync(request, cancellationToken) : ValueTask.FromException<int>(failure);
     }
 
     /// <summary>
@@ -191,57 +183,76 @@ public sealed partial class RemoteReplicaTarget : IBlockTarget, IAsyncDisposable
     /// </summary>
     public async Task<(long Size, long Epoch)> PingAsync(CancellationToken cancellationToken)
     {
-        var response = await SendAsync(new ReplicaRequest(ReplicaOpcode.Ping, ReplicaRequestFlags.None, VolumeId, Epoch, 0, 0), cancellationToken);
+        var request = new ReplicaRequest(ReplicaOpcode.Ping, ReplicaRequestFlags.None, VolumeId, Epoch, 0, 0);
+        var connection = await GetConnectionAsync(cancellationToken);
+        var response = await connection.SendForResponseAsync(request, cancellationToken);
         SetSize(response.Size);
         return (response.Size, response.Epoch);
     }
 
-    /// <summary>Sends a request on the next connection; throws for any failed status.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<ReplicaResponse> SendAsync(ReplicaRequest request, CancellationToken cancellationToken)
+    private ValueTask SendAsync(in ReplicaRequest request, CancellationToken cancellationToken)
+    {
+        if (TryGetOpenConnection(out var failure) is { } connection)
+        {
+            return request.Length > (uint)connection.MaxPayload && request.Opcode is ReplicaOpcode.Read or ReplicaOpcode.Write
+                ? ValueTask.FromException(TooLarge(request, connection))
+                : connection.SendAsync(request, cancellationToken);
+        }
+
+        return failure is null ? SlowSendAsync(request, cancellationToken) : ValueTask.FromException(failure);
+    }
+
+    /// <summary>Waits for a connection (reconnecting), then sends.</summary>
+    private async ValueTask SlowSendAsync(ReplicaRequest request, CancellationToken cancellationToken)
     {
         var connection = await GetConnectionAsync(cancellationToken);
-        if (request.Opcode is ReplicaOpcode.Read or ReplicaOpcode.Write && request.Length > (uint)connection.MaxPayload)
+        if (request.Length > (uint)connection.MaxPayload && request.Opcode is ReplicaOpcode.Read or ReplicaOpcode.Write)
         {
-            throw new BlockTargetException(BlockError.InvalidArgument, $"{request.Opcode} of {request.Length} bytes exceeds the {connection.MaxPayload}-byte maximum of replica node {RemoteName}");
+            throw TooLarge(request, connection);
         }
 
-        var response = await connection.SendAsync(request, cancellationToken);
-        if (response.Status != ReplicaStatus.Ok)
-        {
-            throw Failure(request, response);
-        }
-
-        return response;
+        await connection.SendAsync(request, cancellationToken);
     }
 
-    private BlockTargetException Failure(in ReplicaRequest request, in ReplicaResponse response)
+    private async ValueTask<int> SlowExtentsAsync(ReplicaRequest request, CancellationToken cancellationToken)
     {
-        var detail = response.Message is null ? string.Empty : $": {response.Message}";
-        var message = response.Status switch
-        {
-            ReplicaStatus.StaleEpoch => $"volume {VolumeId}: replica on node {RemoteName} fenced epoch {request.Epoch}; another controller owns the volume{detail}",
-            ReplicaStatus.EpochRejected => $"volume {VolumeId}: replica on node {RemoteName} has not accepted epoch {request.Epoch}{detail}",
-            ReplicaStatus.UnknownVolume => $"volume {VolumeId}: node {RemoteName} holds no replica of it",
-            _ => $"volume {VolumeId}: {request.Opcode} at {request.Offset} (+{request.Length}) on replica node {RemoteName} failed with {response.Status}{detail}",
-        };
-        return new BlockTargetException(ReplicaProtocol.ToBlockError(response.Status), message);
+        var connection = await GetConnectionAsync(cancellationToken);
+        return await connection.SendForCountAsync(request, cancellationToken);
     }
 
-    private void CheckPayload(long offset, int length)
+    private ValueTask SendRangeAsync(ReplicaOpcode opcode, ReplicaRequestFlags flags, long offset, long length, CancellationToken cancellationToken)
     {
-        CheckRange(offset, length);
-        if (length > _options.MaxPayload)
+        if (CheckRange(offset, length) is { } invalid)
         {
-            throw new BlockTargetException(BlockError.InvalidArgument, $"{length} bytes exceed the {_options.MaxPayload}-byte maximum request of replica node {RemoteName}");
+            return ValueTask.FromException(invalid);
+        }
+
+        return length <= ReplicaProtocol.MaxRangeLength
+            ? SendAsync(new ReplicaRequest(opcode, flags, VolumeId, Epoch, offset, (uint)length), cancellationToken)
+            : SendSplitAsync(opcode, flags, offset, length, cancellationToken);
+    }
+
+    private async ValueTask SendSplitAsync(ReplicaOpcode opcode, ReplicaRequestFlags flags, long offset, long length, CancellationToken cancellationToken)
+    {
+        while (length > 0)
+        {
+            var part = (uint)Math.Min(length, ReplicaProtocol.MaxRangeLength);
+            await SendAsync(new ReplicaRequest(opcode, flags, VolumeId, Epoch, offset, part), cancellationToken);
+            offset += part;
+            length -= part;
         }
     }
 
-    private static void CheckRange(long offset, long length)
-    {
-        if (offset < 0 || length < 0)
-        {
-            throw new BlockTargetException(BlockError.OutOfRange, $"request [{offset}, +{length}) has a negative offset or length");
-        }
-    }
+    private BlockTargetException TooLarge(in ReplicaRequest request, ReplicaClientConnection connection)
+        => new(BlockError.InvalidArgument, $"{request.Opcode} of {request.Length} bytes exceeds the {connection.MaxPayload}-byte maximum of replica node {RemoteName}");
+
+    private BlockTargetException? CheckPayload(long offset, int length)
+        => CheckRange(offset, length) ?? (length > _options.MaxPayload
+            ? new BlockTargetException(BlockError.InvalidArgument, $"{length} bytes exceed the {_options.MaxPayload}-byte maximum request of replica node {RemoteName}")
+            : null);
+
+    private static BlockTargetException? CheckRange(long offset, long length)
+        => offset < 0 || length < 0
+            ? new BlockTargetException(BlockError.OutOfRange, $"request [{offset}, +{length}) has a negative offset or length")
+            : null;
 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using Slab.Block;
 
@@ -10,83 +11,190 @@ namespace Slab.Replication;
 internal sealed partial class ReplicaClientConnection
 {
     /// <summary>
-    /// Sends one request and waits for its response. Returns the response whatever its status; throws
-    /// <see cref="BlockTargetException"/> (<see cref="BlockError.IOError"/>) when the connection closes
-    /// or the request times out, <see cref="OperationCanceledException"/> when
-    /// <paramref name="cancellationToken"/> fires first (the request may still run on the server; its
-    /// late response is discarded). A Read's data goes to <see cref="ReplicaRequest.Destination"/>,
-    /// which must be exactly <see cref="ReplicaRequest.Length"/> bytes.
+    /// Sends one request; the returned task completes when its response arrived. Failures, all
+    /// naming the node: a failed status → <see cref="BlockTargetException"/> with the mapped
+    /// <see cref="BlockError"/>; connection closed or request timed out → <see cref="BlockError.IOError"/>;
+    /// <paramref name="cancellationToken"/> fired while the request waited → <see cref="OperationCanceledException"/>
+    /// (the request may still run on the server; its late response is discarded). A Read's data goes
+    /// to <see cref="ReplicaRequest.Destination"/>, which must be exactly <see cref="ReplicaRequest.Length"/>
+    /// bytes; an Extents response fills <see cref="ReplicaRequest.Extents"/>.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<ReplicaResponse> SendAsync(ReplicaRequest request, CancellationToken cancellationToken)
+    /// <remarks>
+    /// No allocation when a slot is free: the task is backed by the request's slot. When the window
+    /// is full the caller waits asynchronously (that wait allocates).
+    /// </remarks>
+    public ValueTask SendAsync(in ReplicaRequest request, CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _closed) != 0)
         {
+            return ValueTask.FromException(ClosedException());
+        }
+
+        if (!_window.Wait(0, CancellationToken.None))
+        {
+            return WaitThenSendAsync(request, cancellationToken);
+        }
+
+        var slot = Start(request, cancellationToken);
+        return new ValueTask(slot, slot.Version);
+    }
+
+    /// <summary>As <see cref="SendAsync"/>; the result is the number of extents written to <see cref="ReplicaRequest.Extents"/>.</summary>
+    public ValueTask<int> SendForCountAsync(in ReplicaRequest request, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            return ValueTask.FromException<int>(ClosedException());
+        }
+
+        if (!_window.Wait(0, CancellationToken.None))
+        {
+            return WaitThenSendForCountAsync(request, cancellationToken);
+        }
+
+        var slot = Start(request, cancellationToken);
+        return new ValueTask<int>(slot, slot.Version);
+    }
+
+    /// <summary>As <see cref="SendAsync"/>, returning the whole response (Ping).</summary>
+    public ValueTask<ReplicaResponse> SendForResponseAsync(in ReplicaRequest request, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            return ValueTask.FromException<ReplicaResponse>(ClosedException());
+        }
+
+        if (!_window.Wait(0, CancellationToken.None))
+        {
+            return WaitThenSendForResponseAsync(request, cancellationToken);
+        }
+
+        var slot = Start(request, cancellationToken);
+        return new ValueTask<ReplicaResponse>(slot, slot.Version);
+    }
+
+    private async ValueTask WaitThenSendAsync(ReplicaRequest request, CancellationToken cancellationToken)
+        => await WaitThenSendForResponseAsync(request, cancellationToken);
+
+    private async ValueTask<int> WaitThenSendForCountAsync(ReplicaRequest request, CancellationToken cancellationToken)
+        => (await WaitThenSendForResponseAsync(request, cancellationToken)).Count;
+
+    private async ValueTask<ReplicaResponse> WaitThenSendForResponseAsync(ReplicaRequest request, CancellationToken cancellationToken)
+    {
+        await _window.WaitAsync(cancellationToken);
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            _window.Release();
             throw ClosedException();
         }
 
-        await _window.WaitAsync(cancellationToken);
-        var slot = TakeSlot();
+        var slot = Start(request, cancellationToken);
+        return await new ValueTask<ReplicaResponse>(slot, slot.Version);
+    }
+
+    /// <summary>Takes a slot (a window permit is held), arms it and starts sending its frame.</summary>
+    private ReplicaClientSlot Start(in ReplicaRequest request, CancellationToken cancellationToken)
+    {
+        ReplicaClientSlot slot;
+        lock (_freeLock)
+        {
+            slot = _slots[_freeSlots[--_freeCount]];
+        }
+
+        slot.Arm(request, _timeProvider.GetTimestamp(), _options.RequestTimeout, cancellationToken);
+        FailIfClosed(slot);
+        if (_sendLock.Enter(slot))
+        {
+            WriteFrame(slot);
+        }
+
+        return slot;
+    }
+
+    /// <summary>Writes the slot's frame and flushes; the caller holds the send lock, which <see cref="EndSend"/> releases.</summary>
+    internal void WriteFrame(ReplicaClientSlot slot)
+    {
+        ValueTask<FlushResult> flush = default;
+        var sending = false;
         try
         {
-            var payloadCrc = request.Opcode == ReplicaOpcode.Write && !request.Payload.IsEmpty ? Crc32C.Compute(request.Payload.Span) : 0u;
-            var requestId = slot.Arm(request, _timeProvider.GetTimestamp(), _options.RequestTimeout, cancellationToken);
-            FailIfClosed(slot);
-            await _sendLock.EnterAsync(slot);
-            try
+            // Nothing is sent for a request already failed (closed, cancelled) while it waited.
+            if (Volatile.Read(ref _closed) == 0 && slot.BeginSending())
             {
-                // Nothing is sent for a request already failed (closed, cancelled) while it waited.
-                if (slot.State == ReplicaClientSlot.Pending && Volatile.Read(ref _closed) == 0)
+                sending = true;
+                var request = slot.Request;
+                var header = new RequestHeader(
+                    request.Opcode, request.Flags, slot.RequestId, request.VolumeId, (ulong)request.Epoch, (ulong)request.Offset, request.Length, slot.PayloadCrc);
+                header.Write(_output.GetSpan(ReplicaProtocol.RequestHeaderSize));
+                _output.Advance(ReplicaProtocol.RequestHeaderSize);
+                if (request.Opcode == ReplicaOpcode.Write && !request.Payload.IsEmpty)
                 {
-                    var header = new RequestHeader(
-                        request.Opcode, request.Flags, requestId, request.VolumeId, (ulong)request.Epoch, (ulong)request.Offset, request.Length, payloadCrc);
-                    header.Write(_output.GetSpan(ReplicaProtocol.RequestHeaderSize));
-                    _output.Advance(ReplicaProtocol.RequestHeaderSize);
-                    if (request.Opcode == ReplicaOpcode.Write && !request.Payload.IsEmpty)
-                    {
-                        _output.Write(request.Payload.Span);
-                    }
+                    _output.Write(request.Payload.Span);
+                }
 
-                    var flushed = await _output.FlushAsync(CancellationToken.None);
-                    if (flushed.IsCanceled || flushed.IsCompleted)
-                    {
-                        Close("the connection ended while sending");
-                    }
+                flush = _output.FlushAsync(CancellationToken.None);
+                if (!flush.IsCompleted)
+                {
+                    slot.AwaitFlush(flush);
+                    return;
                 }
             }
-            catch (Exception ex)
-            {
-                Close($"send failed: {ex.Message}");
-            }
-            finally
-            {
-                _sendLock.Exit();
-            }
+        }
+        catch (Exception ex)
+        {
+            Close($"send failed: {ex.Message}");
+            flush = default;
+        }
 
-            return await slot.ResponseAsync();
+        EndSend(slot, sending ? flush.GetAwaiter() : default);
+    }
+
+    /// <summary>Ends the send phase of a slot: checks the flush, releases the send lock and the slot's send hold.</summary>
+    internal void EndSend(ReplicaClientSlot slot, ValueTaskAwaiter<FlushResult> flush)
+    {
+        try
+        {
+            var result = flush.GetResult();
+            if (result.IsCanceled || result.IsCompleted)
+            {
+                Close("the connection ended while sending");
+            }
+        }
+        catch (Exception ex)
+        {
+            Close($"send failed: {ex.Message}");
         }
         finally
         {
-            slot.Disarm();
-            ReturnSlot(slot);
-            _window.Release();
+            _sendLock.Exit();
+            slot.EndSending();
+            slot.Release();
         }
     }
 
-    private ReplicaClientSlot TakeSlot()
-    {
-        lock (_freeLock)
-        {
-            return _slots[_freeSlots[--_freeCount]];
-        }
-    }
-
-    private void ReturnSlot(ReplicaClientSlot slot)
+    /// <summary>Takes back a slot both the sender and the caller are done with.</summary>
+    internal void Recycle(ReplicaClientSlot slot)
     {
         lock (_freeLock)
         {
             _freeSlots[_freeCount++] = slot.Index;
         }
+
+        _window.Release();
+    }
+
+    /// <summary>The exception a failed status raises, naming the volume, node and request.</summary>
+    private BlockTargetException StatusFailure(in ReplicaRequest request, ReplicaStatus status, string? serverMessage)
+    {
+        var detail = serverMessage is null ? string.Empty : $": {serverMessage}";
+        var message = status switch
+        {
+            ReplicaStatus.StaleEpoch => $"volume {request.VolumeId}: replica on node {RemoteName} fenced epoch {request.Epoch}; another controller owns the volume{detail}",
+            ReplicaStatus.EpochRejected => $"volume {request.VolumeId}: replica on node {RemoteName} has not accepted epoch {request.Epoch}{detail}",
+            ReplicaStatus.UnknownVolume => $"volume {request.VolumeId}: node {RemoteName} holds no replica of it",
+            _ => $"volume {request.VolumeId}: {request.Opcode} at {request.Offset} (+{request.Length}) on replica node {RemoteName} failed with {status}{detail}",
+        };
+        return new BlockTargetException(ReplicaProtocol.ToBlockError(status), message);
     }
 
     /// <summary>The reader loop: runs until the connection closes; closes it on any malformed response.</summary>
@@ -210,20 +318,20 @@ internal sealed partial class ReplicaClientConnection
             }
 
             var message = length == 0 ? null : ReplicaProtocol.Utf8.GetString(_scratch, 0, length);
-            slot.Complete(new ReplicaResponse(header.Status, Message: message));
+            slot.Fail(StatusFailure(slot.Request, header.Status, message));
             return null;
         }
 
-        switch (slot.Opcode)
+        switch (slot.Request.Opcode)
         {
             case ReplicaOpcode.Read:
                 {
-                    if (header.Length != slot.Length)
+                    if (header.Length != slot.Request.Length)
                     {
                         return "read response length differs from the request";
                     }
 
-                    var crc = await ReadDataAsync(slot.Destination, length);
+                    var crc = await ReadDataAsync(slot.Request.Destination, length);
                     if (crc < 0)
                     {
                         return "truncated read data";
@@ -256,7 +364,7 @@ internal sealed partial class ReplicaClientConnection
                         return "bad extents data crc";
                     }
 
-                    var destination = slot.Extents.Span;
+                    var destination = slot.Request.Extents.Span;
                     var count = Math.Min(length / ReplicaProtocol.ExtentSize, destination.Length);
                     for (var i = 0; i < count; i++)
                     {
@@ -295,7 +403,7 @@ internal sealed partial class ReplicaClientConnection
             default:
                 if (length != 0)
                 {
-                    return $"unexpected data in a {slot.Opcode} response";
+                    return $"unexpected data in a {slot.Request.Opcode} response";
                 }
 
                 slot.Complete(new ReplicaResponse(ReplicaStatus.Ok));

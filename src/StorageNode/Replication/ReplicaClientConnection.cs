@@ -9,18 +9,17 @@ namespace Slab.Replication;
 /// requests answered out of order (ReplicaClientConnection.Requests.cs).
 /// </summary>
 /// <remarks>
-/// <para>Threading: <see cref="SendAsync"/> may be called concurrently from any number of threads; at
-/// most <see cref="ReplicationOptions.MaxInFlightPerConnection"/> requests are in flight, further callers
-/// wait for a slot. Requests are written under an allocation-free send lock; one reader loop matches
-/// responses to slots by request id.</para>
+/// <para>Threading: the Send methods may be called concurrently from any number of threads; at most
+/// <see cref="ReplicationOptions.MaxInFlightPerConnection"/> requests are in flight, further callers
+/// wait for a slot. Frames are written under an allocation-free send lock (a slot that has to wait
+/// for it is granted it on the pool); one reader loop matches responses to slots by request id.</para>
 /// <para>Failure: the first transport error, malformed response, or request timeout closes the
 /// connection for good: every request in flight and every later one fails with
 /// <see cref="BlockError.IOError"/> naming the node (<see cref="IsOpen"/> turns false; the owner
-/// reconnects with a new connection). Protocol statuses (fenced, out of range, ...) are returned in the
-/// <see cref="ReplicaResponse"/>, not thrown.</para>
-/// <para>Steady state allocates nothing per request: slots, their timers and value-task sources are
-/// created with the connection, and the async methods use pooled builders. A caller waiting for a free
-/// slot (window full) allocates its wait.</para>
+/// reconnects with a new connection). A failed status fails only its request, with the mapped block error.</para>
+/// <para>Steady state allocates nothing per request: slots (which are the awaited value-task sources),
+/// their timers and buffers are created with the connection. A caller waiting for a free slot
+/// (window full) allocates its wait.</para>
 /// </remarks>
 internal sealed partial class ReplicaClientConnection : IAsyncDisposable
 {
@@ -175,7 +174,7 @@ internal sealed partial class ReplicaClientConnection : IAsyncDisposable
     /// <summary>Fails the slot's pending request when the connection is closed.</summary>
     internal void FailIfClosed(ReplicaClientSlot slot)
     {
-        if (Volatile.Read(ref _closed) != 0 && slot.TryClaimAny())
+        if (Volatile.Read(ref _closed) != 0 && slot.TryClaimPending())
         {
             slot.Fail(ClosedException());
         }
@@ -187,7 +186,7 @@ internal sealed partial class ReplicaClientConnection : IAsyncDisposable
     /// <summary>A slot's timer fired: a request pending longer than the timeout closes the connection.</summary>
     internal void OnSlotTimer(ReplicaClientSlot slot)
     {
-        if (slot.State != ReplicaClientSlot.Pending || _timeProvider.GetElapsedTime(slot.ArmedAt) < _options.RequestTimeout)
+        if (slot.State is not (ReplicaClientSlot.Pending or ReplicaClientSlot.Sending) || _timeProvider.GetElapsedTime(slot.ArmedAt) < _options.RequestTimeout)
         {
             return;
         }
@@ -197,7 +196,7 @@ internal sealed partial class ReplicaClientConnection : IAsyncDisposable
             ReplicaLog.ClientRequestTimedOut(_logger, RemoteName, _options.RequestTimeout);
         }
 
-        Close($"{slot.Opcode} request timed out after {_options.RequestTimeout}");
+        Close($"{slot.Request.Opcode} request timed out after {_options.RequestTimeout}");
     }
 
     /// <summary>Closes the connection, waits for its reader loop and releases the transport.</summary>

@@ -193,7 +193,7 @@ internal sealed partial class ReplicaServerConnection
         var responseLock = _responseLock!;
         try
         {
-            await responseLock.EnterAsync(slot);
+            await slot.EnterAsync(responseLock);
             try
             {
                 response.Write(_output.GetSpan(ReplicaProtocol.ResponseHeaderSize));

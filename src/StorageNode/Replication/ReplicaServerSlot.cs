@@ -81,11 +81,11 @@ internal sealed class ReplicaServerSlot : IThreadPoolWorkItem, IValueTaskSource,
         }
     }
 
-    public ValueTask PrepareLockWait()
-    {
-        _lockWait.Reset();
-        return new ValueTask(this, _lockWait.Version);
-    }
+    /// <summary>Takes the response lock, waiting without allocation when another slot holds it.</summary>
+    public ValueTask EnterAsync(SlotLock<ReplicaServerSlot> responseLock)
+        => responseLock.Enter(this) ? ValueTask.CompletedTask : new ValueTask(this, _lockWait.Version);
+
+    public void OnQueued() => _lockWait.Reset();
 
     public void GrantLock() => _lockWait.SetResult(true);
 

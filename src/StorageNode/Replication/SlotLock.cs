@@ -1,12 +1,12 @@
 namespace Slab.Replication;
 
-/// <summary>A request slot that can wait for a <see cref="SlotLock{TWaiter}"/> with its own reusable value-task source.</summary>
+/// <summary>A request slot that can wait for a <see cref="SlotLock{TWaiter}"/> without allocating.</summary>
 internal interface ISlotLockWaiter
 {
-    /// <summary>Arms the slot's lock wait; called under the lock's internal lock.</summary>
-    ValueTask PrepareLockWait();
+    /// <summary>The slot was queued (called under the lock's internal lock, before <see cref="GrantLock"/> can run).</summary>
+    void OnQueued();
 
-    /// <summary>Completes the armed wait: the slot now holds the lock.</summary>
+    /// <summary>The slot now holds the lock. Called on the thread that released it: must not run the slot's work inline.</summary>
     void GrantLock();
 }
 
@@ -18,7 +18,7 @@ internal interface ISlotLockWaiter
 /// The same idea as the NBD frontend's reply lock, written generically so both sides of this protocol
 /// share it. Waiters queue FIFO in a queue pre-sized to the slot count (waiting never allocates); each
 /// slot waits for at most one thing at a time. <see cref="Exit"/> hands the lock straight to the next
-/// waiter (no barging), whose continuation must run asynchronously (the slot's source is configured so).
+/// waiter (no barging); the waiter continues elsewhere (on the pool).
 /// </remarks>
 internal sealed class SlotLock<TWaiter>(int maxWaiters)
     where TWaiter : class, ISlotLockWaiter
@@ -27,18 +27,20 @@ internal sealed class SlotLock<TWaiter>(int maxWaiters)
     private readonly Lock _lock = new();
     private bool _held;
 
-    public ValueTask EnterAsync(TWaiter waiter)
+    /// <summary>True when the lock was free and is now held; otherwise the waiter is queued and granted it later.</summary>
+    public bool Enter(TWaiter waiter)
     {
         lock (_lock)
         {
             if (!_held)
             {
                 _held = true;
-                return ValueTask.CompletedTask;
+                return true;
             }
 
+            waiter.OnQueued();
             _waiters.Enqueue(waiter);
-            return waiter.PrepareLockWait();
+            return false;
         }
     }
 
