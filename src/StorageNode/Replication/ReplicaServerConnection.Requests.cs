@@ -5,13 +5,15 @@ using System.Runtime.CompilerServices;
 using Slab.Block;
 using Slab.Buffers;
 
+using Slab.Common;
+
 namespace Slab.Replication;
 
 // The request phase: one reader loop parsing frames into slots, slots running on the thread pool,
 // responses serialised by a slot lock. Per-request path: no LINQ, closures, strings or objects.
 internal sealed partial class ReplicaServerConnection
 {
-    private ServerSlotPool? _slots;
+    private BoundedSlotPool<ReplicaServerSlot>? _slots;
     private SlotLock<ReplicaServerSlot>? _responseLock;
     private CancellationToken _requestToken;
 
@@ -24,7 +26,7 @@ internal sealed partial class ReplicaServerConnection
     {
         var options = _server.Options;
         _requestToken = connectionClosed;
-        var slots = _slots = new ServerSlotPool(this, options.MaxInFlightPerConnection);
+        var slots = _slots = new BoundedSlotPool<ReplicaServerSlot>(options.MaxInFlightPerConnection, pool => new ReplicaServerSlot(this, pool));
         _responseLock = new SlotLock<ReplicaServerSlot>(options.MaxInFlightPerConnection);
         var maxPayload = (uint)options.MaxPayload;
         try

@@ -3,6 +3,8 @@ using System.Threading.Tasks.Sources;
 using Slab.Block;
 using Slab.Buffers;
 
+using Slab.Common;
+
 namespace Slab.Replication;
 
 /// <summary>
@@ -10,7 +12,7 @@ namespace Slab.Replication;
 /// and the machinery to run it on the thread pool without allocating.
 /// </summary>
 /// <remarks>
-/// Ownership cycles: the reader loop takes the slot from <see cref="ServerSlotPool"/>, fills it and
+/// Ownership cycles: the reader loop takes the slot from <see cref="BoundedSlotPool{TSlot}"/>, fills it and
 /// queues it; a pool thread runs it and writes the response; once the processing ValueTask has been
 /// consumed the slot returns to the pool. Only the current owner touches the fields. The slot is also
 /// the waiter of the connection's response lock.
@@ -18,14 +20,14 @@ namespace Slab.Replication;
 internal sealed class ReplicaServerSlot : IThreadPoolWorkItem, IValueTaskSource, ISlotLockWaiter
 {
     private readonly ReplicaServerConnection _connection;
-    private readonly ServerSlotPool _pool;
+    private readonly BoundedSlotPool<ReplicaServerSlot> _pool;
     private readonly Action _onProcessCompleted;
     private ManualResetValueTaskSourceCore<bool> _lockWait;
     private ValueTaskAwaiter _processing;
     private BlockExtent[]? _extents;
     private byte[]? _scratch;
 
-    public ReplicaServerSlot(ReplicaServerConnection connection, ServerSlotPool pool)
+    public ReplicaServerSlot(ReplicaServerConnection connection, BoundedSlotPool<ReplicaServerSlot> pool)
     {
         _connection = connection;
         _pool = pool;
@@ -95,77 +97,4 @@ internal sealed class ReplicaServerSlot : IThreadPoolWorkItem, IValueTaskSource,
 
     void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
         => _lockWait.OnCompleted(continuation, state, token, flags);
-}
-
-/// <summary>
-/// The fixed slots of one server connection: a bounded pool the single reader loop waits on when
-/// every slot is in flight. One taker, any number of returners; never allocates after construction.
-/// </summary>
-internal sealed class ServerSlotPool : IValueTaskSource<ReplicaServerSlot>
-{
-    private readonly ReplicaServerSlot?[] _free;
-    private readonly Lock _lock = new();
-    private ManualResetValueTaskSourceCore<ReplicaServerSlot> _takerWait;
-    private int _freeCount;
-    private bool _takerWaiting;
-
-    public ServerSlotPool(ReplicaServerConnection connection, int capacity)
-    {
-        _free = new ReplicaServerSlot?[capacity];
-        for (var i = 0; i < capacity; i++)
-        {
-            _free[i] = new ReplicaServerSlot(connection, this);
-        }
-
-        _freeCount = capacity;
-        Capacity = capacity;
-        _takerWait.RunContinuationsAsynchronously = true;
-    }
-
-    public int Capacity { get; }
-
-    public ValueTask<ReplicaServerSlot> TakeAsync()
-    {
-        lock (_lock)
-        {
-            if (_freeCount > 0)
-            {
-                var slot = _free[--_freeCount]!;
-                _free[_freeCount] = null;
-                return new ValueTask<ReplicaServerSlot>(slot);
-            }
-
-            if (_takerWaiting)
-            {
-                throw new InvalidOperationException("only one taker may wait for a request slot");
-            }
-
-            _takerWaiting = true;
-            _takerWait.Reset();
-            return new ValueTask<ReplicaServerSlot>(this, _takerWait.Version);
-        }
-    }
-
-    public void Return(ReplicaServerSlot slot)
-    {
-        lock (_lock)
-        {
-            if (!_takerWaiting)
-            {
-                _free[_freeCount++] = slot;
-                return;
-            }
-
-            _takerWaiting = false;
-        }
-
-        _takerWait.SetResult(slot);
-    }
-
-    ReplicaServerSlot IValueTaskSource<ReplicaServerSlot>.GetResult(short token) => _takerWait.GetResult(token);
-
-    ValueTaskSourceStatus IValueTaskSource<ReplicaServerSlot>.GetStatus(short token) => _takerWait.GetStatus(token);
-
-    void IValueTaskSource<ReplicaServerSlot>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
-        => _takerWait.OnCompleted(continuation, state, token, flags);
 }

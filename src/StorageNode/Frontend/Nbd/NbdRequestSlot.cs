@@ -3,6 +3,8 @@ using System.Threading.Tasks.Sources;
 using Slab.Block;
 using Slab.Buffers;
 
+using Slab.Common;
+
 namespace Slab.Frontend.Nbd;
 
 /// <summary>
@@ -10,7 +12,7 @@ namespace Slab.Frontend.Nbd;
 /// to run it on the thread pool without allocating.
 /// </summary>
 /// <remarks>
-/// Ownership moves in a cycle: the session's reader loop takes the slot from <see cref="NbdSlotPool"/>,
+/// Ownership moves in a cycle: the session's reader loop takes the slot from <see cref="BoundedSlotPool{TSlot}"/>,
 /// fills it and queues it (<see cref="IThreadPoolWorkItem"/>); a pool thread runs the request and
 /// writes its reply; when the request's <see cref="ValueTask"/> has been consumed the slot goes back
 /// to the pool. Only the current owner touches the fields, so they need no locking. The slot also is
@@ -22,13 +24,13 @@ internal sealed class NbdRequestSlot : IThreadPoolWorkItem, IValueTaskSource
     public const int MaxExtentsPerReply = 1024;
 
     private readonly NbdSession _session;
-    private readonly NbdSlotPool _pool;
+    private readonly BoundedSlotPool<NbdRequestSlot> _pool;
     private readonly Action _onProcessCompleted;
     private ManualResetValueTaskSourceCore<bool> _lockWait;
     private ValueTaskAwaiter _processing;
     private BlockExtent[]? _extents;
 
-    public NbdRequestSlot(NbdSession session, NbdSlotPool pool)
+    public NbdRequestSlot(NbdSession session, BoundedSlotPool<NbdRequestSlot> pool)
     {
         _session = session;
         _pool = pool;
@@ -117,97 +119,6 @@ internal sealed class NbdRequestSlot : IThreadPoolWorkItem, IValueTaskSource
 
     void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
         => _lockWait.OnCompleted(continuation, state, token, flags);
-}
-
-/// <summary>
-/// The fixed set of request slots of one session: a bounded pool that the single reader loop waits
-/// on when every slot is in flight.
-/// </summary>
-/// <remarks>
-/// Thread-safe for one taker (the reader loop) and any number of returners. Never allocates after
-/// construction: a waiting taker is completed through a reusable value-task source.
-/// </remarks>
-internal sealed class NbdSlotPool : IValueTaskSource<NbdRequestSlot>
-{
-    private readonly NbdRequestSlot?[] _free;
-    private readonly Lock _lock = new();
-    private ManualResetValueTaskSourceCore<NbdRequestSlot> _takerWait;
-    private int _freeCount;
-    private bool _takerWaiting;
-
-    public NbdSlotPool(NbdSession session, int capacity)
-    {
-        _free = new NbdRequestSlot?[capacity];
-        for (var i = 0; i < capacity; i++)
-        {
-            _free[i] = new NbdRequestSlot(session, this);
-        }
-
-        _freeCount = capacity;
-        Capacity = capacity;
-        _takerWait.RunContinuationsAsynchronously = true;
-    }
-
-    public int Capacity { get; }
-
-    /// <summary>Slots currently taken (in flight or being filled).</summary>
-    public int InUse
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return Capacity - _freeCount;
-            }
-        }
-    }
-
-    /// <summary>Takes a free slot, waiting until one is returned. Only one caller may wait at a time.</summary>
-    public ValueTask<NbdRequestSlot> TakeAsync()
-    {
-        lock (_lock)
-        {
-            if (_freeCount > 0)
-            {
-                var slot = _free[--_freeCount]!;
-                _free[_freeCount] = null;
-                return new ValueTask<NbdRequestSlot>(slot);
-            }
-
-            if (_takerWaiting)
-            {
-                throw new InvalidOperationException("only one taker may wait for a request slot");
-            }
-
-            _takerWaiting = true;
-            _takerWait.Reset();
-            return new ValueTask<NbdRequestSlot>(this, _takerWait.Version);
-        }
-    }
-
-    /// <summary>Returns a slot; hands it straight to a waiting taker if there is one.</summary>
-    public void Return(NbdRequestSlot slot)
-    {
-        lock (_lock)
-        {
-            if (!_takerWaiting)
-            {
-                _free[_freeCount++] = slot;
-                return;
-            }
-
-            _takerWaiting = false;
-        }
-
-        _takerWait.SetResult(slot);
-    }
-
-    NbdRequestSlot IValueTaskSource<NbdRequestSlot>.GetResult(short token) => _takerWait.GetResult(token);
-
-    ValueTaskSourceStatus IValueTaskSource<NbdRequestSlot>.GetStatus(short token) => _takerWait.GetStatus(token);
-
-    void IValueTaskSource<NbdRequestSlot>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
-        => _takerWait.OnCompleted(continuation, state, token, flags);
 }
 
 /// <summary>

@@ -5,6 +5,8 @@ using System.Runtime.CompilerServices;
 using Slab.Block;
 using Slab.Buffers;
 
+using Slab.Common;
+
 namespace Slab.Frontend.Nbd;
 
 // The transmission phase: one reader loop parsing requests, request slots running them on the thread
@@ -21,7 +23,7 @@ public sealed partial class NbdSession
     private bool _blockStatusEnabled;
     private int _minimumBlock = 1;
     private int _maxPayload;
-    private NbdSlotPool? _slots;
+    private BoundedSlotPool<NbdRequestSlot>? _slots;
     private NbdReplyLock? _replyLock;
     private CancellationToken _requestToken;
 
@@ -36,7 +38,7 @@ public sealed partial class NbdSession
         var (minimum, _, maximum) = BlockSizes(_target.Geometry);
         _minimumBlock = (int)minimum;
         _maxPayload = (int)Math.Min(maximum, (uint)_options.MaxRequestPayload);
-        _slots = new NbdSlotPool(this, _options.MaxInFlightPerConnection);
+        _slots = new BoundedSlotPool<NbdRequestSlot>(_options.MaxInFlightPerConnection, pool => new NbdRequestSlot(this, pool));
         _replyLock = new NbdReplyLock(_options.MaxInFlightPerConnection);
         NbdLog.ExportOpened(_logger, _connectionId, name, _exportSize, (ushort)_transmissionFlags, _structuredReplies, _blockStatusEnabled);
     }
