@@ -2,6 +2,8 @@ using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using Slab.Block;
 
+using Slab.Common;
+
 namespace Slab.Replication;
 
 /// <summary>

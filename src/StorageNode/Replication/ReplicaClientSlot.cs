@@ -1,6 +1,8 @@
 using System.Threading.Tasks.Sources;
 using Slab.Block;
 
+using Slab.Common;
+
 namespace Slab.Replication;
 
 /// <summary>A request as the client sends it; <see cref="Destination"/>/<see cref="Extents"/> receive a Read's data or extents.</summary>

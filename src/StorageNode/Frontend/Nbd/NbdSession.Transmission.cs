@@ -24,7 +24,7 @@ public sealed partial class NbdSession
     private int _minimumBlock = 1;
     private int _maxPayload;
     private BoundedSlotPool<NbdRequestSlot>? _slots;
-    private NbdReplyLock? _replyLock;
+    private SlotLock<NbdRequestSlot>? _replyLock;
     private CancellationToken _requestToken;
 
     /// <summary>Opens the export for transmission: size and flags are fixed from here on.</summary>
@@ -39,7 +39,7 @@ public sealed partial class NbdSession
         _minimumBlock = (int)minimum;
         _maxPayload = (int)Math.Min(maximum, (uint)_options.MaxRequestPayload);
         _slots = new BoundedSlotPool<NbdRequestSlot>(_options.MaxInFlightPerConnection, pool => new NbdRequestSlot(this, pool));
-        _replyLock = new NbdReplyLock(_options.MaxInFlightPerConnection);
+        _replyLock = new SlotLock<NbdRequestSlot>(_options.MaxInFlightPerConnection);
         NbdLog.ExportOpened(_logger, _connectionId, name, _exportSize, (ushort)_transmissionFlags, _structuredReplies, _blockStatusEnabled);
     }
 
@@ -221,7 +221,7 @@ public sealed partial class NbdSession
         var replyLock = _replyLock!;
         try
         {
-            await replyLock.EnterAsync(slot);
+            await slot.EnterAsync(replyLock);
             try
             {
                 WriteReply(slot, errno);

@@ -1,4 +1,4 @@
-namespace Slab.Replication;
+namespace Slab.Common;
 
 /// <summary>A request slot that can wait for a <see cref="SlotLock{TWaiter}"/> without allocating.</summary>
 internal interface ISlotLockWaiter
@@ -12,11 +12,10 @@ internal interface ISlotLockWaiter
 
 /// <summary>
 /// An allocation-free async mutex whose waiters are pre-allocated request slots: it serialises frames
-/// onto one connection's <c>PipeWriter</c> (responses on the server, requests on the client).
+/// onto one connection's <c>PipeWriter</c>.
 /// </summary>
 /// <remarks>
-/// The same idea as the NBD frontend's reply lock, written generically so both sides of this protocol
-/// share it. Waiters queue FIFO in a queue pre-sized to the slot count (waiting never allocates); each
+/// Used by the NBD session (replies) and both sides of the replica protocol. Waiters queue FIFO in a queue pre-sized to the slot count (waiting never allocates); each
 /// slot waits for at most one thing at a time. <see cref="Exit"/> hands the lock straight to the next
 /// waiter (no barging); the waiter continues elsewhere (on the pool).
 /// </remarks>
