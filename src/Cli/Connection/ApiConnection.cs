@@ -45,7 +45,8 @@ internal sealed class ApiConnection : IDisposable
 
     public void Dispose() => _channel?.Dispose();
 
-    private static GrpcChannel Open(Endpoint endpoint)
+    /// <summary>A channel to <paramref name="endpoint"/> (unix socket or TCP, HTTP/2 without TLS).</summary>
+    internal static GrpcChannel Open(Endpoint endpoint)
     {
         var handler = new SocketsHttpHandler
         {

@@ -45,13 +45,23 @@ public static class HostAttachServiceCollectionExtensions
     /// <paramref name="recoverOnStart"/>, a hosted service that runs
     /// <see cref="IBlockDeviceAttacher.RemoveStaleAsync"/> at start-up.
     /// </summary>
-    public static IServiceCollection AddHostAttach(this IServiceCollection services, HostOptions options, bool recoverOnStart = true)
+    /// <param name="attacher">An attacher already made with <see cref="HostAttachFactory.Create"/> (slabd
+    /// makes it before the host to clean up after a crash); null to have one made here.</param>
+    public static IServiceCollection AddHostAttach(this IServiceCollection services, HostOptions options, bool recoverOnStart = true, IBlockDeviceAttacher? attacher = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         services.AddSingleton(options);
-        services.AddSingleton(provider => HostAttachFactory.Create(
-            provider.GetRequiredService<HostOptions>(),
-            provider.GetService<ILoggerFactory>()));
+        if (attacher is not null)
+        {
+            services.AddSingleton(attacher);
+        }
+        else
+        {
+            services.AddSingleton(provider => HostAttachFactory.Create(
+                provider.GetRequiredService<HostOptions>(),
+                provider.GetService<ILoggerFactory>()));
+        }
+
         services.AddSingleton<IFilesystemManager>(provider => new FilesystemManager(provider.GetService<ILogger<FilesystemManager>>()));
         if (recoverOnStart)
         {

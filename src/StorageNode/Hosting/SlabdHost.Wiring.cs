@@ -11,19 +11,18 @@ namespace Slab.Hosting;
 
 public static partial class SlabdHost
 {
-    private static void ConfigureHostAttach(IServiceCollection services, SlabdOptions options)
+    private static void ConfigureServices(IServiceCollection services, SlabdOptions options, Slab.Host.HostOptions hostAttach, IBlockDeviceAttacher attacher)
     {
-        // Stale attachments are removed explicitly before the store opens (RemoveStaleAttachmentsAsync).
-        services.AddHostAttach(new Slab.Host.HostOptions(options.RunDirectory), recoverOnStart: false);
+        // Stale attachments were removed before the store opened (RemoveStaleAttachmentsAsync), by this attacher.
+        services.AddHostAttach(hostAttach, recoverOnStart: false, attacher);
         services.AddSingleton(new NbdServerOptions());
         services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<VolumeManager>());
         services.AddSingleton(options);
         services.AddHostedService<NbdListenerService>();
     }
 
-    private static async Task RemoveStaleAttachmentsAsync(IServiceProvider services, ILogger logger)
+    private static async Task RemoveStaleAttachmentsAsync(IBlockDeviceAttacher attacher, ILogger logger)
     {
-        var attacher = services.GetRequiredService<IBlockDeviceAttacher>();
         foreach (var removal in await attacher.RemoveStaleAsync(CancellationToken.None).ConfigureAwait(false))
         {
             var actions = string.Join("; ", removal.Actions);

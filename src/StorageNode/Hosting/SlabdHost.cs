@@ -76,26 +76,21 @@ public static partial class SlabdHost
             EnsureDevDrive(options);
         }
 
+        // Start-up work before the host exists (crash cleanup, opening the store) logs like the host does.
+        using var startupLoggers = LoggerFactory.Create(logging => ConfigureLogging(logging, options));
+        var logger = startupLoggers.CreateLogger("slabd");
+        var hostAttach = new Slab.Host.HostOptions(options.RunDirectory);
+        var attacher = Slab.Host.HostAttachFactory.Create(hostAttach, startupLoggers);
+        await RemoveStaleAttachmentsAsync(attacher, logger).ConfigureAwait(false);
+
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            o.UseUtcTimestamp = true;
-        });
-        builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel));
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+        ConfigureLogging(builder.Logging, options);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromMinutes(2));
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddGrpc(o => o.Interceptors.Add<ErrorMappingInterceptor>());
-        ConfigureHostAttach(builder.Services, options);
+        ConfigureServices(builder.Services, options, hostAttach, attacher);
 
         // The store opens before the listeners exist, so no client ever sees a half-recovered node.
-        await using var bootstrap = builder.Services.BuildServiceProvider();
-        var logger = bootstrap.GetRequiredService<ILoggerFactory>().CreateLogger("slabd");
-        await RemoveStaleAttachmentsAsync(bootstrap, logger).ConfigureAwait(false);
         var storeOptions = new StoreOptions
         {
             DataDirectory = options.DataDirectory,
@@ -149,6 +144,20 @@ public static partial class SlabdHost
         }
 
         return 0;
+    }
+
+    private static void ConfigureLogging(ILoggingBuilder logging, SlabdOptions options)
+    {
+        logging.ClearProviders();
+        logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel));
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        logging.AddFilter("Grpc", LogLevel.Warning);
     }
 
     private static void ConfigureListeners(WebApplicationBuilder builder, SlabdOptions options)

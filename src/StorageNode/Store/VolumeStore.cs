@@ -189,7 +189,9 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
     }
 
     /// <summary>Grows the replica file and then commits the new size.</summary>
-    public async Task<VolumeRecord> GrowVolumeAsync(VolumeRecord volume, long newSizeBytes, CancellationToken cancellationToken)
+    /// <param name="growReplica">Grows the volume's open replica (so I/O sees the new size at once);
+    /// called after the capacity check, before the new size is committed.</param>
+    public async Task<VolumeRecord> GrowVolumeAsync(VolumeRecord volume, long newSizeBytes, Action<long> growReplica, CancellationToken cancellationToken)
     {
         await _mutation.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -198,7 +200,7 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
             EnsureCapacity(newSizeBytes - current.SizeBytes);
             try
             {
-                SparseFiles.Grow(DataPath(current), newSizeBytes);
+                growReplica(newSizeBytes);
             }
             catch (Exception ex)
             {
@@ -353,7 +355,7 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
     }
 
     /// <summary>Throws ResourceExhausted unless the pool can provision <paramref name="additionalBytes"/> more.</summary>
-    public void EnsureCapacity(long additionalBytes)
+    private void EnsureCapacity(long additionalBytes)
     {
         if (additionalBytes <= 0)
         {

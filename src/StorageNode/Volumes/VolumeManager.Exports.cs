@@ -162,13 +162,11 @@ public sealed partial class VolumeManager : IExportCatalog
 
     private async Task<VolumeRecord> GrowAsync(VolumeRecord volume, long newSizeBytes, CancellationToken cancellationToken)
     {
-        // Hold a lease so the replica stays open (or is opened) while it grows; the store's grow then
-        // finds the file at its new size and only commits the record.
-        await using (OpenVolumeLease(volume).ConfigureAwait(false))
+        // A lease keeps the replica open while it grows, so no export can open it with the old size.
+        var lease = OpenVolumeLease(volume);
+        await using (lease.ConfigureAwait(false))
         {
-            _store.EnsureCapacity(newSizeBytes - volume.SizeBytes);
-            OpenController(volume.Id)!.Grow(newSizeBytes);
-            volume = await _store.GrowVolumeAsync(volume, newSizeBytes, cancellationToken).ConfigureAwait(false);
+            volume = await _store.GrowVolumeAsync(volume, newSizeBytes, lease.Controller.Grow, cancellationToken).ConfigureAwait(false);
         }
 
         if (GetAttachment(volume.Id) is not null)
