@@ -47,6 +47,45 @@ public sealed record SlabdOptions
 
     public bool ShowHelp { get; init; }
 
+    /// <summary>The cluster this node belongs to; null runs a single node without cluster services.</summary>
+    public string? ClusterId { get; init; }
+
+    /// <summary>The IP other nodes reach this node on; in cluster mode the TCP/UDP listeners bind it.</summary>
+    public string? Advertise { get; init; }
+
+    /// <summary>This node is a Raft voter (a member of the internal KVDB).</summary>
+    public bool Kvdb { get; init; }
+
+    /// <summary>Raft endpoints ("ip:port") of the KVDB voters: the founding voters, or where a joining node finds the cluster.</summary>
+    public IReadOnlyList<System.Net.IPEndPoint> Peers { get; init; } = [];
+
+    public string Zone { get; init; } = "";
+
+    public string Rack { get; init; } = "";
+
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new SortedDictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>
+    /// When set, the TCP/UDP ports of the design's table become P, P+1, ... in that order: gRPC API,
+    /// REST (reserved), replication, Raft, gossip (UDP; TCP on the same number carries forwarded
+    /// proposals), metrics (reserved), NBD.
+    /// </summary>
+    public int? PortBase { get; init; }
+
+    /// <summary>Replication data-plane TCP port (default 9503).</summary>
+    public int ReplicationPort { get; init; } = 9503;
+
+    /// <summary>Raft TCP port (default 9504).</summary>
+    public int RaftPort { get; init; } = 9504;
+
+    /// <summary>Gossip UDP port, and TCP port of the proposal-forwarding channel (default 9505).</summary>
+    public int GossipPort { get; init; } = 9505;
+
+    public bool Clustered => ClusterId is not null;
+
+    /// <summary>The address other nodes use: <see cref="Advertise"/>, else the listen address.</summary>
+    public string AdvertiseAddress => Advertise ?? ListenAddress;
+
     public string ApiSocketPath => ApiSocket ?? Path.Combine(RunDirectory, "api.sock");
 
     public string NbdSocketPath => NbdSocket ?? Path.Combine(RunDirectory, "nbd.sock");
@@ -78,6 +117,21 @@ public sealed record SlabdOptions
           --overcommit-ratio R    provisioned bytes may reach capacity x R (default 4)
           --skip-pool-benchmark   do not measure the pool's io priority when creating it
           --log-level LEVEL       Trace, Debug, Information, Warning, Error (default Information)
+
+        Cluster (without --cluster-id the node runs alone):
+          --cluster-id ID         join or form this cluster (letters, digits, '-', '_', '.'; max 64)
+          --advertise IP          the address other nodes reach this node on; the listeners bind
+                                  it (default: --listen-address)
+          --kvdb                  this node is a Raft voter (the internal KVDB). Voters whose Raft
+                                  endpoint is in --peers found the cluster together, in any order;
+                                  any other --kvdb node waits to be added (slabctl service kvdb add)
+          --peers IP[:PORT],...   Raft endpoints of the KVDB voters (default port 9504); needed on
+                                  every node but a lone voter
+          --zone Z, --rack R      failure domains, used to spread replicas
+          --label k=v,...         node labels volumes can require
+          --port-base P           ports become P (API), P+1 (REST, reserved), P+2 (replication),
+                                  P+3 (Raft), P+4 (gossip UDP, forwarding TCP), P+5 (metrics,
+                                  reserved), P+6 (NBD TCP), so nodes can share one address
           -h, --help              this text
         """;
 
@@ -88,6 +142,7 @@ public sealed record SlabdOptions
         var drives = new List<string>();
         var dataDirGiven = false;
         var runDirGiven = false;
+        string? peers = null;
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -131,11 +186,19 @@ public sealed record SlabdOptions
                 case "--skip-pool-benchmark": options = options with { SkipPoolBenchmark = true }; break;
                 case "--log-level": options = options with { LogLevel = LogLevelName(Value()) }; break;
                 case "-h" or "--help": options = options with { ShowHelp = true }; break;
+                case "--cluster-id": options = options with { ClusterId = ClusterIdValue(Value()) }; break;
+                case "--advertise": options = options with { Advertise = IpAddress(arg, Value()) }; break;
+                case "--kvdb": options = options with { Kvdb = true }; break;
+                case "--peers": peers = Value(); break;
+                case "--zone": options = options with { Zone = DomainName(arg, Value()) }; break;
+                case "--rack": options = options with { Rack = DomainName(arg, Value()) }; break;
+                case "--label": options = options with { Labels = LabelList(Value()) }; break;
+                case "--port-base": options = options with { PortBase = PortBaseValue(Value()) }; break;
                 default:
                     throw new FormatException(arg.StartsWith('-') ? $"unknown option {arg}" : $"unexpected argument '{arg}'");
             }
 
-            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "-h" or "--help")
+            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "--kvdb" or "-h" or "--help")
             {
                 throw new FormatException($"{arg} takes no value");
             }
@@ -165,7 +228,132 @@ public sealed record SlabdOptions
             options = options with { Drives = [options.DevDrivePath] };
         }
 
-        return options;
+        return ApplyClusterOptions(options, peers, listenGiven: args.Any(a => a == "--listen-address" || a.StartsWith("--listen-address=", StringComparison.Ordinal)));
+    }
+
+    private static SlabdOptions ApplyClusterOptions(SlabdOptions options, string? peers, bool listenGiven)
+    {
+        if (options.ClusterId is null)
+        {
+            if (options.Kvdb || peers is not null || options.Advertise is not null || options.Zone.Length > 0 || options.Rack.Length > 0
+                || options.Labels.Count > 0 || options.PortBase is not null)
+            {
+                throw new FormatException("--kvdb, --peers, --advertise, --zone, --rack, --label and --port-base need --cluster-id");
+            }
+
+            return options;
+        }
+
+        if (options.PortBase is { } p)
+        {
+            options = options with
+            {
+                ApiPort = p,
+                ReplicationPort = p + 2,
+                RaftPort = p + 3,
+                GossipPort = p + 4,
+                NbdPort = p + 6,
+            };
+        }
+
+        if (options.Advertise is not null && !listenGiven)
+        {
+            options = options with { ListenAddress = options.Advertise };
+        }
+
+        if (!System.Net.IPAddress.TryParse(options.AdvertiseAddress, out var advertise))
+        {
+            throw new FormatException($"--listen-address '{options.ListenAddress}' is not an IP address; cluster mode needs one (or give --advertise IP)");
+        }
+
+        if (options.ApiPort == 0)
+        {
+            throw new FormatException("cluster mode needs the TCP API (--api-port 0 is only for a single node): nodes forward requests to each other");
+        }
+
+        var list = new List<System.Net.IPEndPoint>();
+        foreach (var entry in (peers ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var endPoint = System.Net.IPEndPoint.TryParse(entry, out var parsed) ? parsed : null;
+            if (endPoint is null || !entry.Contains('.', StringComparison.Ordinal) && !entry.Contains('[', StringComparison.Ordinal) && !entry.Contains("::", StringComparison.Ordinal))
+            {
+                throw new FormatException($"--peers entry '{entry}' is not IP[:PORT] (e.g. 10.0.0.1:9504)");
+            }
+
+            if (endPoint.Port == 0)
+            {
+                endPoint.Port = 9504;
+            }
+
+            if (list.Contains(endPoint))
+            {
+                throw new FormatException($"--peers lists {endPoint} twice");
+            }
+
+            list.Add(endPoint);
+        }
+
+        if (peers is not null && list.Count == 0)
+        {
+            throw new FormatException("--peers needs at least one IP[:PORT]");
+        }
+
+        var self = new System.Net.IPEndPoint(advertise, options.RaftPort);
+        if (list.Count == 0)
+        {
+            if (!options.Kvdb)
+            {
+                throw new FormatException("--peers is required: a node that is not a KVDB voter must know where the voters are");
+            }
+
+            list.Add(self); // a lone voter founds a cluster of one
+        }
+
+        if (options.Kvdb && list.Contains(self) && list.Count == 2)
+        {
+            throw new FormatException("--peers names 2 KVDB voters: two voters survive no failure; use 1 (development) or 3 or 5");
+        }
+
+        return options with { Peers = list };
+    }
+
+    private static string ClusterIdValue(string value)
+        => value.Length is > 0 and <= 64 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
+            ? value
+            : throw new FormatException($"--cluster-id '{value}' must be 1-64 letters, digits, '-', '_' or '.'");
+
+    private static string IpAddress(string flag, string value)
+        => System.Net.IPAddress.TryParse(value, out _) ? value : throw new FormatException($"{flag} '{value}' is not an IP address");
+
+    private static string DomainName(string flag, string value)
+        => value.Length is > 0 and <= 63 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
+            ? value
+            : throw new FormatException($"{flag} '{value}' must be 1-63 letters, digits, '-', '_' or '.'");
+
+    private static int PortBaseValue(string value)
+        => int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is >= 1024 and <= 65535 - 6
+            ? port
+            : throw new FormatException($"--port-base must be a port number 1024-65529 (got '{value}')");
+
+    private static SortedDictionary<string, string> LabelList(string value)
+    {
+        var labels = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0 || eq == pair.Length - 1)
+            {
+                throw new FormatException($"--label entry '{pair}' is not key=value");
+            }
+
+            var key = DomainName("--label key", pair[..eq]);
+            if (!labels.TryAdd(key, DomainName("--label value", pair[(eq + 1)..])))
+            {
+                throw new FormatException($"--label gives key '{key}' twice");
+            }
+        }
+
+        return labels.Count > 0 ? labels : throw new FormatException("--label needs at least one key=value");
     }
 
     private static string NonEmpty(string flag, string value)

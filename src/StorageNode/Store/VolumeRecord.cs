@@ -49,6 +49,13 @@ public sealed record VolumeRecord
     /// <summary>The drive holding the replica.</summary>
     public required string DriveId { get; init; }
 
+    /// <summary>
+    /// The cluster whose state owns this replica (its reconciler creates and removes it); null for a
+    /// volume made by a single node. Only replicas of this node's cluster are ever removed for being
+    /// absent from the cluster state.
+    /// </summary>
+    public string? ClusterId { get; init; }
+
     public ImmutableList<SnapshotRecord> Snapshots { get; init; } = [];
 
     public SnapshotRecord? FindSnapshot(string nameOrId)

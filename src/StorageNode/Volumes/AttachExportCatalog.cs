@@ -16,8 +16,8 @@ public sealed class AttachExportCatalog(VolumeManager volumes, VolumeManagerOpti
 
     public ValueTask<IBlockTargetLease?> OpenExportAsync(string name, CancellationToken cancellationToken)
     {
-        var volume = volumes.Store.FindVolume(name);
-        if (volume is null || name.Contains('@', StringComparison.Ordinal))
+        var volume = volumes.FindAttachable(name);
+        if (volume is null)
         {
             return ValueTask.FromResult<IBlockTargetLease?>(null);
         }

@@ -28,7 +28,7 @@ public sealed partial class VolumeManager
         await _attachLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return await AttachLockedAsync(Require(volumeReference), cancellationToken).ConfigureAwait(false);
+            return await AttachLockedAsync(await RequireForAttachAsync(volumeReference, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -42,7 +42,7 @@ public sealed partial class VolumeManager
         await _attachLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var volume = Require(volumeReference);
+            var volume = FindLocalOrAttached(volumeReference) ?? Require(volumeReference);
             var attachment = GetAttachment(volume.Id)
                 ?? throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is not attached");
             if (attachment.MountPaths.Count > 0)
@@ -52,6 +52,7 @@ public sealed partial class VolumeManager
 
             await HostCallAsync(volume.Name, () => _attacher.DetachAsync(volume.Name, cancellationToken)).ConfigureAwait(false);
             SetAttachment(volume.Id, null);
+            ForgetRemote(volume.Id);
             LogDetached(_logger, volume.Name);
         }
         finally
@@ -70,7 +71,7 @@ public sealed partial class VolumeManager
         await _attachLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var volume = Require(volumeReference);
+            var volume = await RequireForAttachAsync(volumeReference, cancellationToken).ConfigureAwait(false);
             if (volume.Fs == "none")
             {
                 throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' has no filesystem (--fs none); attach it and use the block device");
@@ -123,7 +124,7 @@ public sealed partial class VolumeManager
                 await HostCallAsync(volume.Name, () => _filesystems.MountAsync(attachment.DevicePath, mountPath, ToFilesystemType(fs), cancellationToken)).ConfigureAwait(false);
                 if (!volume.Formatted || volume.FilesystemGrowPending)
                 {
-                    await _store.SaveVolumeAsync(Require(volume.Id) with { Formatted = true, FilesystemGrowPending = false }, cancellationToken).ConfigureAwait(false);
+                    await SaveFlagsAsync(volume with { Formatted = true, FilesystemGrowPending = false }, cancellationToken).ConfigureAwait(false);
                 }
 
                 SetAttachment(volume.Id, attachment with { MountPaths = attachment.MountPaths.Add(mountPath) });
@@ -148,7 +149,7 @@ public sealed partial class VolumeManager
         await _attachLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var volume = Require(volumeReference);
+            var volume = FindLocalOrAttached(volumeReference) ?? Require(volumeReference);
             var attachment = GetAttachment(volume.Id);
             if (attachment is null || !attachment.MountPaths.Contains(mountPath))
             {
@@ -185,7 +186,7 @@ public sealed partial class VolumeManager
                     }
                 }
 
-                var name = _store.FindVolume(volumeId)?.Name ?? volumeId;
+                var name = FindLocalOrAttached(volumeId)?.Name ?? volumeId;
                 await DetachQuietlyAsync(name, volumeId).ConfigureAwait(false);
             }
         }
@@ -242,7 +243,7 @@ public sealed partial class VolumeManager
                 catch (HostAttachException ex) when (ex.Error == HostAttachError.GrowUnsupported)
                 {
                     LogFilesystemGrowDeferred(_logger, volume.Name, mountPath, ex.Message);
-                    volume = await _store.SaveVolumeAsync(Require(volume.Id) with { FilesystemGrowPending = true }, cancellationToken).ConfigureAwait(false);
+                    volume = await SaveFlagsAsync(volume with { FilesystemGrowPending = true }, cancellationToken).ConfigureAwait(false);
                 }
             }
 
@@ -273,6 +274,7 @@ public sealed partial class VolumeManager
         }
 
         SetAttachment(volumeId, null);
+        ForgetRemote(volumeId);
     }
 
     private void SetAttachment(string volumeId, AttachmentInfo? attachment)

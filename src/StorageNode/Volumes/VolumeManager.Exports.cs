@@ -51,7 +51,7 @@ public sealed partial class VolumeManager : IExportCatalog
             ThrowIfExclusive(volume);
             if (!_open.TryGetValue(volume.Id, out var open))
             {
-                open = new OpenVolume(new VolumeController(volume, _store.OpenReplica(volume)));
+                open = new OpenVolume(new VolumeController(volume, OpenReplicaTarget(volume)));
                 _open.Add(volume.Id, open);
             }
 

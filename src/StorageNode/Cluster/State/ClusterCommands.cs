@@ -249,6 +249,12 @@ public sealed record CommandResult
     /// <summary>The volume's epoch after the command, when it acted on a volume.</summary>
     public long? Epoch { get; init; }
 
+    /// <summary>
+    /// A state revision that includes the command, set by the leader that replicated it (0 when the
+    /// command was refused before replication). Readers wait for their copy to reach it.
+    /// </summary>
+    public long Revision { get; init; }
+
     [JsonIgnore]
     public bool IsSuccess => Rejection == Rejection.None;
 

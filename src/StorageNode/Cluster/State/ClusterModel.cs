@@ -94,6 +94,9 @@ public sealed record VolumeSpec
 
     /// <summary>Node labels every replica's node must carry (key = value); empty places anywhere.</summary>
     public ImmutableSortedDictionary<string, string> NodeSelector { get; init; } = ClusterState.EmptyLabels;
+
+    /// <summary><c>--nodes</c>: node ids, names or addresses the replicas may go to; empty places anywhere.</summary>
+    public ImmutableArray<string> Nodes { get; init; } = [];
 }
 
 /// <summary>One replica of a volume: where it lives and whether it has every acknowledged write.</summary>

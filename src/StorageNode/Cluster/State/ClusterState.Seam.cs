@@ -36,11 +36,51 @@ public interface IClusterStateStore
     /// </exception>
     Task<CommandResult> ProposeAsync(ClusterCommand command, CancellationToken cancellationToken);
 
-    /// <summary>Raised after this node applies each command, on the applier; handlers must be quick.</summary>
-    event EventHandler<ClusterStateChangedEventArgs>? StateChanged;
+    /// <summary>
+    /// Like <see cref="ProposeAsync"/>, but the leader first passes the command through its
+    /// <see cref="ILeaderCommandPreparer"/> (e.g. placement of a new volume's replicas, which needs
+    /// the leader's live view of the nodes), then replicates the prepared command. A preparation
+    /// refusal is returned as a rejected result; nothing is replicated then.
+    /// </summary>
+    /// <exception cref="ClusterStateException">As <see cref="ProposeAsync"/>.</exception>
+    Task<CommandResult> ProposePreparedAsync(ClusterCommand command, CancellationToken cancellationToken);
+
+    /// <summary>True when this node is a Raft voter; false for a client that keeps a read copy.</summary>
+    bool IsVoter { get; }
+
+    /// <summary>True while this node knows a leader that holds a majority (writes can succeed).</summary>
+    bool HasQuorum { get; }
+
+    /// <summary>
+    /// Raised whenever <see cref="Current"/> changes (after each applied command on a voter, after
+    /// each refresh on a client), with the new state; handlers must be quick and must not throw.
+    /// </summary>
+    event EventHandler<ClusterState>? CurrentChanged;
 
     /// <summary>Raised when this node learns of a new leader (or of none: null).</summary>
     event EventHandler<string?>? LeaderChanged;
+}
+
+/// <summary>
+/// The leader's last step before it replicates a command proposed with
+/// <see cref="IClusterStateStore.ProposePreparedAsync"/>. Runs on the leader only, concurrently for
+/// concurrent proposals; must be quick and must not throw.
+/// </summary>
+public interface ILeaderCommandPreparer
+{
+    /// <summary>
+    /// Returns the command to replicate (usually <paramref name="command"/> completed, e.g. with a
+    /// placement), or a rejection to return to the proposer without replicating anything.
+    /// </summary>
+    CommandPreparation Prepare(ClusterCommand command, ClusterState current);
+}
+
+/// <summary>Outcome of <see cref="ILeaderCommandPreparer.Prepare"/>: exactly one of the two is set.</summary>
+public readonly record struct CommandPreparation(ClusterCommand? Command, CommandResult? Rejection)
+{
+    public static CommandPreparation Replicate(ClusterCommand command) => new(command, null);
+
+    public static CommandPreparation Refuse(Rejection rejection, string message) => new(null, CommandResult.Reject(rejection, message));
 }
 
 /// <summary>A Raft voter as this node sees it.</summary>

@@ -162,4 +162,19 @@ public sealed class OrdinalVolumesConverter : OrdinalSortedDictionaryConverter<V
 [JsonSerializable(typeof(Proposal))]
 [JsonSerializable(typeof(CommandResult))]
 [JsonSerializable(typeof(string))]
+[JsonSerializable(typeof(WatchInfo))]
 internal sealed partial class ClusterStateJsonContext : JsonSerializerContext;
+
+/// <summary>What a voter tells a watching client besides the state: the leader and the voters.</summary>
+internal sealed record WatchInfo
+{
+    public string? Leader { get; init; }
+
+    public bool HasQuorum { get; init; }
+
+    public long Revision { get; init; }
+
+    public List<WatchMember> Members { get; init; } = [];
+}
+
+internal sealed record WatchMember(string MemberId, string RaftEndPoint, bool IsLeader, bool IsAvailable);

@@ -86,8 +86,20 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                 .OrderBy(m => m.MemberId, StringComparer.Ordinal)
                 .ToList();
 
-    /// <inheritdoc />
+    /// <summary>Raised after this node applies each command, on the applier; handlers must be quick.</summary>
     public event EventHandler<ClusterStateChangedEventArgs>? StateChanged;
+
+    /// <inheritdoc />
+    public event EventHandler<ClusterState>? CurrentChanged;
+
+    /// <inheritdoc />
+    public bool IsVoter => true;
+
+    /// <inheritdoc />
+    public bool HasQuorum => HasWorkingLeader();
+
+    /// <summary>Prepares commands proposed with <see cref="ProposePreparedAsync"/> while this member leads; set before <see cref="StartAsync"/>.</summary>
+    public ILeaderCommandPreparer? Preparer { get; set; }
 
     /// <inheritdoc />
     public event EventHandler<string?>? LeaderChanged;
@@ -154,7 +166,14 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
     }
 
     /// <inheritdoc />
-    public async Task<CommandResult> ProposeAsync(ClusterCommand command, CancellationToken cancellationToken)
+    public Task<CommandResult> ProposeAsync(ClusterCommand command, CancellationToken cancellationToken)
+        => ProposeCoreAsync(command, ForwardRequest.Propose, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<CommandResult> ProposePreparedAsync(ClusterCommand command, CancellationToken cancellationToken)
+        => ProposeCoreAsync(command, ForwardRequest.ProposePrepared, cancellationToken);
+
+    private async Task<CommandResult> ProposeCoreAsync(ClusterCommand command, ForwardRequest type, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(command);
         var machine = _machine;
@@ -175,13 +194,18 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
         var applied = machine.WaitForResult(proposal.Id);
         try
         {
-            var (status, body) = await SendToLeaderAsync(ForwardRequest.Propose, bytes, linked.Token).ConfigureAwait(false);
+            var (status, body) = await SendToLeaderAsync(type, bytes, linked.Token).ConfigureAwait(false);
             if (status == ForwardStatus.Done)
             {
                 // Committed and applied on the leader. Wait (briefly) until it is applied here too, so
                 // Current includes it; if this node caught up through a snapshot instead, the leader's
                 // result is the same deterministic result.
                 var leaderResult = ClusterStateCodec.DecodeResult(body);
+                if (leaderResult.Revision == 0)
+                {
+                    return leaderResult; // refused by the leader's preparation: nothing was replicated
+                }
+
                 try
                 {
                     return await applied.WaitAsync(_options.UpperElectionTimeout * 2, _time, linked.Token).ConfigureAwait(false);
@@ -358,7 +382,60 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
     private async Task<(ForwardStatus Status, byte[] Body)> HandleForwardedAsync(ForwardRequest type, byte[] payload, CancellationToken cancellationToken)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        if (type == ForwardRequest.Watch)
+        {
+            return await HandleWatchAsync(payload, linked.Token).ConfigureAwait(false);
+        }
+
         return await HandleAsLeaderAsync(type, payload, forwarded: true, linked.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>Answers a client's watch once the revision differs from the one it knows, or when the wait ends.</summary>
+    private async Task<(ForwardStatus Status, byte[] Body)> HandleWatchAsync(byte[] payload, CancellationToken cancellationToken)
+    {
+        var machine = _machine;
+        if (machine is null || payload.Length != 12)
+        {
+            return (ForwardStatus.Failed, "malformed watch request"u8.ToArray());
+        }
+
+        var known = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(payload);
+        var waitMs = Math.Clamp(System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(payload.AsSpan(8)), 0, 30_000);
+        if (machine.Current.Revision == known && waitMs > 0)
+        {
+            var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            EventHandler<ClusterState> handler = (_, _) => changed.TrySetResult();
+            CurrentChanged += handler;
+            try
+            {
+                if (machine.Current.Revision == known)
+                {
+                    await Task.WhenAny(changed.Task, Task.Delay(TimeSpan.FromMilliseconds(waitMs), _time, cancellationToken)).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                CurrentChanged -= handler;
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+
+        var current = machine.Current;
+        var info = new WatchInfo
+        {
+            Leader = LeaderId,
+            HasQuorum = HasWorkingLeader(),
+            Revision = current.Revision,
+            Members = Members.Select(m => new WatchMember(m.MemberId, m.RaftEndPoint.ToString() ?? "", m.IsLeader, m.IsAvailable || m.IsLocal)).ToList(),
+        };
+        var infoBytes = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(info, ClusterStateJsonContext.Default.WatchInfo);
+        var state = current.Revision == known ? [] : ClusterStateCodec.EncodeState(current);
+        var body = new byte[4 + infoBytes.Length + state.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(body, infoBytes.Length);
+        infoBytes.CopyTo(body.AsSpan(4));
+        state.CopyTo(body.AsSpan(4 + infoBytes.Length));
+        return (ForwardStatus.Done, body);
     }
 
     /// <summary>Carries out a request if this member leads and sees a quorum; NotLeader (nothing attempted) otherwise.</summary>
@@ -383,7 +460,7 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
         {
             switch (type)
             {
-                case ForwardRequest.Propose:
+                case ForwardRequest.Propose or ForwardRequest.ProposePrepared:
                     Proposal proposal;
                     try
                     {
@@ -394,13 +471,30 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                         return (ForwardStatus.Failed, Encoding.UTF8.GetBytes(e.Message));
                     }
 
+                    if (type == ForwardRequest.ProposePrepared)
+                    {
+                        if (Preparer is not { } preparer)
+                        {
+                            return (ForwardStatus.Failed, "this leader has no command preparer"u8.ToArray());
+                        }
+
+                        var preparation = preparer.Prepare(proposal.Command, machine.Current);
+                        if (preparation.Rejection is { } refusal)
+                        {
+                            return (ForwardStatus.Done, ClusterStateCodec.EncodeResult(refusal with { Revision = 0 }));
+                        }
+
+                        proposal = proposal with { Command = preparation.Command! };
+                        payload = ClusterStateCodec.EncodeProposal(proposal);
+                    }
+
                     var applied = machine.WaitForResult(proposal.Id);
                     try
                     {
                         // Completes once committed and applied here (DotNext waits for apply).
                         await cluster.ReplicateAsync(payload, null, cancellationToken).ConfigureAwait(false);
                         var result = await applied.WaitAsync(cancellationToken).ConfigureAwait(false);
-                        return (ForwardStatus.Done, ClusterStateCodec.EncodeResult(result));
+                        return (ForwardStatus.Done, ClusterStateCodec.EncodeResult(result with { Revision = Math.Max(1, machine.Current.Revision) }));
                     }
                     finally
                     {
@@ -520,7 +614,11 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
         }
     }
 
-    private void OnApplied(object? sender, ClusterStateChangedEventArgs change) => StateChanged?.Invoke(this, change);
+    private void OnApplied(object? sender, ClusterStateChangedEventArgs change)
+    {
+        StateChanged?.Invoke(this, change);
+        CurrentChanged?.Invoke(this, change.Current);
+    }
 
     private async Task SeedConfigurationAsync(EndPointConfigurationStorage storage, CancellationToken cancellationToken)
     {

@@ -16,6 +16,20 @@ internal enum ForwardRequest : byte
 
     /// <summary>Payload: the Raft endpoint (UTF-8).</summary>
     RemoveVoter = 3,
+
+    /// <summary>
+    /// Payload: an encoded <see cref="Proposal"/> that the leader passes through its
+    /// <see cref="ILeaderCommandPreparer"/> before replicating it.
+    /// </summary>
+    ProposePrepared = 4,
+
+    /// <summary>
+    /// Any voter answers (leader or not): payload = known revision (i64 LE) | longest wait in ms (i32 LE).
+    /// The answer comes when the voter's revision differs from the known one or the wait ends:
+    /// info length (i32 LE) | <see cref="WatchInfo"/> JSON | encoded state (empty when unchanged).
+    /// This is how non-voting nodes keep their read copy.
+    /// </summary>
+    Watch = 5,
 }
 
 /// <summary>How the leader answered a forwarded request.</summary>
