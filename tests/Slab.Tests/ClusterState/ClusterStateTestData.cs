@@ -35,10 +35,12 @@ internal static class ClusterStateTestData
 
     public static ReplicaInfo Replica(string node, ReplicaState state) => new() { NodeId = node, PoolId = "pool-" + node, State = state };
 
-    /// <summary>Applies commands in order, asserting each succeeds.</summary>
-    public static CState Build(params ClusterCommand[] commands)
+    /// <summary>Applies commands in order to the empty state, asserting each succeeds.</summary>
+    public static CState Build(params ClusterCommand[] commands) => Build(CState.Empty, commands);
+
+    /// <summary>Applies commands in order to <paramref name="state"/>, asserting each succeeds.</summary>
+    public static CState Build(CState state, params ClusterCommand[] commands)
     {
-        var state = CState.Empty;
         foreach (var command in commands)
         {
             var (next, result) = ClusterStateTransitions.Apply(state, command);
