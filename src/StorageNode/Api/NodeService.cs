@@ -6,7 +6,7 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api;
 
 /// <summary>The Node service: node status with pools, capacity and alerts.</summary>
-public sealed class NodeService(VolumeManager volumes, NodeInfo node, TimeProvider time) : V1.Node.NodeBase
+public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, TimeProvider time, IServiceProvider services) : V1.Node.NodeBase
 {
     public override Task<V1.StatusResponse> Status(V1.StatusRequest request, ServerCallContext context)
     {
@@ -45,7 +45,52 @@ public sealed class NodeService(VolumeManager volumes, NodeInfo node, TimeProvid
             });
         }
 
+        if (services.GetService(typeof(Slab.Cluster.Node.ClusterRuntime)) is Slab.Cluster.Node.ClusterRuntime runtime)
+        {
+            AddClusterStatus(response, runtime);
+        }
+
         return Task.FromResult(response);
+    }
+
+    private static void AddClusterStatus(V1.StatusResponse response, Slab.Cluster.Node.ClusterRuntime runtime)
+    {
+        var state = runtime.State.Current;
+        var leaderId = runtime.State.LeaderId;
+        var leader = Cluster.ClusterProtoMapping.LeaderNode(state, leaderId);
+        response.Clustered = true;
+        response.ClusterId = runtime.Options.ClusterId;
+        response.HasQuorum = runtime.State.HasQuorum;
+        response.LeaderNodeId = leader?.Id ?? "";
+        response.LeaderNodeName = leader?.Name ?? leaderId ?? "";
+        response.NodesTotal = (uint)state.Nodes.Count;
+        response.NodesOnline = (uint)state.Nodes.Values.Count(n => runtime.StatusOf(n) == "online");
+        response.VolumeCount = (uint)state.Volumes.Count;
+        response.AttachedCount = (uint)state.Volumes.Values.Count(v => v.Attachment is not null);
+        response.KvdbMembers.Add(runtime.State.Members.Select(m => Cluster.ClusterProtoMapping.ToProto(m, state)));
+        if (state.Nodes.TryGetValue(runtime.LocalNodeId, out var self) && runtime.StatusOf(self) is var status && status != "online")
+        {
+            response.Status = status;
+        }
+
+        foreach (var other in state.Nodes.Values)
+        {
+            if (runtime.StatusOf(other) == "online" && runtime.StatsOf(other.Id) is { } stats)
+            {
+                response.ClusterTotalBytes += (ulong)stats.TotalBytes;
+                response.ClusterUsedBytes += (ulong)stats.UsedBytes;
+            }
+        }
+
+        if (!response.HasQuorum)
+        {
+            response.Alerts.Add(new V1.Alert
+            {
+                Severity = "critical",
+                Resource = "kvdb",
+                Message = "no quorum: this node sees no KVDB leader with a majority; cluster changes are refused until a majority of KVDB members is reachable",
+            });
+        }
     }
 
     public override Task<V1.PoolsResponse> Pools(V1.PoolsRequest request, ServerCallContext context)

@@ -7,7 +7,7 @@ namespace Slab.Api;
 /// <summary>Volume-layer records to API messages.</summary>
 internal static class ProtoMapping
 {
-    public static V1.Volume ToProto(VolumeView view, NodeInfo node)
+    public static V1.Volume ToProto(VolumeView view, LocalNodeIdentity node)
     {
         var record = view.Record;
         var volume = new V1.Volume
@@ -117,4 +117,4 @@ internal static class ProtoMapping
 }
 
 /// <summary>This node as the API reports it.</summary>
-public sealed record NodeInfo(string NodeId, string NodeName, string PoolId, string ClusterId, string Version, string NbdSocket, string NbdTcp);
+public sealed record LocalNodeIdentity(string NodeId, string NodeName, string PoolId, string ClusterId, string Version, string NbdSocket, string NbdTcp);

@@ -5,7 +5,7 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api;
 
 /// <summary>The Volumes service: create, inspect, enumerate, update, delete, clone.</summary>
-public sealed class VolumesService(VolumeManager volumes, NodeInfo node) : V1.Volumes.VolumesBase
+public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node) : V1.Volumes.VolumesBase
 {
     public override async Task<V1.Volume> Create(V1.CreateVolumeRequest request, ServerCallContext context)
     {
@@ -57,7 +57,7 @@ public sealed class VolumesService(VolumeManager volumes, NodeInfo node) : V1.Vo
 }
 
 /// <summary>The Snapshots service.</summary>
-public sealed class SnapshotsService(VolumeManager volumes, NodeInfo node) : V1.Snapshots.SnapshotsBase
+public sealed class SnapshotsService(VolumeManager volumes, LocalNodeIdentity node) : V1.Snapshots.SnapshotsBase
 {
     public override async Task<V1.Snapshot> Create(V1.CreateSnapshotRequest request, ServerCallContext context)
     {
@@ -119,7 +119,7 @@ public sealed class MountAttachService(VolumeManager volumes) : V1.MountAttach.M
 }
 
 /// <summary>The Identity service.</summary>
-public sealed class IdentityService(NodeInfo node) : V1.Identity.IdentityBase
+public sealed class IdentityService(LocalNodeIdentity node) : V1.Identity.IdentityBase
 {
     public const uint ApiVersion = 1;
 

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Slab.Api;
 using Slab.Common;
+using Slab.Replication;
 using Slab.Store;
 using Slab.Volumes;
 
@@ -104,11 +105,11 @@ public static partial class SlabdHost
         await using (store.ConfigureAwait(false))
         {
             var pool = store.GetPoolStatus();
-            var node = new NodeInfo(
+            var node = new LocalNodeIdentity(
                 identity.NodeId,
                 identity.NodeName,
                 pool.Id,
-                ClusterId: identity.NodeId,
+                ClusterId: options.ClusterId ?? identity.NodeId,
                 Version,
                 options.NbdSocketPath,
                 options.NbdPort > 0 ? $"{options.ListenAddress}:{options.NbdPort}" : "");
@@ -123,14 +124,11 @@ public static partial class SlabdHost
             builder.Services.AddSingleton<VolumeManager>();
             builder.Services.AddSingleton<AttachExportCatalog>();
             builder.Services.AddHostedService<NodeShutdownService>();
+            ConfigureClusterServices(builder.Services, options, identity);
             ConfigureListeners(builder, options);
 
             var app = builder.Build();
-            app.MapGrpcService<IdentityService>();
-            app.MapGrpcService<VolumesService>();
-            app.MapGrpcService<SnapshotsService>();
-            app.MapGrpcService<MountAttachService>();
-            app.MapGrpcService<NodeService>();
+            MapApi(app, options);
 
             await app.StartAsync().ConfigureAwait(false);
             var volumes = app.Services.GetRequiredService<VolumeManager>();
@@ -175,6 +173,11 @@ public static partial class SlabdHost
             if (options.ApiPort > 0)
             {
                 kestrel.Listen(ParseAddress(options.ListenAddress), options.ApiPort, l => l.Protocols = HttpProtocols.Http2);
+            }
+
+            if (options.Clustered)
+            {
+                kestrel.ListenReplication(ParseAddress(options.AdvertiseAddress), options.ReplicationPort);
             }
 
         });

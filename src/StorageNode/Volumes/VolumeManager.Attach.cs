@@ -14,6 +14,12 @@ public sealed partial class VolumeManager
     private readonly Lock _attachmentsLock = new();
     private ImmutableDictionary<string, AttachmentInfo> _attachments = ImmutableDictionary<string, AttachmentInfo>.Empty;
 
+    /// <summary>Number of volumes attached on this host now.</summary>
+    public int AttachedCount => Volatile.Read(ref _attachments).Count;
+
+    /// <summary>Ids of the volumes attached on this host now.</summary>
+    public IReadOnlyCollection<string> AttachedVolumeIds => Volatile.Read(ref _attachments).Keys.ToList();
+
     public AttachmentInfo? GetAttachment(string volumeId)
     {
         lock (_attachmentsLock)

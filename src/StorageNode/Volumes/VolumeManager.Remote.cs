@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Collections.Immutable;
 using Slab.Common;
 using Slab.Store;
 
@@ -118,5 +119,32 @@ public sealed partial class VolumeManager
         {
             _remote.TryRemove(volumeId, out _);
         }
+    }
+
+    /// <summary>Validates a create request exactly as <see cref="CreateAsync"/> does and returns the normalized values.</summary>
+    /// <exception cref="SlabException">InvalidArgument or FailedPrecondition, naming the bad value.</exception>
+    public (long SizeBytes, int Repl, string Fs, ImmutableSortedDictionary<string, string> Labels) ValidateSpec(string name, VolumeSpecification spec)
+    {
+        VolumeNames.Validate(name, "volume");
+        return (ValidateSize(spec.SizeBytes), ValidateRepl(spec.Repl), ValidateFs(spec.Fs), ValidateLabels(spec.Labels));
+    }
+
+    /// <summary>Validates a requested new size (positive, within the limit, rounded up to 4 KiB).</summary>
+    public long ValidateNewSize(ulong sizeBytes) => ValidateSize(sizeBytes);
+
+    /// <summary>
+    /// After the replica of a remote volume attached here has grown to <paramref name="newSizeBytes"/>,
+    /// widens this node's controller and grows the attached device and its filesystems.
+    /// </summary>
+    public async Task FollowRemoteGrowAsync(string volumeId, long newSizeBytes, CancellationToken cancellationToken)
+    {
+        if (!_remote.TryGetValue(volumeId, out var volume) || volume.SizeBytes >= newSizeBytes)
+        {
+            return;
+        }
+
+        OpenController(volumeId)?.Grow(newSizeBytes);
+        volume = _remote[volumeId] = volume with { SizeBytes = newSizeBytes };
+        await GrowAttachedDeviceAsync(volume, cancellationToken).ConfigureAwait(false);
     }
 }

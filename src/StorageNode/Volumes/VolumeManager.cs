@@ -207,7 +207,7 @@ public sealed partial class VolumeManager
         0 or 1 => 1,
         2 or 3 => throw new SlabException(
             SlabErrorCode.FailedPrecondition,
-            $"--repl {repl} needs {repl} nodes, and this node serves volumes with 1 replica: replicated volumes arrive with clustering and replication"),
+            $"--repl {repl} is not available yet: synchronous replication across nodes is not built, so every volume has 1 replica (use --repl 1)"),
         _ => throw new SlabException(SlabErrorCode.InvalidArgument, $"repl must be 1, 2 or 3 (got {repl})"),
     };
 

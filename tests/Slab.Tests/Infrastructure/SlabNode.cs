@@ -44,6 +44,9 @@ public sealed class SlabNode : IAsyncDisposable
 
     public int? Pid => _process is { HasExited: false } p ? p.Id : null;
 
+    /// <summary>The network namespace slabd runs in (through <c>ip netns exec</c>); null: the test's own.</summary>
+    public string? NetworkNamespace { get; private set; }
+
     public string Log
     {
         get
@@ -61,9 +64,13 @@ public sealed class SlabNode : IAsyncDisposable
     public static string NewRoot() => Path.Combine("/tmp", "slab-" + Guid.NewGuid().ToString("N")[..8]);
 
     /// <summary>Creates the node's drive file and starts slabd; returns when it is ready.</summary>
-    public static async Task<SlabNode> StartAsync(long driveBytes = 8L << 30, params string[] extraArguments)
+    public static Task<SlabNode> StartAsync(long driveBytes = 8L << 30, params string[] extraArguments)
+        => StartAsync(driveBytes, networkNamespace: null, extraArguments);
+
+    /// <summary>Like <see cref="StartAsync(long, string[])"/>, with slabd inside <paramref name="networkNamespace"/> when given.</summary>
+    public static async Task<SlabNode> StartAsync(long driveBytes, string? networkNamespace, string[] extraArguments)
     {
-        var node = new SlabNode(NewRoot(), driveBytes);
+        var node = new SlabNode(NewRoot(), driveBytes) { NetworkNamespace = networkNamespace };
         try
         {
             using (var drive = new FileStream(node.DrivePath, FileMode.CreateNew))
@@ -100,12 +107,21 @@ public sealed class SlabNode : IAsyncDisposable
         }
 
         _ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(NetworkNamespace is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (NetworkNamespace is not null)
+        {
+            // ip netns exec replaces itself with the command, so the process is slabd's own.
+            foreach (var argument in new[] { "netns", "exec", NetworkNamespace, "dotnet" })
+            {
+                info.ArgumentList.Add(argument);
+            }
+        }
+
         foreach (var argument in DaemonArguments(extraArguments))
         {
             info.ArgumentList.Add(argument);

@@ -1,0 +1,144 @@
+using Slab.Cluster.Node;
+using Slab.Cluster.State;
+using V1 = Slab.Api.V1;
+
+namespace Slab.Api.Cluster;
+
+
+/// <summary>Cluster-state records to API messages.</summary>
+internal static class ClusterProtoMapping
+{
+    public static V1.Volume ToProto(VolumeInfo volume, ClusterState state, long usedBytes, Volumes.AttachmentInfo? localAttachment)
+    {
+        var message = new V1.Volume
+        {
+            Id = volume.Id,
+            Name = volume.Name,
+            Spec = new V1.VolumeSpec
+            {
+                SizeBytes = (ulong)volume.Spec.SizeBytes,
+                Repl = (uint)volume.Spec.Repl,
+                Fs = volume.Spec.Fs,
+                IoPriority = ProtoMapping.ToProto(volume.Spec.IoPriority),
+            },
+            State = "up",
+            UsedBytes = (ulong)usedBytes,
+            CreatedUnixMs = volume.Created.ToUnixTimeMilliseconds(),
+            Epoch = (ulong)volume.Epoch,
+            SnapshotCount = (uint)volume.Snapshots.Length,
+        };
+        message.Spec.Labels.Add(volume.Spec.Labels);
+        if (!volume.Spec.Nodes.IsDefaultOrEmpty)
+        {
+            message.Spec.Nodes.Add(volume.Spec.Nodes);
+        }
+
+        foreach (var replica in volume.Replicas)
+        {
+            message.Replicas.Add(new V1.Replica
+            {
+                NodeId = replica.NodeId,
+                NodeName = NameOf(state, replica.NodeId),
+                PoolId = replica.PoolId,
+                State = replica.State switch
+                {
+                    ReplicaState.InSync => "in-sync",
+                    ReplicaState.CatchingUp => "catching-up",
+                    _ => "out",
+                },
+            });
+        }
+
+        if (localAttachment is not null && volume.Attachment?.NodeId == localAttachment.NodeId)
+        {
+            message.Attachment = ProtoMapping.ToProto(localAttachment);
+        }
+        else if (volume.Attachment is { } attachment)
+        {
+            message.Attachment = new V1.Attachment
+            {
+                NodeId = attachment.NodeId,
+                NodeName = NameOf(state, attachment.NodeId),
+                DevicePath = attachment.Device,
+                AttachedUnixMs = attachment.Since.ToUnixTimeMilliseconds(),
+            };
+        }
+
+        return message;
+    }
+
+    public static V1.ClusterNode ToProto(NodeInfo node, ClusterRuntime runtime, string? leaderMemberId)
+    {
+        var endpoints = NodeEndpoints.From(node.Addresses);
+        var stats = runtime.StatsOf(node.Id);
+        var state = runtime.State.Current;
+        var member = runtime.Liveness.Find(node.Id);
+        var message = new V1.ClusterNode
+        {
+            Id = node.Id,
+            Name = node.Name,
+            ApiEndpoint = endpoints.Api,
+            DataEndpoint = endpoints.Replication,
+            RaftEndpoint = endpoints.Raft,
+            GossipEndpoint = endpoints.Gossip,
+            Status = runtime.StatusOf(node),
+            Zone = node.Zone,
+            Rack = node.Rack,
+            Kvdb = node.IsKvdbVoter,
+            IsLeader = leaderMemberId is not null && leaderMemberId == endpoints.Raft,
+            IsLocal = node.Id == runtime.LocalNodeId,
+            ReplicaCount = (uint)state.Volumes.Values.Count(v => v.FindReplica(node.Id) is not null),
+            AttachedCount = (uint)state.Volumes.Values.Count(v => v.Attachment?.NodeId == node.Id),
+            RegisteredUnixMs = node.Registered.ToUnixTimeMilliseconds(),
+            Load = stats?.Load ?? 0,
+            LastSeenUnixMs = node.Id == runtime.LocalNodeId
+                ? DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()
+                : member is { LastHeard: var heard } && heard != default ? heard.ToUnixTimeMilliseconds() : 0,
+        };
+        message.Labels.Add(node.Labels);
+        long total = 0, used = 0, provisioned = 0;
+        foreach (var pool in node.Pools)
+        {
+            var poolTotal = stats?.TotalBytes ?? pool.TotalBytes;
+            var poolUsed = stats?.UsedBytes ?? pool.UsedBytes;
+            var poolProvisioned = state.Volumes.Values.Where(v => v.FindReplica(node.Id)?.PoolId == pool.Id).Sum(v => v.Spec.SizeBytes);
+            message.Pools.Add(new V1.Pool
+            {
+                Id = pool.Id,
+                IoPriority = ProtoMapping.ToProto(pool.IoPriority),
+                TotalBytes = (ulong)poolTotal,
+                UsedBytes = (ulong)poolUsed,
+                ProvisionedBytes = (ulong)poolProvisioned,
+                OvercommitRatio = runtime.Options.OvercommitRatio,
+            });
+            total += poolTotal;
+            used += poolUsed;
+            provisioned += poolProvisioned;
+        }
+
+        message.TotalBytes = (ulong)total;
+        message.UsedBytes = (ulong)used;
+        message.ProvisionedBytes = (ulong)provisioned;
+        return message;
+    }
+
+    public static V1.KvdbMember ToProto(ClusterMemberInfo member, ClusterState state)
+    {
+        var node = state.Nodes.Values.FirstOrDefault(n => NodeEndpoints.From(n.Addresses).Raft == member.MemberId);
+        return new V1.KvdbMember
+        {
+            MemberId = member.MemberId,
+            NodeId = node?.Id ?? "",
+            NodeName = node?.Name ?? "",
+            IsLeader = member.IsLeader,
+            IsLocal = member.IsLocal,
+            Reachable = member.IsAvailable || member.IsLocal,
+        };
+    }
+
+    /// <summary>The node whose Raft endpoint is the leader's member id; null when none.</summary>
+    public static NodeInfo? LeaderNode(ClusterState state, string? leaderMemberId)
+        => leaderMemberId is null ? null : state.Nodes.Values.FirstOrDefault(n => NodeEndpoints.From(n.Addresses).Raft == leaderMemberId);
+
+    private static string NameOf(ClusterState state, string nodeId) => state.Nodes.TryGetValue(nodeId, out var node) ? node.Name : nodeId;
+}

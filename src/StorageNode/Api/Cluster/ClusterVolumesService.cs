@@ -1,0 +1,253 @@
+using Grpc.Core;
+using Slab.Cluster.Node;
+using Slab.Cluster.State;
+using Slab.Common;
+using Slab.Volumes;
+using V1 = Slab.Api.V1;
+
+namespace Slab.Api.Cluster;
+
+
+/// <summary>
+/// The Volumes service on a cluster node: volumes are records of the Raft state (names unique in
+/// the cluster), placed by the leader, their replicas made by the nodes that hold them. Any node
+/// answers for any volume.
+/// </summary>
+public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager volumes, PeerApi peers) : V1.Volumes.VolumesBase
+{
+    public override async Task<V1.Volume> Create(V1.CreateVolumeRequest request, ServerCallContext context)
+    {
+        var spec = request.Spec ?? new V1.VolumeSpec();
+        var (size, repl, fs, labels) = volumes.ValidateSpec(
+            request.Name, new VolumeSpecification(spec.SizeBytes, spec.Repl, spec.Fs, ProtoMapping.FromProto(spec.IoPriority), spec.Labels));
+        foreach (var node in spec.Nodes)
+        {
+            if (string.IsNullOrWhiteSpace(node))
+            {
+                throw new SlabException(SlabErrorCode.InvalidArgument, "--nodes has an empty entry");
+            }
+        }
+
+        var id = Guid.NewGuid().ToString("N");
+        var result = await runtime.ProposeOrThrowAsync(
+            new CreateVolume
+            {
+                RequestId = id,
+                VolumeId = id,
+                Name = request.Name,
+                Spec = new VolumeSpec
+                {
+                    SizeBytes = size,
+                    Repl = repl,
+                    Fs = fs,
+                    IoPriority = ProtoMapping.FromProto(spec.IoPriority) ?? Store.IoPriority.Medium,
+                    Labels = labels,
+                    Nodes = [.. spec.Nodes],
+                },
+            },
+            prepared: true,
+            context.CancellationToken).ConfigureAwait(false);
+
+        var volume = runtime.State.Current.FindVolume(id)
+            ?? throw new SlabException(SlabErrorCode.Unavailable, $"volume '{request.Name}' was created but this node's copy of the cluster state does not show it yet; inspect it again");
+        try
+        {
+            foreach (var replica in volume.Replicas)
+            {
+                await SyncReplicaAsync(volume, replica.NodeId, result.Revision, context.CancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (SlabException e)
+        {
+            // Nothing half-made: take the record back (the replica's node removes any file it made).
+            try
+            {
+                await runtime.ProposeOrThrowAsync(new DeleteVolume { Volume = id }, prepared: false, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (SlabException)
+            {
+                // The record stays; the replica's node creates the replica when it can, and delete works as usual.
+            }
+
+            throw new SlabException(e.Code, $"volume '{request.Name}' was not created: its replica could not be made: {e.Message}", e);
+        }
+
+        return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    public override async Task<V1.Volume> Inspect(V1.InspectVolumeRequest request, ServerCallContext context)
+        => await DescribeAsync(Require(request.Volume), includeRemoteUsage: true, context.CancellationToken).ConfigureAwait(false);
+
+    public override Task<V1.EnumerateVolumesResponse> Enumerate(V1.EnumerateVolumesRequest request, ServerCallContext context)
+    {
+        var state = runtime.State.Current;
+        var response = new V1.EnumerateVolumesResponse();
+        foreach (var volume in state.Volumes.Values.OrderBy(v => v.Name, StringComparer.Ordinal))
+        {
+            if (request.Labels.All(l => volume.Spec.Labels.TryGetValue(l.Key, out var value) && value == l.Value))
+            {
+                response.Volumes.Add(ClusterProtoMapping.ToProto(volume, state, LocalUsedBytes(volume.Id), volumes.GetAttachment(volume.Id)));
+            }
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public override async Task<V1.Volume> Update(V1.UpdateVolumeRequest request, ServerCallContext context)
+    {
+        var volume = Require(request.Volume);
+        var state = runtime.State.Current;
+        if (volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId && request.HasSizeBytes
+            && state.Nodes.TryGetValue(attachment.NodeId, out var holder))
+        {
+            // The attached device grows where it is attached: let that node carry out the whole update.
+            try
+            {
+                return await new V1.Volumes.VolumesClient(peers.ChannelTo(holder)).UpdateAsync(request, PeerApi.Call(context.CancellationToken));
+            }
+            catch (RpcException e)
+            {
+                throw PeerApi.Translate(e, holder);
+            }
+        }
+
+        long? size = null;
+        if (request.HasSizeBytes)
+        {
+            size = volumes.ValidateNewSize(request.SizeBytes);
+            if (size < volume.Spec.SizeBytes)
+            {
+                throw new SlabException(SlabErrorCode.InvalidArgument, $"volume '{volume.Name}' is {Sizes.Human(volume.Spec.SizeBytes)}; shrinking to {Sizes.Human(size.Value)} is not supported");
+            }
+        }
+
+        System.Collections.Immutable.ImmutableSortedDictionary<string, string>? labels = null;
+        if (request.Labels.Count > 0)
+        {
+            var builder = volume.Spec.Labels.ToBuilder();
+            foreach (var (key, value) in request.Labels)
+            {
+                if (value.Length == 0)
+                {
+                    builder.Remove(key);
+                }
+                else
+                {
+                    VolumeNames.ValidateLabel(key, value);
+                    builder[key] = value;
+                }
+            }
+
+            labels = builder.ToImmutable();
+        }
+
+        var result = await runtime.ProposeOrThrowAsync(new UpdateVolume { Volume = volume.Id, SizeBytes = size, Labels = labels }, prepared: false, context.CancellationToken)
+            .ConfigureAwait(false);
+        volume = runtime.State.Current.FindVolume(volume.Id) ?? volume;
+        if (size is { } grown)
+        {
+            foreach (var replica in volume.Replicas)
+            {
+                await SyncReplicaAsync(volume, replica.NodeId, result.Revision, context.CancellationToken).ConfigureAwait(false);
+            }
+
+            await volumes.FollowRemoteGrowAsync(volume.Id, grown, context.CancellationToken).ConfigureAwait(false);
+        }
+
+        return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    public override async Task<V1.DeleteVolumeResponse> Delete(V1.DeleteVolumeRequest request, ServerCallContext context)
+    {
+        var volume = Require(request.Volume);
+        if (volume.Attachment is { } attachment)
+        {
+            var state = runtime.State.Current;
+            var where = state.Nodes.TryGetValue(attachment.NodeId, out var node) ? node.Name : attachment.NodeId;
+            throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is attached on {where}; detach it first");
+        }
+
+        // The replicas' nodes remove their files when they see the volume gone from the state.
+        await runtime.ProposeOrThrowAsync(new DeleteVolume { Volume = volume.Id }, prepared: false, context.CancellationToken).ConfigureAwait(false);
+        return new V1.DeleteVolumeResponse();
+    }
+
+    public override Task<V1.Volume> Clone(V1.CloneVolumeRequest request, ServerCallContext context)
+        => throw ClusterRefusals.SnapshotsNotYet("clone");
+
+    private VolumeInfo Require(string nameOrId)
+    {
+        if (string.IsNullOrEmpty(nameOrId))
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "volume name is empty");
+        }
+
+        return runtime.State.Current.FindVolume(nameOrId) ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{nameOrId}' not found");
+    }
+
+    private async Task<V1.LocalReplica> SyncReplicaAsync(VolumeInfo volume, string nodeId, long revision, CancellationToken cancellationToken)
+    {
+        if (nodeId == runtime.LocalNodeId)
+        {
+            var local = await runtime.SyncReplicaAsync(volume.Id, revision, cancellationToken).ConfigureAwait(false);
+            return NodeInternalService.Describe(local, volumes.Store);
+        }
+
+        var state = runtime.State.Current;
+        if (!state.Nodes.TryGetValue(nodeId, out var node))
+        {
+            throw new SlabException(SlabErrorCode.FailedPrecondition, $"node {nodeId} is not in the cluster");
+        }
+
+        try
+        {
+            return await peers.Internal(node).SyncReplicaAsync(
+                new V1.SyncReplicaRequest { VolumeId = volume.Id, MinRevision = (ulong)revision }, PeerApi.Call(cancellationToken));
+        }
+        catch (RpcException e)
+        {
+            throw PeerApi.Translate(e, node);
+        }
+    }
+
+    private async Task<V1.Volume> DescribeAsync(VolumeInfo volume, bool includeRemoteUsage, CancellationToken cancellationToken)
+    {
+        var used = LocalUsedBytes(volume.Id);
+        if (includeRemoteUsage && volumes.Store.FindVolume(volume.Id) is null && volume.Replicas.FirstOrDefault() is { } replica && runtime.IsAlive(replica.NodeId))
+        {
+            try
+            {
+                used = (long)(await SyncReplicaAsync(volume, replica.NodeId, 0, cancellationToken).ConfigureAwait(false)).UsedBytes;
+            }
+            catch (SlabException)
+            {
+                // usage is informational; the rest of the answer stands
+            }
+        }
+
+        return ClusterProtoMapping.ToProto(volume, runtime.State.Current, used, volumes.GetAttachment(volume.Id));
+    }
+
+    private long LocalUsedBytes(string volumeId) => volumes.Store.FindVolume(volumeId) is { } local ? volumes.Store.AllocatedBytes(local) : 0;
+}
+
+/// <summary>Refusals of operations a cluster node does not offer yet.</summary>
+internal static class ClusterRefusals
+{
+    public static SlabException SnapshotsNotYet(string operation) => new(
+        SlabErrorCode.FailedPrecondition,
+        $"{operation} is not available on a cluster node yet: snapshots and clones of cluster volumes are taken across replicas and arrive with replication; " +
+        "a slabd started without --cluster-id offers them");
+}
+
+/// <summary>The Snapshots service on a cluster node: refused until snapshots span replicas.</summary>
+public sealed class ClusterSnapshotsService : V1.Snapshots.SnapshotsBase
+{
+    public override Task<V1.Snapshot> Create(V1.CreateSnapshotRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("snapshot create");
+
+    public override Task<V1.EnumerateSnapshotsResponse> Enumerate(V1.EnumerateSnapshotsRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("snapshot list");
+
+    public override Task<V1.Volume> Restore(V1.RestoreSnapshotRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("restore");
+
+    public override Task<V1.DeleteSnapshotResponse> Delete(V1.DeleteSnapshotRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("snapshot delete");
+}

@@ -1,0 +1,262 @@
+using System.Threading.Channels;
+using Slab.Cluster.State;
+using Slab.Common;
+using Slab.Store;
+
+namespace Slab.Cluster.Node;
+
+public sealed partial class ClusterRuntime
+{
+    private static readonly TimeSpan ReconcileInterval = TimeSpan.FromSeconds(10);
+
+    private readonly Channel<bool> _reconcileSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly SemaphoreSlim _reconcileLock = new(1, 1);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _attaching = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Marks an attach or mount of <paramref name="volumeId"/> as under way on this node until the
+    /// result is disposed, so the reconciler does not clear its fresh attachment record meanwhile.
+    /// </summary>
+    public IDisposable BeginAttach(string volumeId)
+    {
+        _attaching.AddOrUpdate(volumeId, 1, static (_, n) => n + 1);
+        return new AttachMark(this, volumeId);
+    }
+
+    private sealed class AttachMark(ClusterRuntime owner, string volumeId) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                owner._attaching.AddOrUpdate(volumeId, 0, static (_, n) => n - 1);
+                owner._attaching.TryRemove(new KeyValuePair<string, int>(volumeId, 0));
+            }
+        }
+    }
+
+    private void OnStateChanged(object? sender, ClusterState state) => SignalReconcile();
+
+    private void SignalReconcile() => _reconcileSignal.Writer.TryWrite(true);
+
+    /// <summary>
+    /// Makes this node's replica of <paramref name="volumeId"/> match the cluster state once the read
+    /// copy includes <paramref name="minRevision"/> (waiting up to 5 s for it), and returns the replica.
+    /// </summary>
+    /// <exception cref="SlabException">NotFound when the volume has no replica here; Unavailable when the state did not arrive.</exception>
+    public async Task<VolumeRecord> SyncReplicaAsync(string volumeId, long minRevision, CancellationToken cancellationToken)
+    {
+        await WaitForRevisionAsync(minRevision, TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+        var volume = State.Current.FindVolume(volumeId);
+        if (volume?.FindReplica(_options.NodeId) is null)
+        {
+            throw new SlabException(SlabErrorCode.NotFound, $"node {_options.NodeName} holds no replica of volume '{volumeId}'");
+        }
+
+        await _reconcileLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await EnsureReplicaAsync(volume, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _reconcileLock.Release();
+        }
+    }
+
+    /// <summary>Waits until the read copy reaches <paramref name="revision"/>.</summary>
+    /// <exception cref="SlabException">Unavailable after <paramref name="timeout"/>.</exception>
+    public async Task WaitForRevisionAsync(long revision, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (State.Current.Revision >= revision)
+        {
+            return;
+        }
+
+        var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        EventHandler<ClusterState> handler = (_, state) =>
+        {
+            if (state.Revision >= revision)
+            {
+                reached.TrySetResult();
+            }
+        };
+        State.CurrentChanged += handler;
+        try
+        {
+            if (State.Current.Revision < revision)
+            {
+                await reached.Task.WaitAsync(timeout, _time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (TimeoutException)
+        {
+            throw new SlabException(
+                SlabErrorCode.Unavailable,
+                $"node {_options.NodeName} has cluster state revision {State.Current.Revision} and did not receive revision {revision} within {timeout.TotalSeconds:0} s; is it cut off from the KVDB?");
+        }
+        finally
+        {
+            State.CurrentChanged -= handler;
+        }
+    }
+
+    private async Task ReconcileLoopAsync(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stop))
+                {
+                    wait.CancelAfter(ReconcileInterval);
+                    try
+                    {
+                        await _reconcileSignal.Reader.ReadAsync(wait.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+                    {
+                        // periodic pass
+                    }
+                }
+
+                await _reconcileLock.WaitAsync(stop).ConfigureAwait(false);
+                try
+                {
+                    await ReconcileOnceAsync(State.Current, stop).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _reconcileLock.Release();
+                }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is SlabException or IOException or ClusterStateException)
+            {
+                Log.ReconcileFailed(_logger, "*", e.Message);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One pass: create or grow every replica the state places here; remove replicas of this cluster
+    /// that the state no longer has; drop attachments the state records for this node that this node
+    /// does not have and is not making (a crash or restart ended them, or a detach could not be recorded).
+    /// </summary>
+    private async Task ReconcileOnceAsync(ClusterState state, CancellationToken cancellationToken)
+    {
+        // A read copy that does not know this node yet is not the cluster's (e.g. empty at start).
+        if (!state.Nodes.ContainsKey(_options.NodeId))
+        {
+            return;
+        }
+
+        foreach (var volume in state.Volumes.Values)
+        {
+            if (volume.FindReplica(_options.NodeId) is null)
+            {
+                continue;
+            }
+
+            try
+            {
+                await EnsureReplicaAsync(volume, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SlabException e)
+            {
+                Log.ReconcileFailed(_logger, volume.Name, e.Message);
+            }
+        }
+
+        foreach (var local in _store.ListVolumes())
+        {
+            if (local.ClusterId != _options.ClusterId)
+            {
+                continue;
+            }
+
+            if (state.Volumes.TryGetValue(local.Id, out var volume) && volume.FindReplica(_options.NodeId) is not null)
+            {
+                continue;
+            }
+
+            try
+            {
+                await Replicas.ReleaseAsync(local.Id).ConfigureAwait(false);
+                await _volumes.DeleteAsync(local.Id, cancellationToken).ConfigureAwait(false);
+                Log.Reconciled(_logger, local.Name, "removed");
+            }
+            catch (SlabException e)
+            {
+                Log.ReconcileFailed(_logger, local.Name, e.Message);
+            }
+        }
+
+        {
+            foreach (var volume in state.Volumes.Values)
+            {
+                // Checked in this order: an attach marks itself before it records and unmarks after it attached.
+                if (volume.Attachment?.NodeId == _options.NodeId && !_attaching.ContainsKey(volume.Id) && _volumes.GetAttachment(volume.Id) is null)
+                {
+                    try
+                    {
+                        await State.ProposeAsync(new DetachVolume { Volume = volume.Id, NodeId = _options.NodeId }, cancellationToken).ConfigureAwait(false);
+                        Log.Reconciled(_logger, volume.Name, "detached in the cluster state (this node no longer has it attached)");
+                    }
+                    catch (ClusterStateException e)
+                    {
+                        Log.ReconcileFailed(_logger, volume.Name, e.Message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Creates or grows this node's replica of <paramref name="volume"/>; the caller holds the reconcile lock.</summary>
+    private async Task<VolumeRecord> EnsureReplicaAsync(VolumeInfo volume, CancellationToken cancellationToken)
+    {
+        var local = _store.FindVolume(volume.Id);
+        if (local is null)
+        {
+            if (_store.FindVolume(volume.Name) is { } clash)
+            {
+                Log.ForeignVolume(_logger, clash.Name, _options.ClusterId);
+                throw new SlabException(
+                    SlabErrorCode.AlreadyExists,
+                    $"node {_options.NodeName} already has a volume named '{volume.Name}' that is not the cluster's (id {clash.Id}); rename or delete it there");
+            }
+
+            local = await _store.CreateVolumeAsync(
+                new VolumeRecord
+                {
+                    Id = volume.Id,
+                    Name = volume.Name,
+                    SizeBytes = volume.Spec.SizeBytes,
+                    Repl = volume.Spec.Repl,
+                    Fs = volume.Spec.Fs,
+                    IoPriority = volume.Spec.IoPriority,
+                    Labels = volume.Spec.Labels,
+                    Created = volume.Created,
+                    Epoch = volume.Epoch,
+                    DriveId = "",
+                    ClusterId = _options.ClusterId,
+                },
+                source: null,
+                cancellationToken).ConfigureAwait(false);
+            Log.Reconciled(_logger, volume.Name, "created");
+        }
+        else if (local.SizeBytes < volume.Spec.SizeBytes)
+        {
+            var grown = await _volumes.UpdateAsync(volume.Id, volume.Spec.SizeBytes, new Dictionary<string, string>(), cancellationToken).ConfigureAwait(false);
+            local = grown.Record;
+            Log.Reconciled(_logger, volume.Name, "grown");
+        }
+
+        return local;
+    }
+}

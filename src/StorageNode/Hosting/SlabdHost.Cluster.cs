@@ -1,0 +1,95 @@
+using System.Collections.Immutable;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Slab.Api;
+using Slab.Api.Cluster;
+using Slab.Cluster.Node;
+using Slab.Replication;
+using Slab.Store;
+using Slab.Volumes;
+
+namespace Slab.Hosting;
+
+public static partial class SlabdHost
+{
+    /// <summary>
+    /// Cluster mode: the cluster runtime (Raft member or client, gossip, reconciler), the replica
+    /// server on the replication port, the peer API and remote volumes. Single-node mode adds nothing.
+    /// </summary>
+    private static void ConfigureClusterServices(IServiceCollection services, SlabdOptions options, NodeIdentity identity)
+    {
+        if (!options.Clustered)
+        {
+            return;
+        }
+
+        services.AddSingleton(new ClusterNodeOptions
+        {
+            ClusterId = options.ClusterId!,
+            NodeId = identity.NodeId,
+            NodeName = identity.NodeName,
+            Advertise = IPAddress.Parse(options.AdvertiseAddress),
+            ApiPort = options.ApiPort,
+            ReplicationPort = options.ReplicationPort,
+            RaftPort = options.RaftPort,
+            GossipPort = options.GossipPort,
+            Kvdb = options.Kvdb,
+            Peers = options.Peers,
+            Zone = options.Zone,
+            Rack = options.Rack,
+            Labels = options.Labels.ToImmutableSortedDictionary(StringComparer.Ordinal),
+            DataDirectory = Path.Combine(options.DataDirectory, "cluster"),
+            OvercommitRatio = options.OvercommitRatio,
+            Version = Version,
+        });
+        services.AddSingleton<ClusterRuntime>();
+        services.AddSingleton<PeerApi>();
+        services.AddSingleton<ClusterRemoteVolumes>();
+        services.AddSingleton<IReplicaResolver>(sp => sp.GetRequiredService<ClusterRuntime>().Replicas);
+        services.AddReplicationServer(Guid.ParseExact(identity.NodeId, "N"));
+        services.AddHostedService<ClusterNodeService>();
+    }
+
+    /// <summary>The volume, snapshot and attach APIs: cluster-wide in cluster mode, this node's alone otherwise.</summary>
+    private static void MapApi(WebApplication app, SlabdOptions options)
+    {
+        app.MapGrpcService<IdentityService>();
+        app.MapGrpcService<NodeService>();
+        app.MapGrpcService<ClusterApiService>();
+        if (options.Clustered)
+        {
+            app.MapGrpcService<ClusterVolumesService>();
+            app.MapGrpcService<ClusterSnapshotsService>();
+            app.MapGrpcService<ClusterMountAttachService>();
+            app.MapGrpcService<NodeInternalService>();
+        }
+        else
+        {
+            app.MapGrpcService<VolumesService>();
+            app.MapGrpcService<SnapshotsService>();
+            app.MapGrpcService<MountAttachService>();
+        }
+    }
+}
+
+/// <summary>
+/// Starts this node's part in the cluster before the API serves requests (hosted services start
+/// before the web server) and stops it after the web server and after every attachment was undone.
+/// </summary>
+public sealed class ClusterNodeService(ClusterRuntime runtime, ClusterRemoteVolumes remote, VolumeManager volumes, PeerApi peers) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await runtime.StartAsync(cancellationToken).ConfigureAwait(false);
+        volumes.RemoteVolumes = remote;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        volumes.RemoteVolumes = null;
+        await runtime.DisposeAsync().ConfigureAwait(false);
+        peers.Dispose();
+    }
+}

@@ -1,0 +1,162 @@
+using System.Net;
+using System.Text.Json;
+
+namespace Slab.Tests.Infrastructure;
+
+/// <summary>
+/// N real slabd processes forming one cluster, like <c>scripts/cluster up N</c>: node i (1-based)
+/// advertises its own address (a test-unique 127.x.y.i by default, or a NetworkLab address) with
+/// default ports; nodes 1..voters are KVDB voters. Disposing stops every node and removes what each
+/// made (see <see cref="SlabNode"/>).
+/// </summary>
+public sealed class LocalCluster : IAsyncDisposable
+{
+    private readonly SlabNode?[] _nodes;
+    private readonly Func<int, string> _addressOf;
+    private readonly Func<int, string?> _namespaceOf;
+
+    private LocalCluster(int count, int voters, Func<int, string> addressOf, Func<int, string?> namespaceOf)
+    {
+        _nodes = new SlabNode?[count];
+        Voters = voters;
+        _addressOf = addressOf;
+        _namespaceOf = namespaceOf;
+        ClusterId = "t-" + Guid.NewGuid().ToString("N")[..10];
+    }
+
+    public string ClusterId { get; }
+
+    public int Count => _nodes.Length;
+
+    public int Voters { get; }
+
+    /// <summary>Node <paramref name="i"/>, 1-based.</summary>
+    public SlabNode this[int i] => _nodes[i - 1] ?? throw new InvalidOperationException($"node {i} was never started");
+
+    public IEnumerable<int> Indexes => Enumerable.Range(1, Count);
+
+    public string Address(int i) => _addressOf(i);
+
+    /// <summary>The node's TCP API endpoint.</summary>
+    public string ApiEndpoint(int i) => $"{Address(i)}:9501";
+
+    public static string NameOf(int i) => $"node-{i}";
+
+    /// <summary>A fresh 127.a.b.0/24 for one test, so clusters of parallel tests never share an address.</summary>
+    public static Func<int, string> UniqueLoopback()
+    {
+        var a = Random.Shared.Next(100, 250);
+        var b = Random.Shared.Next(1, 250);
+        return i => $"127.{a}.{b}.{i}";
+    }
+
+    /// <summary>Starts nodes 1..<paramref name="count"/> (in <paramref name="order"/> when given) and waits until every node lists all of them online.</summary>
+    public static async Task<LocalCluster> StartAsync(
+        int count,
+        int voters = 3,
+        Func<int, string>? addressOf = null,
+        Func<int, string?>? namespaceOf = null,
+        IEnumerable<int>? order = null)
+    {
+        var cluster = new LocalCluster(count, voters, addressOf ?? UniqueLoopback(), namespaceOf ?? (_ => null));
+        try
+        {
+            await Task.WhenAll((order ?? cluster.Indexes).Select(cluster.StartNodeAsync));
+            await cluster.WaitUntilAllOnlineAsync();
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+
+    public string[] ArgumentsOf(int i)
+    {
+        var peers = string.Join(',', Enumerable.Range(1, Voters).Select(v => $"{Address(v)}:9504"));
+        string[] arguments =
+        [
+            "--cluster-id", ClusterId, "--advertise", Address(i), "--peers", peers, "--api-port", "9501", "--nbd-port", "10809",
+            "--node-name", NameOf(i), "--rack", $"rack-{((i - 1) % 3) + 1}",
+        ];
+        return i <= Voters ? [.. arguments, "--kvdb"] : arguments;
+    }
+
+    private async Task StartNodeAsync(int i)
+    {
+        _nodes[i - 1] = await SlabNode.StartAsync(8L << 30, _namespaceOf(i), ArgumentsOf(i));
+    }
+
+    /// <summary>Starts a stopped node again on its own directories and identity.</summary>
+    public Task RestartAsync(int i) => this[i].StartProcessAsync(ArgumentsOf(i));
+
+    /// <summary>The nodes as <paramref name="from"/> lists them (<c>slabctl cluster list --json</c>).</summary>
+    public async Task<JsonElement[]> ListNodesAsync(int from)
+        => [.. (await this[from].CliJsonAsync("cluster", "list")).EnumerateArray()];
+
+    /// <summary>Node name → status ("online", "offline", ...) as <paramref name="from"/> sees it.</summary>
+    public async Task<Dictionary<string, string>> StatusesAsync(int from)
+        => (await ListNodesAsync(from)).ToDictionary(n => n.GetProperty("name").GetString()!, n => n.GetProperty("status").GetString()!);
+
+    public async Task WaitUntilAllOnlineAsync()
+    {
+        foreach (var i in Indexes.Where(i => this[i].Pid is not null))
+        {
+            await Poll.UntilAsync(
+                async () =>
+                {
+                    var result = await this[i].CliAsync("cluster", "list", "--json");
+                    if (result.ExitCode != 0)
+                    {
+                        return false;
+                    }
+
+                    using var list = JsonDocument.Parse(result.Stdout);
+                    return list.RootElement.GetArrayLength() == Count
+                        && list.RootElement.EnumerateArray().All(n => n.GetProperty("status").GetString() == "online");
+                },
+                TimeSpan.FromSeconds(90),
+                $"every node online as {NameOf(i)} sees it");
+        }
+    }
+
+    /// <summary>The index of the node that leads Raft, as node <paramref name="from"/> sees it.</summary>
+    public async Task<int> LeaderAsync(int from)
+    {
+        var leader = (await ListNodesAsync(from)).Single(n => n.TryGetProperty("leader", out var l) && l.GetBoolean());
+        var name = leader.GetProperty("name").GetString()!;
+        return int.Parse(name["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Task.WhenAll(_nodes.Where(n => n is not null).Select(n => n!.DisposeAsync().AsTask()));
+    }
+}
+
+/// <summary>Polls real processes (which have no event to await) until a condition holds or a deadline passes.</summary>
+public static class Poll
+{
+    public static async Task UntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (await condition())
+            {
+                return;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"timed out after {timeout.TotalSeconds:0} s waiting for {what}");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(250));
+        }
+    }
+
+    public static Task UntilAsync(Func<bool> condition, TimeSpan timeout, string what)
+        => UntilAsync(() => Task.FromResult(condition()), timeout, what);
+}
