@@ -90,6 +90,9 @@ internal static class CliApp
             return "Error: slabd did not answer in time (deadline exceeded)";
         if (ex.StatusCode == StatusCode.Cancelled)
             return "Error: interrupted";
+        // A slabd older than slabctl: the service or method is missing, not the thing it names.
+        if (ex.StatusCode == StatusCode.Unimplemented)
+            return $"Error: slabd at {endpoint.Original} does not support this command (is it older than slabctl?)";
         var detail = string.IsNullOrWhiteSpace(ex.Status.Detail) ? ex.StatusCode.ToString() : ex.Status.Detail;
         return $"Error: {detail}";
     }

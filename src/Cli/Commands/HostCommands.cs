@@ -1,6 +1,5 @@
 using Slab.Api.V1;
 using Slab.Cli.Connection;
-using Slab.Cli.Output;
 using Slab.Cli.Parsing;
 
 namespace Slab.Cli.Commands;
@@ -38,22 +37,14 @@ internal static class HostCommands
     private static async Task<int> AttachAsync(CommandContext ctx)
     {
         var response = await ctx.Api.MountAttach.AttachAsync(new AttachRequest { Volume = ctx.Arg(0) }, ctx.Api.Options(ApiConnection.LongDeadline));
-        if (ctx.Json)
-            Json.Write(ctx.Out, response);
-        else
-            ctx.Out.WriteLine(response.DevicePath);
-        return CliApp.Success;
+        return ctx.Print(response, response.DevicePath);
     }
 
     private static async Task<int> DetachAsync(CommandContext ctx)
     {
         var volume = ctx.Arg(0);
         var response = await ctx.Api.MountAttach.DetachAsync(new DetachRequest { Volume = volume }, ctx.Api.Options(ApiConnection.LongDeadline));
-        if (ctx.Json)
-            Json.Write(ctx.Out, response);
-        else
-            ctx.Out.WriteLine($"Volume {volume} successfully detached");
-        return CliApp.Success;
+        return ctx.Print(response, $"Volume {volume} successfully detached");
     }
 
     private static async Task<int> MountAsync(CommandContext ctx)
@@ -61,11 +52,7 @@ internal static class HostCommands
         var volume = ctx.Arg(0);
         var path = AbsolutePath(ctx.Arg(1));
         var response = await ctx.Api.MountAttach.MountAsync(new MountRequest { Volume = volume, Path = path }, ctx.Api.Options(ApiConnection.LongDeadline));
-        if (ctx.Json)
-            Json.Write(ctx.Out, response);
-        else
-            ctx.Out.WriteLine($"Volume {volume} mounted at {response.Path} ({response.DevicePath}, {response.Fs})");
-        return CliApp.Success;
+        return ctx.Print(response, $"Volume {volume} mounted at {response.Path} ({response.DevicePath}, {response.Fs})");
     }
 
     private static async Task<int> UnmountAsync(CommandContext ctx)
@@ -73,11 +60,7 @@ internal static class HostCommands
         var volume = ctx.Arg(0);
         var path = AbsolutePath(ctx.Arg(1));
         var response = await ctx.Api.MountAttach.UnmountAsync(new UnmountRequest { Volume = volume, Path = path }, ctx.Api.Options(ApiConnection.LongDeadline));
-        if (ctx.Json)
-            Json.Write(ctx.Out, response);
-        else
-            ctx.Out.WriteLine($"Volume {volume} successfully unmounted at {path}");
-        return CliApp.Success;
+        return ctx.Print(response, $"Volume {volume} successfully unmounted at {path}");
     }
 
     /// <summary>slabd's working directory is not ours: send absolute paths.</summary>

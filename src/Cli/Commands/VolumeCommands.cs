@@ -42,6 +42,11 @@ internal static class VolumeCommands
                     new() { Name = "fs", ValueName = "FS", Description = "filesystem made on first mount: ext4, xfs or none (default ext4)", Choices = ["ext4", "xfs", "none"] },
                     new() { Name = "io_priority", ValueName = "PRIO", Description = "io priority of the pools to place replicas on: high, medium or low", Choices = ["high", "medium", "low"] },
                     LabelFlag("labels to set, e.g. app=db,tier=1"),
+                    new()
+                    {
+                        Name = "nodes", ValueName = "NODE,...", Repeatable = true,
+                        Description = "place replicas only on these nodes (ids, names or addresses)",
+                    },
                 ],
                 Handler = CreateAsync,
             },
@@ -95,13 +100,10 @@ internal static class VolumeCommands
         if (ctx.Flag("io_priority") is { } priority)
             spec.IoPriority = ParsePriority(priority);
         spec.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: false));
+        spec.Nodes.Add(ctx.NameList("nodes"));
 
         var volume = await ctx.Api.Volumes.CreateAsync(new CreateVolumeRequest { Name = ctx.Arg(0), Spec = spec }, ctx.Api.Options());
-        if (ctx.Json)
-            Json.Write(ctx.Out, volume);
-        else
-            ctx.Out.WriteLine($"Volume successfully created: {volume.Id}");
-        return CliApp.Success;
+        return ctx.Print(volume, $"Volume successfully created: {volume.Id}");
     }
 
     private static async Task<int> ListAsync(CommandContext ctx)
@@ -109,11 +111,7 @@ internal static class VolumeCommands
         var request = new EnumerateVolumesRequest();
         request.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: false));
         var response = await ctx.Api.Volumes.EnumerateAsync(request, ctx.Api.Options());
-        if (ctx.Json)
-            Json.WriteArray(ctx.Out, response.Volumes);
-        else
-            VolumeViews.WriteList(response.Volumes, ctx.Out);
-        return CliApp.Success;
+        return ctx.PrintList(response.Volumes, o => VolumeViews.WriteList(response.Volumes, o));
     }
 
     private static async Task<int> InspectAsync(CommandContext ctx)
@@ -133,19 +131,15 @@ internal static class VolumeCommands
                 failed = true;
             }
         }
-        if (ctx.Json)
-        {
-            Json.WriteArray(ctx.Out, found);
-        }
-        else
+        ctx.PrintList(found, o =>
         {
             for (var i = 0; i < found.Count; i++)
             {
                 if (i > 0)
-                    ctx.Out.WriteLine();
-                VolumeViews.WriteInspect(found[i], ctx.Out);
+                    o.WriteLine();
+                VolumeViews.WriteInspect(found[i], o);
             }
-        }
+        });
         return failed ? CliApp.Failure : CliApp.Success;
     }
 
@@ -159,21 +153,13 @@ internal static class VolumeCommands
             throw new UsageException("nothing to update: give --size and/or --label");
 
         var volume = await ctx.Api.Volumes.UpdateAsync(request, ctx.Api.Options());
-        if (ctx.Json)
-            Json.Write(ctx.Out, volume);
-        else
-            ctx.Out.WriteLine($"Update Volume: Volume update successful for volume {ctx.Arg(0)}");
-        return CliApp.Success;
+        return ctx.Print(volume, $"Update Volume: Volume update successful for volume {ctx.Arg(0)}");
     }
 
     private static async Task<int> DeleteAsync(CommandContext ctx)
     {
         var response = await ctx.Api.Volumes.DeleteAsync(new DeleteVolumeRequest { Volume = ctx.Arg(0) }, ctx.Api.Options());
-        if (ctx.Json)
-            Json.Write(ctx.Out, response);
-        else
-            ctx.Out.WriteLine($"Volume {ctx.Arg(0)} successfully deleted.");
-        return CliApp.Success;
+        return ctx.Print(response, $"Volume {ctx.Arg(0)} successfully deleted.");
     }
 
     private static async Task<int> CloneAsync(CommandContext ctx)
@@ -181,22 +167,14 @@ internal static class VolumeCommands
         var request = new CloneVolumeRequest { Source = ctx.Arg(0), Name = ctx.RequireName("name") };
         request.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: false));
         var volume = await ctx.Api.Volumes.CloneAsync(request, ctx.Api.Options());
-        if (ctx.Json)
-            Json.Write(ctx.Out, volume);
-        else
-            ctx.Out.WriteLine($"Volume clone successful: {volume.Id}");
-        return CliApp.Success;
+        return ctx.Print(volume, $"Volume clone successful: {volume.Id}");
     }
 
     private static async Task<int> RestoreAsync(CommandContext ctx)
     {
         var request = new RestoreSnapshotRequest { Volume = ctx.Arg(0), Snapshot = ctx.RequireName("snapshot") };
         var volume = await ctx.Api.Snapshots.RestoreAsync(request, ctx.Api.Options());
-        if (ctx.Json)
-            Json.Write(ctx.Out, volume);
-        else
-            ctx.Out.WriteLine($"Volume {request.Volume} restored from snapshot {request.Snapshot}");
-        return CliApp.Success;
+        return ctx.Print(volume, $"Volume {request.Volume} restored from snapshot {request.Snapshot}");
     }
 
     private static uint ParseRepl(string text)

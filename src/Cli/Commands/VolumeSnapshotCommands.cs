@@ -41,31 +41,19 @@ internal static class VolumeSnapshotCommands
     {
         var request = new CreateSnapshotRequest { Volume = ctx.Arg(0), Name = ctx.RequireName("name") };
         var snapshot = await ctx.Api.Snapshots.CreateAsync(request, ctx.Api.Options());
-        if (ctx.Json)
-            Json.Write(ctx.Out, snapshot);
-        else
-            ctx.Out.WriteLine($"Volume snap successful: {snapshot.Id}");
-        return CliApp.Success;
+        return ctx.Print(snapshot, $"Volume snap successful: {snapshot.Id}");
     }
 
     private static async Task<int> ListAsync(CommandContext ctx)
     {
         var response = await ctx.Api.Snapshots.EnumerateAsync(new EnumerateSnapshotsRequest { Volume = ctx.Arg(0) }, ctx.Api.Options());
-        if (ctx.Json)
-            Json.WriteArray(ctx.Out, response.Snapshots);
-        else
-            VolumeViews.WriteSnapshots(response.Snapshots, ctx.Out);
-        return CliApp.Success;
+        return ctx.PrintList(response.Snapshots, o => VolumeViews.WriteSnapshots(response.Snapshots, o));
     }
 
     private static async Task<int> DeleteAsync(CommandContext ctx)
     {
         var request = new DeleteSnapshotRequest { Volume = ctx.Arg(0), Snapshot = ctx.RequireName("name") };
         var response = await ctx.Api.Snapshots.DeleteAsync(request, ctx.Api.Options());
-        if (ctx.Json)
-            Json.Write(ctx.Out, response);
-        else
-            ctx.Out.WriteLine($"Snapshot {request.Snapshot} of volume {request.Volume} successfully deleted.");
-        return CliApp.Success;
+        return ctx.Print(response, $"Snapshot {request.Snapshot} of volume {request.Volume} successfully deleted.");
     }
 }

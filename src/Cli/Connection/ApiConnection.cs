@@ -13,7 +13,10 @@ namespace Slab.Cli.Connection;
 /// </summary>
 internal sealed class ApiConnection : IDisposable
 {
-    /// <summary>Attach, detach, mount and unmount may format or wait for a device.</summary>
+    /// <summary>
+    /// Attach, detach, mount and unmount may format or wait for a device; KVDB membership changes
+    /// and decommissioning wait for the cluster to commit them.
+    /// </summary>
     public static readonly TimeSpan LongDeadline = TimeSpan.FromMinutes(5);
 
     public static readonly TimeSpan DefaultDeadline = TimeSpan.FromSeconds(30);
@@ -36,6 +39,8 @@ internal sealed class ApiConnection : IDisposable
     public MountAttach.MountAttachClient MountAttach => new(Channel);
 
     public Api.V1.Node.NodeClient Node => new(Channel);
+
+    public Api.V1.Cluster.ClusterClient Cluster => new(Channel);
 
     private GrpcChannel Channel => _channel ??= Open(Endpoint);
 

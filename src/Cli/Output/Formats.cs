@@ -20,6 +20,39 @@ internal static class Formats
         ? "-"
         : DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", CultureInfo.InvariantCulture);
 
+    /// <summary>"5s ago", "3m ago", "2h ago", "4d ago" before <paramref name="now"/>; 0 as "never".</summary>
+    public static string Age(long unixMs, DateTimeOffset now)
+    {
+        if (unixMs <= 0)
+            return "never";
+        // A clock a little ahead of ours is not "in the future" to a person reading the table.
+        var age = now - DateTimeOffset.FromUnixTimeMilliseconds(unixMs);
+        var seconds = Math.Max(0L, (long)age.TotalSeconds);
+        return seconds switch
+        {
+            < 60 => $"{seconds}s ago",
+            < 3600 => $"{seconds / 60}m ago",
+            < 2 * 86400 => $"{seconds / 3600}h ago",
+            _ => $"{seconds / 86400}d ago",
+        };
+    }
+
+    /// <summary>"2025-03-01 12:34:56 UTC (5s ago)"; 0 as "never".</summary>
+    public static string TimeAndAge(long unixMs, DateTimeOffset now) =>
+        unixMs <= 0 ? "never" : $"{Time(unixMs)} ({Age(unixMs, now)})";
+
+    public static string YesNo(bool value) => value ? "yes" : "no";
+
+    /// <summary>The text, or "-" when it is empty.</summary>
+    public static string OrDash(string text) => text.Length == 0 ? "-" : text;
+
+    /// <summary>A node as people know it: its name, or its id when it has none.</summary>
+    public static string Node(string name, string id) => name.Length > 0 ? name : id;
+
+    /// <summary>"node-1 (n1)": name and id, or whichever of them is known.</summary>
+    public static string NodeWithId(string name, string id) =>
+        name.Length > 0 && id.Length > 0 && name != id ? $"{name} ({id})" : Node(name, id);
+
     /// <summary>Replica count with proto's "0 means 1".</summary>
     public static uint Ha(VolumeSpec? spec) => spec is null || spec.Repl == 0 ? 1 : spec.Repl;
 
@@ -37,9 +70,12 @@ internal static class Formats
         var state = string.IsNullOrEmpty(volume.State) ? "unknown" : volume.State;
         if (volume.Attachment is null)
             return $"{state} - detached";
-        var where = string.IsNullOrEmpty(volume.Attachment.NodeName) ? volume.Attachment.NodeId : volume.Attachment.NodeName;
-        return $"{state} - attached on {where}";
+        return $"{state} - attached on {Node(volume.Attachment.NodeName, volume.Attachment.NodeId)}";
     }
+
+    /// <summary>The nodes holding the volume's replicas, "node-1,node-2"; "-" when none is known.</summary>
+    public static string ReplicaNodes(Volume volume) =>
+        OrDash(string.Join(",", volume.Replicas.Select(r => Node(r.NodeName, r.NodeId))));
 
     public static string Number(double value, string format = "0.#") => value.ToString(format, CultureInfo.InvariantCulture);
 }

@@ -1,5 +1,8 @@
 namespace Slab.Cli.Output;
 
+/// <summary>One column of a table built from objects: its header and how a row renders its cell.</summary>
+internal sealed record Column<T>(string Header, Func<T, string> Cell);
+
 /// <summary>
 /// A plain-text table: a header row and left-aligned columns separated by at least two spaces,
 /// no trailing whitespace (like pxctl's tabwriter output).
@@ -12,6 +15,15 @@ internal sealed class Table
     public Table(params string[] headers)
     {
         _headers = headers;
+    }
+
+    /// <summary>A table with a row per item, its cells rendered by <paramref name="columns"/>.</summary>
+    public static Table From<T>(IEnumerable<T> items, IReadOnlyList<Column<T>> columns)
+    {
+        var table = new Table([.. columns.Select(c => c.Header)]);
+        foreach (var item in items)
+            table.AddRow([.. columns.Select(c => c.Cell(item))]);
+        return table;
     }
 
     public Table AddRow(params string[] cells)

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Slab.Api.V1;
 
 namespace Slab.Cli.Output;
@@ -5,17 +6,31 @@ namespace Slab.Cli.Output;
 /// <summary>Human-readable volumes and snapshots, laid out like pxctl's.</summary>
 internal static class VolumeViews
 {
-    public static void WriteList(IEnumerable<Volume> volumes, TextWriter o)
-    {
-        var table = new Table("ID", "NAME", "SIZE", "HA", "SHARED", "ENCRYPTED", "IO_PRIORITY", "STATUS", "SNAP-ENABLED");
-        foreach (var v in volumes)
-        {
-            table.AddRow(v.Id, v.Name, Sizes.Format(v.Spec?.SizeBytes ?? 0),
-                Formats.Ha(v.Spec).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "no", "no", Formats.IoPriority(v.Spec?.IoPriority ?? IoPriority.Unspecified), Formats.VolumeStatus(v), "no");
-        }
-        table.Write(o);
-    }
+    private static readonly Column<Volume>[] _listColumns =
+    [
+        new("ID", v => v.Id),
+        new("NAME", v => v.Name),
+        new("SIZE", v => Sizes.Format(v.Spec?.SizeBytes ?? 0)),
+        new("HA", v => Formats.Ha(v.Spec).ToString(CultureInfo.InvariantCulture)),
+        new("SHARED", _ => "no"),
+        new("ENCRYPTED", _ => "no"),
+        new("IO_PRIORITY", v => Formats.IoPriority(v.Spec?.IoPriority ?? IoPriority.Unspecified)),
+        new("STATUS", Formats.VolumeStatus),
+        new("SNAP-ENABLED", _ => "no"),
+        // Last: where the replicas live, the one column whose width grows with the cluster.
+        new("NODES", Formats.ReplicaNodes),
+    ];
+
+    private static readonly Column<Snapshot>[] _snapshotColumns =
+    [
+        new("ID", s => s.Id),
+        new("NAME", s => s.Name),
+        new("VOLUME", s => Formats.Node(s.VolumeName, s.VolumeId)),
+        new("SIZE", s => Sizes.Format(s.SizeBytes)),
+        new("CREATED", s => Formats.Time(s.CreatedUnixMs)),
+    ];
+
+    public static void WriteList(IEnumerable<Volume> volumes, TextWriter o) => Table.From(volumes, _listColumns).Write(o);
 
     public static void WriteInspect(Volume v, TextWriter o)
     {
@@ -25,13 +40,14 @@ internal static class VolumeViews
             .Add("Name", v.Name)
             .Add("Size", Sizes.Format(v.Spec?.SizeBytes ?? 0))
             .Add("Format", Formats.Fs(v.Spec) + (v.Formatted ? "" : " (not formatted yet)"))
-            .Add("HA", Formats.Ha(v.Spec).ToString(System.Globalization.CultureInfo.InvariantCulture))
+            .Add("HA", Formats.Ha(v.Spec).ToString(CultureInfo.InvariantCulture))
             .Add("IO Priority", Formats.IoPriority(v.Spec?.IoPriority ?? IoPriority.Unspecified))
+            .Add("Placement", v.Spec is { Nodes.Count: > 0 } spec ? "only on " + string.Join(",", spec.Nodes) : "any node")
             .Add("Creation time", Formats.Time(v.CreatedUnixMs))
             .Add("Shared", "no")
             .Add("Labels", Formats.Labels(v.Spec?.Labels ?? []))
             .Add("Status", string.IsNullOrEmpty(v.State) ? "unknown" : v.State)
-            .Add("State", a is null ? "Detached" : $"Attached: {Node(a.NodeName, a.NodeId)}{(a.Method.Length > 0 ? $" ({a.Method})" : "")}")
+            .Add("State", a is null ? "Detached" : $"Attached: {Formats.Node(a.NodeName, a.NodeId)}{(a.Method.Length > 0 ? $" ({a.Method})" : "")}")
             .Add("Device Path", a is null || a.DevicePath.Length == 0 ? "-" : a.DevicePath)
             .Add("Mount paths", a is null || a.MountPaths.Count == 0 ? "-" : string.Join(", ", a.MountPaths))
             .Raw("Replica sets on nodes:")
@@ -42,22 +58,14 @@ internal static class VolumeViews
         {
             var pool = r.PoolId.Length > 0 ? $" (Pool {r.PoolId})" : "";
             var state = r.State.Length > 0 ? $", {r.State}" : "";
-            block.Raw($"\t  Node  :  {Node(r.NodeName, r.NodeId)}{pool}{state}");
+            block.Raw($"\t  Node  :  {Formats.Node(r.NodeName, r.NodeId)}{pool}{state}");
         }
         block
             .Add("Used", Sizes.Format(v.UsedBytes))
-            .Add("Snapshots", v.SnapshotCount.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            .Add("Snapshots", v.SnapshotCount.ToString(CultureInfo.InvariantCulture))
             .Add("Source", v.Source.Length == 0 ? "-" : v.Source)
             .Write(o, "");
     }
 
-    public static void WriteSnapshots(IEnumerable<Snapshot> snapshots, TextWriter o)
-    {
-        var table = new Table("ID", "NAME", "VOLUME", "SIZE", "CREATED");
-        foreach (var s in snapshots)
-            table.AddRow(s.Id, s.Name, s.VolumeName.Length > 0 ? s.VolumeName : s.VolumeId, Sizes.Format(s.SizeBytes), Formats.Time(s.CreatedUnixMs));
-        table.Write(o);
-    }
-
-    private static string Node(string name, string id) => name.Length > 0 ? name : id;
+    public static void WriteSnapshots(IEnumerable<Snapshot> snapshots, TextWriter o) => Table.From(snapshots, _snapshotColumns).Write(o);
 }

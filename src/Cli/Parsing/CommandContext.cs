@@ -36,11 +36,18 @@ internal sealed class CommandContext
     public IReadOnlyList<string> Flags(string name) => Parse.Values(name);
 
     /// <summary>A flag that names something: must not be blank. The server validates the rest.</summary>
-    public string RequireName(string flag)
+    public string RequireName(string flag) =>
+        OptionalName(flag) ?? throw new UsageException($"--{flag} must not be empty");
+
+    /// <summary>A flag that names something, or null when it is not given; given, it must not be blank.</summary>
+    public string? OptionalName(string flag)
     {
-        var value = Flag(flag)?.Trim();
-        if (string.IsNullOrEmpty(value))
-            throw new UsageException($"--{flag} must not be empty");
-        return value;
+        if (Flag(flag) is not { } value)
+            return null;
+        var name = value.Trim();
+        return name.Length > 0 ? name : throw new UsageException($"--{flag} must not be empty");
     }
+
+    /// <summary>A list flag of names (<c>--nodes a,b</c>); empty when not given, no name may be blank.</summary>
+    public List<string> NameList(string flag) => CommaList.Names(Flags(flag), flag);
 }

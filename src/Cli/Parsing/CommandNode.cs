@@ -58,6 +58,9 @@ internal sealed class CommandNode
 
     public IReadOnlyList<FlagSpec> Flags { get; init; } = [];
 
+    /// <summary>Long names of flags of which exactly one must be given (<c>--enter|--exit</c>); empty when none.</summary>
+    public IReadOnlyList<string> ExactlyOneOf { get; init; } = [];
+
     public CommandHandler? Handler { get; init; }
 
     public CommandNode? Parent { get; private set; }
@@ -100,6 +103,8 @@ internal sealed class CommandNode
                 var text = arg.Variadic ? arg.Name + "..." : arg.Name;
                 parts.Add(arg.Required ? text : $"[{text}]");
             }
+            if (ExactlyOneOf.Count > 0)
+                parts.Add(string.Join('|', ExactlyOneOf.Select(f => "--" + f)));
             foreach (var flag in Flags.Where(f => f.Required))
                 parts.Add($"--{flag.Name} {flag.ValueName}");
             parts.Add("[flags]");

@@ -9,7 +9,7 @@ internal static class LabelParser
         var labels = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var value in flagValues)
         {
-            foreach (var pair in value.Split(','))
+            foreach (var pair in CommaList.Items(value))
             {
                 var eq = pair.IndexOf('=', StringComparison.Ordinal);
                 if (eq < 0)

@@ -205,6 +205,15 @@ internal static class Parser
             if (flag.Required && !flags.ContainsKey(flag.Name))
                 return $"required flag --{flag.Name} not set";
         }
+        if (node.ExactlyOneOf.Count > 0)
+        {
+            var given = node.ExactlyOneOf.Count(flags.ContainsKey);
+            var names = string.Join(" or ", node.ExactlyOneOf.Select(f => "--" + f));
+            if (given == 0)
+                return $"one of {names} is required";
+            if (given > 1)
+                return $"only one of {names} may be given";
+        }
         return null;
     }
 }

@@ -27,6 +27,9 @@ public sealed class CliErrorMappingTests
         Assert.Equal("Error: Internal", CliApp.Describe(new RpcException(new Status(StatusCode.Internal, "")), endpoint));
         Assert.Equal("Error: slabd did not answer in time (deadline exceeded)", CliApp.Describe(new RpcException(new Status(StatusCode.DeadlineExceeded, "Deadline Exceeded")), endpoint));
         Assert.Equal("Error: interrupted", CliApp.Describe(new RpcException(new Status(StatusCode.Cancelled, "Call canceled by the client.")), endpoint));
+        // A slabd without the service or method (older than slabctl) answers UNIMPLEMENTED.
+        Assert.Equal("Error: slabd at localhost:9501 does not support this command (is it older than slabctl?)",
+            CliApp.Describe(new RpcException(new Status(StatusCode.Unimplemented, "Service is unimplemented.")), endpoint));
     }
 
     [Fact]

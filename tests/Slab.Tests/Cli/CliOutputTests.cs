@@ -61,6 +61,7 @@ public sealed class CliOutputTests
         };
         v.Spec.Labels.Add("tier", "1");
         v.Spec.Labels.Add("app", "db");
+        v.Spec.Nodes.Add(["node-1", "n2"]);
         v.Attachment.MountPaths.Add("/mnt/db");
         v.Replicas.Add(new CliApi.Replica { NodeId = "n1", NodeName = "node-1", PoolId = "p0", State = "in-sync" });
         v.Replicas.Add(new CliApi.Replica { NodeId = "n2", NodeName = "", PoolId = "p1", State = "catching-up" });
@@ -75,9 +76,10 @@ public sealed class CliOutputTests
         VolumeViews.WriteList([AttachedVolume(), detached], w);
         var lines = w.ToString().ReplaceLineEndings("\n").TrimEnd('\n').Split('\n');
         Assert.Equal(3, lines.Length);
-        Assert.Matches(@"^ID\s+NAME\s+SIZE\s+HA\s+SHARED\s+ENCRYPTED\s+IO_PRIORITY\s+STATUS\s+SNAP-ENABLED$", lines[0]);
-        Assert.Matches(@"^vol-1\s+db\s+10 GiB\s+2\s+no\s+no\s+HIGH\s+up - attached on node-2\s+no$", lines[1]);
-        Assert.Matches(@"^vol-2\s+logs\s+512 MiB\s+1\s+no\s+no\s+-\s+up - detached\s+no$", lines[2]);
+        Assert.Matches(@"^ID\s+NAME\s+SIZE\s+HA\s+SHARED\s+ENCRYPTED\s+IO_PRIORITY\s+STATUS\s+SNAP-ENABLED\s+NODES$", lines[0]);
+        // NODES: where the replicas are, by name, or by id for a replica whose node has no name.
+        Assert.Matches(@"^vol-1\s+db\s+10 GiB\s+2\s+no\s+no\s+HIGH\s+up - attached on node-2\s+no\s+node-1,n2$", lines[1]);
+        Assert.Matches(@"^vol-2\s+logs\s+512 MiB\s+1\s+no\s+no\s+-\s+up - detached\s+no\s+-$", lines[2]);
     }
 
     [Fact]
@@ -89,7 +91,7 @@ public sealed class CliOutputTests
         foreach (var (key, value) in new[]
         {
             ("Volume", "vol-1"), ("Name", "db"), ("Size", "10 GiB"), ("Format", "xfs"), ("HA", "2"),
-            ("IO Priority", "HIGH"), ("Creation time", "2023-11-14 22:13:20 UTC"), ("Labels", "app=db,tier=1"),
+            ("IO Priority", "HIGH"), ("Placement", "only on node-1,n2"), ("Creation time", "2023-11-14 22:13:20 UTC"), ("Labels", "app=db,tier=1"),
             ("State", "Attached: node-2 (kernel-nbd)"), ("Device Path", "/dev/nbd0"), ("Mount paths", "/mnt/db"),
             ("Used", "1.5 GiB"), ("Snapshots", "2"), ("Source", "base@s1"),
         })
@@ -113,6 +115,7 @@ public sealed class CliOutputTests
         Assert.Matches(@"(?m)^HA\s+:  1\r?$", text);
         Assert.Matches(@"(?m)^Device Path\s+:  -\r?$", text);
         Assert.Matches(@"(?m)^Creation time\s+:  -\r?$", text);
+        Assert.Matches(@"(?m)^Placement\s+:  any node\r?$", text);
     }
 
     [Fact]
@@ -187,5 +190,60 @@ public sealed class CliOutputTests
         using var none = new StringWriter();
         Json.WriteArray(none, []);
         Assert.Equal("[]", none.ToString().Trim());
+    }
+
+    [Theory]
+    [InlineData(0L, "never")]
+    [InlineData(1_700_000_000_000L, "0s ago")]
+    [InlineData(1_700_000_005_000L, "0s ago")]
+    [InlineData(1_699_999_995_000L, "5s ago")]
+    [InlineData(1_699_999_820_000L, "3m ago")]
+    [InlineData(1_699_992_800_000L, "2h ago")]
+    [InlineData(1_699_654_400_000L, "4d ago")]
+    public void Ages_are_rounded_down_and_a_clock_ahead_is_now(long unixMs, string age) =>
+        Assert.Equal(age, Formats.Age(unixMs, DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000)));
+
+    [Theory]
+    [InlineData("10.0.0.1:9501", "10.0.0.1")]
+    [InlineData("node-1.example:9501", "node-1.example")]
+    [InlineData("[fd00::1]:9501", "fd00::1")]
+    [InlineData("fd00::1", "fd00::1")]
+    [InlineData("node-1", "node-1")]
+    public void Node_addresses_are_the_host_of_the_api_endpoint(string endpoint, string host) =>
+        Assert.Equal(host, ClusterViews.Host(endpoint));
+
+    [Fact]
+    public void Clustered_status_shows_the_leader_quorum_members_and_cluster_capacity()
+    {
+        var s = new CliApi.StatusResponse
+        {
+            NodeId = "n1", NodeName = "node-1", Status = "online", ClusterId = "c-1", Clustered = true, HasQuorum = true,
+            LeaderNodeId = "n2", LeaderNodeName = "node-2", NodesOnline = 2, NodesTotal = 3,
+            TotalBytes = 100 * GiB, ClusterTotalBytes = 300 * GiB, ClusterUsedBytes = 7 * GiB,
+        };
+        s.KvdbMembers.Add(new CliApi.KvdbMember { MemberId = "10.0.0.1:9504", NodeId = "n1", NodeName = "node-1", IsLocal = true, Reachable = true });
+        s.KvdbMembers.Add(new CliApi.KvdbMember { MemberId = "10.0.0.2:9504", NodeId = "n2", NodeName = "node-2", IsLeader = true, Reachable = true });
+        s.KvdbMembers.Add(new CliApi.KvdbMember { MemberId = "10.0.0.3:9504", Reachable = false });
+        using var w = new StringWriter();
+        StatusCommand.Write(s, w);
+        var text = w.ToString().ReplaceLineEndings("\n");
+        Assert.Contains("\tLeader: node-2 (n2)\n\tQuorum: yes\n\tKVDB members: 3 (2 reachable)\n", text, StringComparison.Ordinal);
+        Assert.Contains("\tNodes: 2 online of 3\n", text, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^\tMEMBER\s+NODE\s+NAME\s+LEADER\s+REACHABLE$", text);
+        Assert.Matches(@"(?m)^\t10\.0\.0\.2:9504\s+n2\s+node-2\s+yes\s+yes$", text);
+        Assert.Matches(@"(?m)^\t10\.0\.0\.3:9504\s+-\s+-\s+no\s+no$", text);
+        Assert.Matches(@"(?m)^\tTotal Capacity\s+:  300 GiB$", text);
+        Assert.Matches(@"(?m)^\tTotal Used\s+:  7 GiB$", text);
+        // Provisioning is only summed per node, so the cluster view has none.
+        Assert.DoesNotContain("Total Provisioned", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("No quorum", text, StringComparison.Ordinal);
+
+        s.HasQuorum = false;
+        s.LeaderNodeId = s.LeaderNodeName = "";
+        using var lost = new StringWriter();
+        StatusCommand.Write(s, lost);
+        var lines = lost.ToString().ReplaceLineEndings("\n").Split('\n');
+        Assert.StartsWith("No quorum: cluster writes are refused", lines[1], StringComparison.Ordinal);
+        Assert.Contains("\tLeader: none (no quorum)\n\tQuorum: NO (cluster writes are refused)\n", lost.ToString().ReplaceLineEndings("\n"), StringComparison.Ordinal);
     }
 }

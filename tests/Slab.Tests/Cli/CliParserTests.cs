@@ -25,6 +25,17 @@ public sealed class CliParserTests
     [InlineData("host attach a", "slabctl host attach")]
     [InlineData("host mount a /mnt/x", "slabctl host mount")]
     [InlineData("service pool show", "slabctl service pool show")]
+    [InlineData("service kvdb members", "slabctl service kvdb members")]
+    [InlineData("service kvdb add-member --node n4", "slabctl service kvdb add-member")]
+    [InlineData("service kvdb remove-member --node n3", "slabctl service kvdb remove-member")]
+    [InlineData("service maintenance --enter", "slabctl service maintenance")]
+    [InlineData("service maintenance --exit --node n2", "slabctl service maintenance")]
+    [InlineData("cluster list", "slabctl cluster list")]
+    [InlineData("cluster ls", "slabctl cluster list")]
+    [InlineData("cluster inspect", "slabctl cluster inspect")]
+    [InlineData("cluster i n2", "slabctl cluster inspect")]
+    [InlineData("cluster delete n4", "slabctl cluster delete")]
+    [InlineData("cluster decommission n4", "slabctl cluster delete")]
     [InlineData("status", "slabctl status")]
     public void Names_and_aliases_select_the_command(string commandLine, string path)
     {
@@ -123,9 +134,25 @@ public sealed class CliParserTests
     [InlineData("host mount a", "missing argument PATH")]
     [InlineData("host attach", "missing argument VOLUME")]
     [InlineData("status extra", "unexpected argument \"extra\"")]
+    [InlineData("cluster delete", "missing argument NODE")]
+    [InlineData("cluster inspect a b", "unexpected argument \"b\"")]
+    [InlineData("service kvdb add-member", "required flag --node not set")]
+    [InlineData("service kvdb add-member n4", "unexpected argument \"n4\"")]
+    [InlineData("service maintenance", "one of --enter or --exit is required")]
+    [InlineData("service maintenance --node n2", "one of --enter or --exit is required")]
+    [InlineData("service maintenance --enter --exit", "only one of --enter or --exit may be given")]
     public void Bad_command_lines_name_the_problem(string commandLine, string error)
     {
         Assert.Equal(error, Parse(commandLine).Error);
+    }
+
+    [Fact]
+    public void Exactly_one_of_counts_only_switches_that_are_on()
+    {
+        var result = Parse("service maintenance --enter --exit=false");
+        Assert.Null(result.Error);
+        Assert.True(result.IsSet("enter"));
+        Assert.Contains("--enter|--exit", result.Command.UsageLine, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -149,6 +176,7 @@ public sealed class CliParserTests
             Assert.Equal(flags.Count, flags.Select(f => f.Name).Distinct().Count());
             var shorts = flags.Where(f => f.Short is not null).Select(f => f.Short).ToList();
             Assert.Equal(shorts.Count, shorts.Distinct().Count());
+            Assert.All(node.ExactlyOneOf, name => Assert.Contains(node.Flags, f => f.Name == name && !f.Required));
         }
     }
 }

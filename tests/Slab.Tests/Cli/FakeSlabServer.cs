@@ -62,6 +62,7 @@ internal sealed class FakeSlabServer : IAsyncDisposable
         app.MapGrpcService<FakeSnapshots>();
         app.MapGrpcService<FakeMountAttach>();
         app.MapGrpcService<FakeNode>();
+        app.MapGrpcService<FakeCluster>();
         await app.StartAsync();
 
         var server = new FakeSlabServer(app, directory, socketPath, state);
@@ -86,6 +87,11 @@ internal sealed class FakeSlabServer : IAsyncDisposable
         public List<Volume> Volumes { get; } = [Db(), Logs()];
 
         public StatusResponse Status { get; set; } = DefaultStatus();
+
+        public ClusterInfo Cluster { get; set; } = DefaultCluster();
+
+        /// <summary>When set, every Cluster call fails with it (not clustered, no quorum).</summary>
+        public Status? ClusterFailure { get; set; }
 
         public void Record(string method, IMessage request) => Calls.Enqueue((method, request));
 
@@ -124,6 +130,75 @@ internal sealed class FakeSlabServer : IAsyncDisposable
             s.Pools.Add(Pool());
             return s;
         }
+
+        /// <summary>Three KVDB nodes (node-3 offline and unreachable) and node-4, which stores only.</summary>
+        private static ClusterInfo DefaultCluster()
+        {
+            var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            var c = new ClusterInfo
+            {
+                ClusterId = "cluster-1", Clustered = true, LeaderNodeId = "n1", LeaderNodeName = "node-1", HasQuorum = true,
+                Revision = 42, VolumeCount = 2, TotalBytes = 300 * GiB, UsedBytes = 6 * GiB, LocalNodeId = "n1",
+            };
+            c.Nodes.Add(ClusterNode(1, "online", now, replicas: 2, attached: 0, kvdb: true));
+            c.Nodes.Add(ClusterNode(2, "online", now - 3_000, replicas: 2, attached: 1, kvdb: true));
+            c.Nodes.Add(ClusterNode(3, "offline", now - 600_000, replicas: 0, attached: 0, kvdb: true));
+            c.Nodes.Add(ClusterNode(4, "online", now - 1_000, replicas: 0, attached: 0, kvdb: false));
+            c.KvdbMembers.Add(c.Nodes.Where(n => n.Kvdb).Select(Member));
+            return c;
+        }
+
+        /// <summary>The KVDB member a voting node is (reachable while online).</summary>
+        public static KvdbMember Member(ClusterNode n) => new()
+        {
+            MemberId = n.RaftEndpoint, NodeId = n.Id, NodeName = n.Name, IsLeader = n.IsLeader, IsLocal = n.IsLocal, Reachable = n.Status == "online",
+        };
+
+        /// <summary>What this node's Status says about <see cref="Cluster"/> (the local node's own fields as in <see cref="DefaultStatus"/>).</summary>
+        public StatusResponse ClusteredStatus()
+        {
+            var s = DefaultStatus();
+            s.Clustered = true;
+            s.HasQuorum = Cluster.HasQuorum;
+            s.LeaderNodeId = Cluster.LeaderNodeId;
+            s.LeaderNodeName = Cluster.LeaderNodeName;
+            s.NodesOnline = (uint)Cluster.Nodes.Count(n => n.Status == "online");
+            s.NodesTotal = (uint)Cluster.Nodes.Count;
+            s.KvdbMembers.Add(Cluster.KvdbMembers);
+            s.ClusterTotalBytes = Cluster.TotalBytes;
+            s.ClusterUsedBytes = Cluster.UsedBytes;
+            return s;
+        }
+
+        private static ClusterNode ClusterNode(int i, string status, long lastSeen, uint replicas, uint attached, bool kvdb)
+        {
+            var n = new ClusterNode
+            {
+                Id = $"n{i}", Name = $"node-{i}", Status = status, Zone = i == 3 ? "z2" : "z1", Rack = $"r{i}",
+                ApiEndpoint = $"10.0.0.{i}:9501", DataEndpoint = $"10.0.0.{i}:9503", RaftEndpoint = $"10.0.0.{i}:9504", GossipEndpoint = $"10.0.0.{i}:9505",
+                Kvdb = kvdb, IsLeader = i == 1, IsLocal = i == 1, TotalBytes = 100 * GiB, UsedBytes = 2 * GiB, ProvisionedBytes = 11 * GiB,
+                ReplicaCount = replicas, AttachedCount = attached, LastSeenUnixMs = lastSeen, Load = 0.25 * i, Version = "0.1.0-test",
+                RegisteredUnixMs = 1_700_000_000_000,
+            };
+            n.Labels.Add("disk", "ssd");
+            n.Pools.Add(Pool());
+            return n;
+        }
+
+        /// <summary>What a node started without --cluster-id answers: itself, not clustered.</summary>
+        public static ClusterInfo SingleNodeCluster()
+        {
+            var c = new ClusterInfo { ClusterId = "cluster-1", Revision = 0, VolumeCount = 2, TotalBytes = 100 * GiB, UsedBytes = 2 * GiB, LocalNodeId = "n1" };
+            var n = ClusterNode(1, "online", 0, replicas: 2, attached: 1, kvdb: false);
+            n.IsLeader = false;
+            c.Nodes.Add(n);
+            return c;
+        }
+
+        /// <summary>A node by id, name or API address, as slabd resolves them.</summary>
+        public ClusterNode FindNode(string node) =>
+            Cluster.Nodes.FirstOrDefault(n => n.Id == node || n.Name == node || n.ApiEndpoint == node || n.ApiEndpoint.Split(':')[0] == node)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"node \"{node}\" not found"));
 
         public static Pool Pool()
         {
@@ -275,6 +350,69 @@ internal sealed class FakeSlabServer : IAsyncDisposable
             var response = new PoolsResponse();
             response.Pools.Add(FakeState.Pool());
             return Task.FromResult(response);
+        }
+    }
+
+    private sealed class FakeCluster(FakeState state) : Slab.Api.V1.Cluster.ClusterBase
+    {
+        public override Task<ClusterInfo> Inspect(ClusterInspectRequest request, ServerCallContext context) =>
+            Answer(nameof(Inspect), request, () => state.Cluster);
+
+        public override Task<ListNodesResponse> ListNodes(ListNodesRequest request, ServerCallContext context) =>
+            Answer(nameof(ListNodes), request, () => new ListNodesResponse { Nodes = { state.Cluster.Nodes } });
+
+        public override Task<ClusterNode> InspectNode(InspectNodeRequest request, ServerCallContext context) =>
+            Answer(nameof(InspectNode), request, () => state.FindNode(request.Node));
+
+        public override Task<KvdbMembersResponse> KvdbMembers(KvdbMembersRequest request, ServerCallContext context) =>
+            Answer(nameof(KvdbMembers), request, Members);
+
+        public override Task<KvdbMembersResponse> AddKvdbMember(AddKvdbMemberRequest request, ServerCallContext context) =>
+            Answer(nameof(AddKvdbMember), request, () =>
+            {
+                var n = state.FindNode(request.Node);
+                if (n.Kvdb)
+                    throw new RpcException(new Status(StatusCode.AlreadyExists, $"node {n.Name} is already a KVDB member"));
+                n.Kvdb = true;
+                state.Cluster.KvdbMembers.Add(FakeState.Member(n));
+                return Members();
+            });
+
+        public override Task<KvdbMembersResponse> RemoveKvdbMember(RemoveKvdbMemberRequest request, ServerCallContext context) =>
+            Answer(nameof(RemoveKvdbMember), request, () =>
+            {
+                var m = state.Cluster.KvdbMembers.FirstOrDefault(m => m.MemberId == request.Member || m.NodeId == request.Member || m.NodeName == request.Member)
+                    ?? throw new RpcException(new Status(StatusCode.NotFound, $"\"{request.Member}\" is not a KVDB member"));
+                state.Cluster.KvdbMembers.Remove(m);
+                return Members();
+            });
+
+        public override Task<ClusterNode> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context) =>
+            Answer(nameof(SetMaintenance), request, () =>
+            {
+                var n = state.FindNode(request.Node.Length == 0 ? state.Cluster.LocalNodeId : request.Node).Clone();
+                n.Status = request.Enter ? "maintenance" : "online";
+                return n;
+            });
+
+        public override Task<DecommissionResponse> Decommission(DecommissionRequest request, ServerCallContext context) =>
+            Answer(nameof(Decommission), request, () =>
+            {
+                var n = state.FindNode(request.Node);
+                if (n.AttachedCount > 0)
+                    throw new RpcException(new Status(StatusCode.FailedPrecondition, $"node {n.Name} has {n.AttachedCount} attached volume(s); detach them first"));
+                state.Cluster.Nodes.Remove(n);
+                return new DecommissionResponse();
+            });
+
+        private KvdbMembersResponse Members() => new() { Members = { state.Cluster.KvdbMembers } };
+
+        private Task<T> Answer<T>(string method, IMessage request, Func<T> answer)
+        {
+            state.Record(method, request);
+            if (state.ClusterFailure is { } failure)
+                throw new RpcException(failure);
+            return Task.FromResult(answer());
         }
     }
 }
