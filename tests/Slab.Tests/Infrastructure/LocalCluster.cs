@@ -124,7 +124,7 @@ public sealed class LocalCluster : IAsyncDisposable
     /// <summary>The index of the node that leads Raft, as node <paramref name="from"/> sees it.</summary>
     public async Task<int> LeaderAsync(int from)
     {
-        var leader = (await ListNodesAsync(from)).Single(n => n.TryGetProperty("leader", out var l) && l.GetBoolean());
+        var leader = (await ListNodesAsync(from)).Single(n => n.TryGetProperty("isLeader", out var l) && l.GetBoolean());
         var name = leader.GetProperty("name").GetString()!;
         return int.Parse(name["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
     }
