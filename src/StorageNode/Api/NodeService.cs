@@ -67,7 +67,7 @@ public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, T
         response.NodesOnline = (uint)state.Nodes.Values.Count(n => runtime.StatusOf(n) == "online");
         response.VolumeCount = (uint)state.Volumes.Count;
         response.AttachedCount = (uint)state.Volumes.Values.Count(v => v.Attachment is not null);
-        response.KvdbMembers.Add(runtime.State.Members.Select(m => Cluster.ClusterProtoMapping.ToProto(m, state)));
+        response.KvdbMembers.Add(runtime.State.Members.Select(m => Cluster.ClusterProtoMapping.ToProto(m, runtime)));
         if (state.Nodes.TryGetValue(runtime.LocalNodeId, out var self) && runtime.StatusOf(self) is var status && status != "online")
         {
             response.Status = status;

@@ -124,7 +124,8 @@ public sealed record SlabdOptions
                                   it (default: --listen-address)
           --kvdb                  this node is a Raft voter (the internal KVDB). Voters whose Raft
                                   endpoint is in --peers found the cluster together, in any order;
-                                  any other --kvdb node waits to be added (slabctl service kvdb add)
+                                  any other --kvdb node waits to be added
+                                  (slabctl service kvdb add-member --node IP:RAFTPORT)
           --peers IP[:PORT],...   Raft endpoints of the KVDB voters (default port 9504); needed on
                                   every node but a lone voter
           --zone Z, --rack R      failure domains, used to spread replicas

@@ -198,6 +198,20 @@ public sealed class ClusterStateRaftTests
     }
 
     [Fact]
+    public async Task Every_result_carries_a_revision_that_includes_it_on_the_leader_and_on_followers()
+    {
+        await using var cluster = RaftTestCluster.Create(3);
+        await StartInRandomOrderAsync(cluster, seed: 5);
+        var leader = await cluster.WaitForLeaderAsync();
+        var onLeader = await leader.ProposeAsync(Node("rev-a"), default);
+        var onFollower = await AFollower(cluster, leader).ProposeAsync(Node("rev-b"), default);
+        Assert.True(onLeader.Revision > 0, "a result applied on the leader has a revision");
+        Assert.True(onFollower.Revision > onLeader.Revision);
+        Assert.True(leader.Current.Revision >= onFollower.Revision);
+        Assert.NotNull(leader.Current.FindNode("rev-b"));
+    }
+
+    [Fact]
     public async Task A_data_directory_keeps_its_member_identity()
     {
         await using var cluster = RaftTestCluster.Create(3);

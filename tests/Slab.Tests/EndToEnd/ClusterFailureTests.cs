@@ -108,6 +108,44 @@ public sealed class ClusterFailureTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task A_dead_voter_is_replaced_by_a_new_one_and_the_cluster_keeps_a_majority()
+    {
+        await using var cluster = await LocalCluster.StartAsync(3);
+        Assert.Equal(0, await cluster[3].StopAsync());
+        var replacement = await cluster.AddNodeAsync(kvdb: true);
+
+        await Poll.UntilAsync(
+            async () => (await cluster[1].CliJsonAsync("service", "kvdb", "members")).EnumerateArray()
+                .Any(m => m.GetProperty("nodeName").GetString() == "node-3" && !m.GetProperty("reachable").GetBoolean()),
+            TimeSpan.FromSeconds(30),
+            "node-3 unreachable in the KVDB members");
+        await cluster[1].CliOkAsync("service", "kvdb", "remove-member", "--node", "node-3");
+        Assert.Equal(2, (await cluster[2].CliJsonAsync("service", "kvdb", "members")).GetArrayLength());
+
+        // The new voter is not registered until it is a member, so it is named by its Raft endpoint.
+        var byName = await cluster[1].CliAsync("service", "kvdb", "add-member", "--node", LocalCluster.NameOf(replacement));
+        Assert.NotEqual(0, byName.ExitCode);
+        Assert.Contains("give its Raft endpoint", byName.Stderr, StringComparison.Ordinal);
+        await cluster[1].CliOkAsync("service", "kvdb", "add-member", "--node", cluster.Address(replacement));
+        await Poll.UntilAsync(
+            async () => (await cluster.ListNodesAsync(1)).Any(n => n.GetProperty("name").GetString() == LocalCluster.NameOf(replacement)
+                && n.GetProperty("kvdb").GetBoolean() && n.GetProperty("status").GetString() == "online"),
+            TimeSpan.FromSeconds(60),
+            "the replacement voter registered and online");
+        var members = (await cluster[replacement].CliJsonAsync("service", "kvdb", "members")).EnumerateArray().ToList();
+        Assert.Equal(["node-1", "node-2", LocalCluster.NameOf(replacement)], members.Select(m => m.GetProperty("nodeName").GetString()).Order(StringComparer.Ordinal));
+
+        // The replacement counts toward the majority: with node 1 gone, nodes 2 and 4 still commit.
+        await cluster[1].KillAsync();
+        await Poll.UntilAsync(
+            async () => (await cluster[2].CliAsync("volume", "create", "after-replace", "--size", "1")).ExitCode == 0
+                || (await cluster[2].CliAsync("volume", "inspect", "after-replace")).ExitCode == 0,
+            TimeSpan.FromSeconds(60),
+            "a create committed by nodes 2 and 4");
+        Assert.Equal(0, (await cluster[replacement].CliAsync("volume", "inspect", "after-replace")).ExitCode);
+    }
+
     private static async Task<List<string>> LocalExportsAsync(SlabNode node, string prefix)
     {
         var list = await HostCommand.CheckedAsync("nbdinfo", "--list", "--json", node.NbdUri(""));

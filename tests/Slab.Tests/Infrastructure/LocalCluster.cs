@@ -11,13 +11,14 @@ namespace Slab.Tests.Infrastructure;
 /// </summary>
 public sealed class LocalCluster : IAsyncDisposable
 {
-    private readonly SlabNode?[] _nodes;
+    private readonly List<SlabNode?> _nodes;
+    private readonly HashSet<int> _joiningVoters = [];
     private readonly Func<int, string> _addressOf;
     private readonly Func<int, string?> _namespaceOf;
 
     private LocalCluster(int count, int voters, Func<int, string> addressOf, Func<int, string?> namespaceOf)
     {
-        _nodes = new SlabNode?[count];
+        _nodes = [.. new SlabNode?[count]];
         Voters = voters;
         _addressOf = addressOf;
         _namespaceOf = namespaceOf;
@@ -26,7 +27,7 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public string ClusterId { get; }
 
-    public int Count => _nodes.Length;
+    public int Count => _nodes.Count;
 
     public int Voters { get; }
 
@@ -80,12 +81,29 @@ public sealed class LocalCluster : IAsyncDisposable
             "--cluster-id", ClusterId, "--advertise", Address(i), "--peers", peers, "--api-port", "9501", "--nbd-port", "10809",
             "--node-name", NameOf(i), "--rack", $"rack-{((i - 1) % 3) + 1}",
         ];
-        return i <= Voters ? [.. arguments, "--kvdb"] : arguments;
+        return i <= Voters || _joiningVoters.Contains(i) ? [.. arguments, "--kvdb"] : arguments;
     }
 
     private async Task StartNodeAsync(int i)
     {
         _nodes[i - 1] = await SlabNode.StartAsync(8L << 30, _namespaceOf(i), ArgumentsOf(i));
+    }
+
+    /// <summary>
+    /// Starts one more node (index <see cref="Count"/> + 1) with the same peers; with
+    /// <paramref name="kvdb"/> it is a voter outside the founding set, which waits until added.
+    /// </summary>
+    public async Task<int> AddNodeAsync(bool kvdb)
+    {
+        _nodes.Add(null);
+        var i = _nodes.Count;
+        if (kvdb)
+        {
+            _joiningVoters.Add(i);
+        }
+
+        await StartNodeAsync(i);
+        return i;
     }
 
     /// <summary>Starts a stopped node again on its own directories and identity.</summary>

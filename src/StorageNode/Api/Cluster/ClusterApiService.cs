@@ -13,7 +13,7 @@ namespace Slab.Api.Cluster;
 /// The Cluster service: nodes, KVDB members, maintenance and decommission. On a node started
 /// without <c>--cluster-id</c>, Inspect and ListNodes describe that one node and the rest is refused.
 /// </summary>
-public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity localNode, IServiceProvider services) : V1.Cluster.ClusterBase
+public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity localNode, TimeProvider time, IServiceProvider services) : V1.Cluster.ClusterBase
 {
     private ClusterRuntime? Runtime => (ClusterRuntime?)services.GetService(typeof(ClusterRuntime));
 
@@ -62,7 +62,7 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
             }
         }
 
-        response.KvdbMembers.Add(runtime.State.Members.Select(m => ClusterProtoMapping.ToProto(m, state)));
+        response.KvdbMembers.Add(runtime.State.Members.Select(m => ClusterProtoMapping.ToProto(m, runtime)));
         return Task.FromResult(response);
     }
 
@@ -95,22 +95,67 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
     {
         var runtime = RequireCluster();
         var voter = RequireVoter(runtime, "add a KVDB member");
-        var node = RequireNode(runtime, request.Node);
+        var raft = RaftEndPointToAdd(runtime, request.Node);
+        if (runtime.State.Members.Any(m => m.MemberId == raft.ToString()))
+        {
+            throw new SlabException(SlabErrorCode.AlreadyExists, $"{request.Node} ({raft}) is already a KVDB member");
+        }
+
+        await ChangeMembershipAsync(() => voter.AddVoterAsync(new ClusterPeer(raft.ToString(), raft, ClusterNodeOptions.ProposalEndPointOf(raft)), context.CancellationToken))
+            .ConfigureAwait(false);
+        await WaitForMembersAsync(runtime, members => members.Any(m => m.MemberId == raft.ToString()), context.CancellationToken).ConfigureAwait(false);
+        return Members(runtime);
+    }
+
+    /// <summary>
+    /// The Raft endpoint of a node to add as a voter: a registered node (started with --kvdb) by id,
+    /// name or address, or the Raft endpoint IP[:PORT] of a --kvdb node that waits to be added and,
+    /// not being a member yet, cannot register itself.
+    /// </summary>
+    private static IPEndPoint RaftEndPointToAdd(ClusterRuntime runtime, string reference)
+    {
+        NodeInfo? node = null;
+        try
+        {
+            node = RequireNode(runtime, reference);
+        }
+        catch (SlabException e) when (e.Code == SlabErrorCode.NotFound)
+        {
+            var endPoint = IPEndPoint.TryParse(reference, out var parsed) && reference.Contains('.', StringComparison.Ordinal) | reference.Contains(':', StringComparison.Ordinal)
+                ? parsed
+                : null;
+            if (endPoint is null)
+            {
+                throw new SlabException(
+                    SlabErrorCode.NotFound,
+                    $"node '{reference}' not found; a --kvdb node that waits to be added is not registered yet: give its Raft endpoint IP[:PORT] (port 9504 by default)");
+            }
+
+            if (endPoint.Port == 0)
+            {
+                endPoint.Port = 9504;
+            }
+
+            return endPoint;
+        }
+
         if (!node.IsKvdbVoter)
         {
             throw new SlabException(SlabErrorCode.FailedPrecondition, $"node {node.Name} was not started with --kvdb; restart it with --kvdb, then add it");
         }
 
-        var raft = NodeEndpoints.Parse(NodeEndpoints.From(node.Addresses).Raft)
+        return NodeEndpoints.Parse(NodeEndpoints.From(node.Addresses).Raft)
             ?? throw new SlabException(SlabErrorCode.FailedPrecondition, $"node {node.Name} has no Raft endpoint in the cluster state");
-        if (runtime.State.Members.Any(m => m.MemberId == raft.ToString()))
-        {
-            throw new SlabException(SlabErrorCode.AlreadyExists, $"node {node.Name} ({raft}) is already a KVDB member");
-        }
+    }
 
-        await ChangeMembershipAsync(() => voter.AddVoterAsync(new ClusterPeer(raft.ToString(), raft, ClusterNodeOptions.ProposalEndPointOf(raft)), context.CancellationToken))
-            .ConfigureAwait(false);
-        return Members(runtime);
+    /// <summary>Waits (up to a few seconds) until this node has applied a membership change the leader committed.</summary>
+    private async Task WaitForMembersAsync(ClusterRuntime runtime, Func<IReadOnlyList<ClusterMemberInfo>, bool> applied, CancellationToken cancellationToken)
+    {
+        var deadline = time.GetTimestamp();
+        while (!applied(runtime.State.Members) && time.GetElapsedTime(deadline) < TimeSpan.FromSeconds(5))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(50), time, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     public override async Task<V1.KvdbMembersResponse> RemoveKvdbMember(V1.RemoveKvdbMemberRequest request, ServerCallContext context)
@@ -135,6 +180,7 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
         }
 
         await ChangeMembershipAsync(() => voter.RemoveVoterAsync(raft, context.CancellationToken)).ConfigureAwait(false);
+        await WaitForMembersAsync(runtime, current => current.All(m => m.MemberId != member.MemberId), context.CancellationToken).ConfigureAwait(false);
         return Members(runtime);
     }
 
@@ -174,7 +220,7 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
         var raft = NodeEndpoints.From(node.Addresses).Raft;
         if (runtime.State.Members.Any(m => m.MemberId == raft))
         {
-            throw new SlabException(SlabErrorCode.FailedPrecondition, $"node {node.Name} is a KVDB member; remove it first (slabctl service kvdb remove {raft})");
+            throw new SlabException(SlabErrorCode.FailedPrecondition, $"node {node.Name} is a KVDB member; remove it first (slabctl service kvdb remove-member --node {raft})");
         }
 
         await runtime.ProposeOrThrowAsync(new RemoveNode { NodeId = node.Id }, prepared: false, context.CancellationToken).ConfigureAwait(false);
@@ -184,7 +230,7 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
     private static V1.KvdbMembersResponse Members(ClusterRuntime runtime)
     {
         var response = new V1.KvdbMembersResponse();
-        response.Members.Add(runtime.State.Members.Select(m => ClusterProtoMapping.ToProto(m, runtime.State.Current)));
+        response.Members.Add(runtime.State.Members.Select(m => ClusterProtoMapping.ToProto(m, runtime)));
         return response;
     }
 

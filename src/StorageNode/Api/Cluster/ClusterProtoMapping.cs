@@ -122,8 +122,10 @@ internal static class ClusterProtoMapping
         return message;
     }
 
-    public static V1.KvdbMember ToProto(ClusterMemberInfo member, ClusterState state)
+    /// <summary>A Raft voter with its node; reachable is gossip's liveness of that node (Raft tracks it on the leader only).</summary>
+    public static V1.KvdbMember ToProto(ClusterMemberInfo member, ClusterRuntime runtime)
     {
+        var state = runtime.State.Current;
         var node = state.Nodes.Values.FirstOrDefault(n => NodeEndpoints.From(n.Addresses).Raft == member.MemberId);
         return new V1.KvdbMember
         {
@@ -132,7 +134,7 @@ internal static class ClusterProtoMapping
             NodeName = node?.Name ?? "",
             IsLeader = member.IsLeader,
             IsLocal = member.IsLocal,
-            Reachable = member.IsAvailable || member.IsLocal,
+            Reachable = member.IsLocal || (node is not null ? runtime.IsAlive(node.Id) : member.IsAvailable),
         };
     }
 

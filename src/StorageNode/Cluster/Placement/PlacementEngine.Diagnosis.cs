@@ -73,6 +73,7 @@ public sealed partial class PlacementEngine
             known.Add(DisplayName(node));
         }
 
+        known.Sort(StringComparer.Ordinal);
         return Invariant(
             $"--nodes {(unknown.Count == 1 ? "entry" : "entries")} {string.Join(", ", quoted)} {(unknown.Count == 1 ? "matches" : "match")} no node id, name or address; the cluster's nodes are {Names(known, "none")}");
     }

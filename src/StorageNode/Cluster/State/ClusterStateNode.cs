@@ -208,7 +208,7 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
 
                 try
                 {
-                    return await applied.WaitAsync(_options.UpperElectionTimeout * 2, _time, linked.Token).ConfigureAwait(false);
+                    return WithRevision(await applied.WaitAsync(_options.UpperElectionTimeout * 2, _time, linked.Token).ConfigureAwait(false));
                 }
                 catch (TimeoutException)
                 {
@@ -223,7 +223,7 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                 Log.OutcomePending(_logger, proposal.Id, Encoding.UTF8.GetString(body));
             }
 
-            return await WaitForResultWhileLedAsync(applied, linked.Token).ConfigureAwait(false);
+            return WithRevision(await WaitForResultWhileLedAsync(applied, linked.Token).ConfigureAwait(false));
         }
         catch (OperationCanceledException) when (overall.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -242,6 +242,13 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
             machine.Forget(proposal.Id);
         }
     }
+
+    /// <summary>
+    /// A result applied on this member carries this member's revision (which includes it), so callers
+    /// can ask other nodes to catch up to it.
+    /// </summary>
+    private CommandResult WithRevision(CommandResult result)
+        => result.Revision > 0 || _machine is not { } machine ? result : result with { Revision = Math.Max(1, machine.Current.Revision) };
 
     /// <summary>
     /// Waits for a proposal the leader took without confirming. Gives up with NoQuorum (outcome
@@ -314,11 +321,26 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
             throw Stopped();
         }
 
+        // Membership changes are idempotent at the leader (adding a member or removing a non-member
+        // is done), so a change that failed mid-way (leadership lost, a concurrent change) is retried
+        // through whoever leads next, until the no-quorum timeout.
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        var (status, body) = await SendToLeaderAsync(type, payload, linked.Token).ConfigureAwait(false);
-        if (status != ForwardStatus.Done)
+        var started = _time.GetTimestamp();
+        while (true)
         {
-            throw new ClusterStateException(ClusterStateError.MembershipChangeFailed, $"could not {what}: {Encoding.UTF8.GetString(body)}");
+            var (status, body) = await SendToLeaderAsync(type, payload, linked.Token).ConfigureAwait(false);
+            if (status == ForwardStatus.Done)
+            {
+                break;
+            }
+
+            if (_time.GetElapsedTime(started) >= _options.NoQuorumTimeout)
+            {
+                throw new ClusterStateException(ClusterStateError.MembershipChangeFailed, $"could not {what}: {Encoding.UTF8.GetString(body)}");
+            }
+
+            Log.MembershipChangeRetry(_logger, what, Encoding.UTF8.GetString(body));
+            await Task.Delay(RetryPause, _time, linked.Token).ConfigureAwait(false);
         }
 
         Log.MembershipChanged(_logger, what);
@@ -512,6 +534,11 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                     }
 
                     _peers[raft] = new ClusterPeer(parts[0], raft, proposals);
+                    if (cluster.Members.Any(m => raft.Equals(m.EndPoint)))
+                    {
+                        return (ForwardStatus.Done, []);
+                    }
+
                     return await cluster.AddMemberAsync(raft, cancellationToken).ConfigureAwait(false)
                         ? (ForwardStatus.Done, [])
                         : (ForwardStatus.Failed, Encoding.UTF8.GetBytes($"member {raft} did not catch up or the configuration was not committed; is it running with JoinExisting?"));
@@ -520,6 +547,11 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                     if (!IPEndPoint.TryParse(Encoding.UTF8.GetString(payload), out var removed))
                     {
                         return (ForwardStatus.Failed, "malformed remove-voter request"u8.ToArray());
+                    }
+
+                    if (!cluster.Members.Any(m => removed.Equals(m.EndPoint)))
+                    {
+                        return (ForwardStatus.Done, []);
                     }
 
                     return await cluster.RemoveMemberAsync(removed, cancellationToken).ConfigureAwait(false)
@@ -730,6 +762,9 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Member {MemberId}: leader is now {Leader}")]
         public static partial void LeaderChanged(ILogger logger, string memberId, string leader);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Raft membership change ({What}) did not complete, retrying through the current leader: {Reason}")]
+        public static partial void MembershipChangeRetry(ILogger logger, string what, string reason);
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Raft membership change done: {What}")]
         public static partial void MembershipChanged(ILogger logger, string what);
