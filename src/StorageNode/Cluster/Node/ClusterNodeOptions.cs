@@ -49,8 +49,6 @@ public sealed record ClusterNodeOptions
 
     public string Version { get; init; } = "";
 
-    /// <summary>A node counts as dead for attachment take-over after it has been offline this long.</summary>
-    public TimeSpan TakeOverAfter { get; init; } = TimeSpan.FromSeconds(5);
 
     public IPEndPoint ApiEndPoint => new(Advertise, ApiPort);
 
