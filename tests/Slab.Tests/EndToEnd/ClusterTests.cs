@@ -47,6 +47,31 @@ public sealed class ClusterTests(ITestOutputHelper output)
             Assert.Equal(ids["node-2"], replica.GetProperty("nodeId").GetString());
         }
 
+        // One name created from every node at once: exactly one create wins, the others are told why.
+        var contested = Name("contested");
+        var attempts = await Task.WhenAll(cluster.Indexes.Select(i => cluster[i].CliAsync("volume", "create", contested, "--size", "1")));
+        Assert.Single(attempts, a => a.ExitCode == 0);
+        Assert.All(attempts.Where(a => a.ExitCode != 0), a => Assert.Contains("already exists", a.Stderr, StringComparison.Ordinal));
+        Assert.Single((await cluster[3].CliJsonAsync("volume", "list")).EnumerateArray(), v => v.GetProperty("name").GetString() == contested);
+
+        // A node in maintenance takes no new replicas and no attachments; it leaves maintenance cleanly.
+        await cluster[1].CliOkAsync("service", "maintenance", "--enter", "--node", "node-3");
+        var onMaintenance = await cluster[1].CliAsync("volume", "create", Name("maint"), "--size", "1", "--nodes", "node-3");
+        Assert.NotEqual(0, onMaintenance.ExitCode);
+        Assert.Contains("maintenance", onMaintenance.Stderr, StringComparison.Ordinal);
+        var attachOnMaintenance = await cluster[3].CliAsync("host", "attach", contested);
+        Assert.NotEqual(0, attachOnMaintenance.ExitCode);
+        Assert.Contains("maintenance", attachOnMaintenance.Stderr, StringComparison.Ordinal);
+        await cluster[1].CliOkAsync("service", "maintenance", "--exit", "--node", "node-3");
+
+        // A node holding the only copy of a volume cannot be decommissioned.
+        var holderId = Assert.Single(First(await cluster[1].CliJsonAsync("volume", "inspect", contested)).GetProperty("replicas").EnumerateArray()).GetProperty("nodeId").GetString();
+        var holder = ids.First(kv => kv.Value == holderId).Key;
+        var decommission = await cluster[1].CliAsync("cluster", "delete", holder);
+        Assert.NotEqual(0, decommission.ExitCode);
+        Assert.Contains("only copy", decommission.Stderr, StringComparison.Ordinal);
+        await cluster[1].CliOkAsync("volume", "delete", contested);
+
         // Replicated volumes wait for replication; the refusal says so and creates nothing.
         var repl = await cluster[1].CliAsync("volume", "create", Name("repl"), "--size", "1", "--repl", "2");
         Assert.NotEqual(0, repl.ExitCode);
