@@ -1,12 +1,6 @@
 using System.IO.Pipelines;
 using System.Net;
 using BenchmarkDotNet.Attributes;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Slab.Block;
 using Slab.Buffers;
@@ -18,7 +12,7 @@ namespace Slab.Bench;
 /// One 4 KiB request of the replica protocol end to end: <see cref="RemoteReplicaTarget"/> →
 /// client connection (frame, crc) → transport → <see cref="ReplicaServer"/> (parse, crc, fencing,
 /// <see cref="MemoryBlockTarget"/>) → response → client. Over in-memory pipes (no sockets; allocated
-/// bytes per operation should be 0) and over loopback TCP with Kestrel.
+/// bytes per operation should be 0) and over loopback TCP with <see cref="ReplicaSocketListener"/>.
 /// </summary>
 /// <remarks>The caller waits by spinning on the ValueTask so the harness itself allocates nothing.</remarks>
 [MemoryDiagnoser]
@@ -30,7 +24,7 @@ public class ReplicationBenchmarks
     private AlignedBuffer _buffer = null!;
     private RemoteReplicaTarget _pipeClient = null!;
     private RemoteReplicaTarget _tcpClient = null!;
-    private WebApplication _app = null!;
+    private ReplicaSocketListener _listener = null!;
     private Connector _pipes = null!;
 
     [GlobalSetup]
@@ -44,15 +38,9 @@ public class ReplicationBenchmarks
         _pipes = new Connector(server);
         _pipeClient = new RemoteReplicaTarget(Volume, target.Size, 1, _pipes, options, Guid.NewGuid(), TimeProvider.System, NullLogger.Instance);
 
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSingleton<IReplicaResolver>(resolver);
-        builder.Services.AddReplicationServer(Guid.NewGuid(), options);
-        builder.WebHost.ConfigureKestrel(k => k.ListenReplication(IPAddress.Loopback, 0));
-        _app = builder.Build();
-        _app.StartAsync().GetAwaiter().GetResult();
-        var port = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single()).Port;
-        _tcpClient = new RemoteReplicaTarget(Volume, target.Size, 1, new TcpReplicaConnector(new IPEndPoint(IPAddress.Loopback, port)), options, Guid.NewGuid(), TimeProvider.System, NullLogger.Instance);
+        _listener = new ReplicaSocketListener(new IPEndPoint(IPAddress.Loopback, 0), server, NullLoggerFactory.Instance);
+        _listener.Start();
+        _tcpClient = new RemoteReplicaTarget(Volume, target.Size, 1, new TcpReplicaConnector(_listener.LocalEndPoint), options, Guid.NewGuid(), TimeProvider.System, NullLogger.Instance);
 
         _buffer = AlignedBufferPool.Shared.Rent(BlockSize);
         Random.Shared.NextBytes(_buffer.GetSpan());
@@ -65,8 +53,7 @@ public class ReplicationBenchmarks
     {
         _pipeClient.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _tcpClient.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        _app.StopAsync().GetAwaiter().GetResult();
-        _app.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _listener.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _buffer.Return();
     }
 

@@ -3,6 +3,7 @@ using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Slab.Api;
 using Slab.Api.Cluster;
 using Slab.Cluster.Node;
@@ -76,18 +77,42 @@ public static partial class SlabdHost
 
 /// <summary>
 /// Starts this node's part in the cluster before the API serves requests (hosted services start
-/// before the web server) and stops it after the web server and after every attachment was undone.
+/// before the web server): the cluster runtime, then the replica server on the replication port.
+/// Stops them after the web server and after every attachment was undone.
 /// </summary>
-public sealed class ClusterNodeService(ClusterRuntime runtime, ClusterRemoteVolumes remote, VolumeManager volumes, PeerApi peers) : IHostedService
+public sealed class ClusterNodeService(
+    ClusterRuntime runtime,
+    ClusterRemoteVolumes remote,
+    VolumeManager volumes,
+    PeerApi peers,
+    ReplicaServer replicaServer,
+    ILoggerFactory loggers) : IHostedService
 {
+    private ReplicaSocketListener? _replication;
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         await runtime.StartAsync(cancellationToken).ConfigureAwait(false);
         volumes.RemoteVolumes = remote;
+        _replication = new ReplicaSocketListener(runtime.Options.ReplicationEndPoint, replicaServer, loggers);
+        try
+        {
+            _replication.Start();
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new Common.SlabException(
+                Common.SlabErrorCode.FailedPrecondition, $"cannot listen for replication on tcp/{runtime.Options.ReplicationEndPoint}: {e.SocketErrorCode}", e);
+        }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        if (_replication is not null)
+        {
+            await _replication.DisposeAsync().ConfigureAwait(false);
+        }
+
         volumes.RemoteVolumes = null;
         await runtime.DisposeAsync().ConfigureAwait(false);
         peers.Dispose();

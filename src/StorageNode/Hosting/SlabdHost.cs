@@ -8,7 +8,6 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Slab.Api;
 using Slab.Common;
-using Slab.Replication;
 using Slab.Store;
 using Slab.Volumes;
 
@@ -173,11 +172,6 @@ public static partial class SlabdHost
             if (options.ApiPort > 0)
             {
                 kestrel.Listen(ParseAddress(options.ListenAddress), options.ApiPort, l => l.Protocols = HttpProtocols.Http2);
-            }
-
-            if (options.Clustered)
-            {
-                kestrel.ListenReplication(ParseAddress(options.AdvertiseAddress), options.ReplicationPort);
             }
 
         });

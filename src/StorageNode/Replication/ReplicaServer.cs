@@ -8,8 +8,8 @@ namespace Slab.Replication;
 /// <see cref="ServeAsync"/> call per accepted connection.
 /// </summary>
 /// <remarks>
-/// <para>Runs over any <see cref="IDuplexPipe"/>: Kestrel's transport in slabd
-/// (<see cref="ReplicaConnectionHandler"/>), in-memory pipes in tests and benchmarks.</para>
+/// <para>Runs over any <see cref="IDuplexPipe"/>: socket pipes of a <see cref="ReplicaSocketListener"/>
+/// over TCP, in-memory pipes in tests and benchmarks.</para>
 /// <para>Threading: thread-safe, holds no per-connection state. Per connection a reader loop parses
 /// requests into pre-allocated slots (at most <see cref="ReplicationOptions.MaxInFlightPerConnection"/>)
 /// which run on the thread pool and answer out of order; when every slot is busy the reader stops

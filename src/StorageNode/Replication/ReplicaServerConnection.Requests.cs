@@ -74,7 +74,20 @@ internal sealed partial class ReplicaServerConnection
                 slot.Header = header;
                 if (header.Opcode == ReplicaOpcode.Write && header.Length > 0)
                 {
-                    var failure = await ReadPayloadAsync(slot, connectionClosed);
+                    string? failure;
+                    try
+                    {
+                        failure = await ReadPayloadAsync(slot, connectionClosed);
+                    }
+                    catch
+                    {
+                        // The transport failed (peer reset, connection closed) mid-payload: the slot was
+                        // never dispatched, so give it back or the drain below would wait for it forever.
+                        slot.ReturnBuffer();
+                        slots.Return(slot);
+                        throw;
+                    }
+
                     if (failure is not null)
                     {
                         slot.ReturnBuffer();

@@ -12,8 +12,8 @@ namespace Slab.Replication;
 //   IReplicaResolver, ReplicaHandle    what the server asks the store/volume layer (this file)
 //   IReplicaConnector, IReplicaTransport how a client reaches a node (this file; TcpReplicaConnector)
 //   ReplicaServer                 serves connections over any IDuplexPipe (ReplicaServer*.cs)
-//   ReplicaConnectionHandler      Kestrel ConnectionHandler running ReplicaServer per connection
-//   ReplicationExtensions         services.AddReplicationServer(...), listen.UseReplication(), kestrel.ListenReplication(...)
+//   ReplicaSocketListener         TCP accept loop running ReplicaServer per connection (socket pipes, Nagle off)
+//   ReplicationExtensions         services.AddReplicationServer(...)
 //   ReplicaClientConnection       one client connection: hello, pipelined requests (ReplicaClientConnection*.cs)
 //   RemoteReplicaTarget           IBlockTarget of one volume's replica on one node, over a small connection pool
 
@@ -53,6 +53,12 @@ public sealed record ReplicationOptions
     /// <summary>Time a server gives a new connection to complete the hello. Default 10 s.</summary>
     public TimeSpan HelloTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Connections a <see cref="ReplicaSocketListener"/> serves at once; a connection accepted beyond
+    /// it is closed at once, with a logged warning (the client's connect fails). Default 1024; 1..65536.
+    /// </summary>
+    public int MaxServerConnections { get; init; } = 1024;
+
     /// <summary>Connections a <see cref="RemoteReplicaTarget"/> keeps to its node (round-robin). Default 2; 1..64.</summary>
     public int ConnectionsPerTarget { get; init; } = 2;
 
@@ -81,6 +87,8 @@ public sealed record ReplicationOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxInFlightPerConnection, ReplicaProtocol.MaxSlots, nameof(MaxInFlightPerConnection));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RequestTimeout, TimeSpan.Zero, nameof(RequestTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxServerConnections, 1, nameof(MaxServerConnections));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxServerConnections, 65536, nameof(MaxServerConnections));
         ArgumentOutOfRangeException.ThrowIfLessThan(ConnectionsPerTarget, 1, nameof(ConnectionsPerTarget));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(ConnectionsPerTarget, 64, nameof(ConnectionsPerTarget));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ReconnectBackoffMin, TimeSpan.Zero, nameof(ReconnectBackoffMin));

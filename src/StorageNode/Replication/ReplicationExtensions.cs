@@ -1,28 +1,27 @@
-using System.Net;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 
 namespace Slab.Replication;
 
-/// <summary>Wires the replication server into DI and Kestrel.</summary>
+/// <summary>Wires the replication server into DI.</summary>
 /// <example>
 /// <code>
-/// builder.Services.AddSingleton&lt;IReplicaResolver, StoreReplicaResolver&gt;();
-/// builder.Services.AddReplicationServer(nodeId, new ReplicationOptions { MaxInFlightPerConnection = 128 });
-/// builder.WebHost.ConfigureKestrel(k => k.ListenReplication(IPAddress.Loopback));
-/// // or, per listener: k.Listen(address, port, listen => listen.UseReplication());
+/// services.AddSingleton&lt;IReplicaResolver, StoreReplicaResolver&gt;();
+/// services.AddReplicationServer(nodeId, new ReplicationOptions { MaxInFlightPerConnection = 128 });
+/// // then, in a hosted service:
+/// var listener = new ReplicaSocketListener(new IPEndPoint(address, ReplicationDefaults.TcpPort),
+///     sp.GetRequiredService&lt;ReplicaServer&gt;(), sp.GetRequiredService&lt;ILoggerFactory&gt;());
+/// listener.Start();   // and await listener.DisposeAsync() on stop
 /// </code>
 /// </example>
 public static class ReplicationExtensions
 {
     /// <summary>
     /// Registers the node's <see cref="ReplicaServer"/> (announcing <paramref name="nodeId"/>), the
-    /// <see cref="ReplicaConnectionHandler"/>, the options (defaults when null; registered unless
-    /// already present) and <see cref="TimeProvider.System"/> unless a TimeProvider is registered. The
-    /// caller registers the <see cref="IReplicaResolver"/>.
+    /// options (defaults when null; registered unless already present) and
+    /// <see cref="TimeProvider.System"/> unless a TimeProvider is registered. The caller registers the
+    /// <see cref="IReplicaResolver"/> and runs a <see cref="ReplicaSocketListener"/> over the server.
     /// </summary>
     public static IServiceCollection AddReplicationServer(this IServiceCollection services, Guid nodeId, ReplicationOptions? options = null)
     {
@@ -37,24 +36,6 @@ public static class ReplicationExtensions
             nodeId,
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger<ReplicaServer>()));
-        services.AddSingleton<ReplicaConnectionHandler>();
         return services;
-    }
-
-    /// <summary>Makes this listener speak the replica protocol (requires <see cref="AddReplicationServer"/>).</summary>
-    public static ListenOptions UseReplication(this ListenOptions listen)
-    {
-        ArgumentNullException.ThrowIfNull(listen);
-        listen.UseConnectionHandler<ReplicaConnectionHandler>();
-        return listen;
-    }
-
-    /// <summary>Listens for replication on <paramref name="address"/>:<paramref name="port"/> (port 0: ephemeral).</summary>
-    public static KestrelServerOptions ListenReplication(this KestrelServerOptions kestrel, IPAddress address, int port = ReplicationDefaults.TcpPort)
-    {
-        ArgumentNullException.ThrowIfNull(kestrel);
-        ArgumentNullException.ThrowIfNull(address);
-        kestrel.Listen(address, port, listen => listen.UseReplication());
-        return kestrel;
     }
 }

@@ -1,28 +1,56 @@
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using Slab.Common;
 
 namespace Slab.Replication;
 
 /// <summary>
-/// Connects to a replica node over TCP. Each connection is a socket with Nagle off wrapped in pipes
-/// (<see cref="PipeReader.Create(Stream, StreamPipeReaderOptions?)"/> over a <see cref="NetworkStream"/>).
+/// Connects to a replica node over TCP, e.g. to a <see cref="ReplicaSocketListener"/>. Each
+/// connection is a socket with Nagle off wrapped in the same socket pipes the listener uses (receives
+/// up to <see cref="SocketConnectionListener.ReceiveBufferBytes"/> per call).
 /// </summary>
-/// <remarks>Thread-safe; holds no connections itself.</remarks>
-public sealed class TcpReplicaConnector(EndPoint endPoint, string? nodeName = null) : IReplicaConnector
+/// <remarks>
+/// Thread-safe; holds no connections itself. The connect is bounded only by the caller's token:
+/// <see cref="ReplicaClientConnection"/> passes one that fires after
+/// <see cref="ReplicationOptions.RequestTimeout"/>, so an unreachable node (SYNs dropped) fails then.
+/// </remarks>
+/// <example>
+/// <code>
+/// var connector = new TcpReplicaConnector(new IPEndPoint(nodeB, ReplicationDefaults.TcpPort), "node-b");
+/// await using var replica = new RemoteReplicaTarget(volumeId, size, epoch, connector, options, nodeId, TimeProvider.System, logger);
+/// </code>
+/// </example>
+public sealed class TcpReplicaConnector : IReplicaConnector
 {
-    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true);
-    private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 64 * 1024, leaveOpen: true);
+    private readonly EndPoint _endPoint;
 
-    public string RemoteName { get; } = nodeName is null ? endPoint.ToString()! : $"{nodeName} ({endPoint})";
+    /// <param name="endPoint">The node's replication address: an <see cref="IPEndPoint"/> or a <see cref="DnsEndPoint"/>.</param>
+    /// <param name="nodeName">Names the node in errors and logs, with the address; null: the address alone.</param>
+    public TcpReplicaConnector(EndPoint endPoint, string? nodeName = null)
+    {
+        ArgumentNullException.ThrowIfNull(endPoint);
+        _endPoint = endPoint;
+        RemoteName = nodeName is null ? endPoint.ToString()! : $"{nodeName} ({endPoint})";
+    }
 
+    /// <summary>"NAME (ADDRESS)", or the address when no name was given.</summary>
+    public string RemoteName { get; }
+
+    /// <summary>
+    /// Opens a TCP connection. Throws <see cref="SocketException"/> (refused, unreachable) or
+    /// <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> fires first.
+    /// </summary>
     public async ValueTask<IReplicaTransport> ConnectAsync(CancellationToken cancellationToken)
     {
-        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        // A DnsEndPoint has no address family yet: a dual-mode IPv6 socket reaches either.
+        var socket = _endPoint.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6
+            ? new Socket(_endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
+            : new Socket(SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            await socket.ConnectAsync(endPoint, cancellationToken);
-            return new Transport(socket);
+            await socket.ConnectAsync(_endPoint, cancellationToken);
+            return new Transport(new SocketPipe(socket));
         }
         catch
         {
@@ -31,50 +59,15 @@ public sealed class TcpReplicaConnector(EndPoint endPoint, string? nodeName = nu
         }
     }
 
-    private sealed class Transport : IReplicaTransport
+    /// <summary>The client end of one connection; the socket pipe does the work.</summary>
+    private sealed class Transport(SocketPipe pipe) : IReplicaTransport
     {
-        private readonly Socket _socket;
-        private readonly NetworkStream _stream;
-        private int _aborted;
+        public PipeReader Input => pipe.Input;
 
-        public Transport(Socket socket)
-        {
-            _socket = socket;
-            _stream = new NetworkStream(socket, ownsSocket: true);
-            Input = PipeReader.Create(_stream, ReaderOptions);
-            Output = PipeWriter.Create(_stream, WriterOptions);
-        }
+        public PipeWriter Output => pipe.Output;
 
-        public PipeReader Input { get; }
+        public void Abort() => pipe.Abort();
 
-        public PipeWriter Output { get; }
-
-        public void Abort()
-        {
-            if (Interlocked.Exchange(ref _aborted, 1) == 0)
-            {
-                // Shutdown wakes a pending receive with end-of-stream; close releases the socket.
-                try
-                {
-                    _socket.Shutdown(SocketShutdown.Both);
-                }
-                catch (SocketException)
-                {
-                }
-                catch (ObjectDisposedException)
-                {
-                }
-
-                Input.CancelPendingRead();
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            Abort();
-            await Input.CompleteAsync();
-            await Output.CompleteAsync();
-            await _stream.DisposeAsync();
-        }
+        public ValueTask DisposeAsync() => pipe.DisposeAsync();
     }
 }

@@ -13,6 +13,7 @@ public sealed class NbdTestServer : IAsyncDisposable
     private readonly NbdSocketListener _listener;
     private readonly ILoggerFactory _loggers;
     private readonly DirectoryInfo _directory;
+    private int _disposed;
 
     private NbdTestServer(NbdSocketListener listener, ILoggerFactory loggers, DirectoryInfo directory, string socketPath)
     {
@@ -51,8 +52,14 @@ public sealed class NbdTestServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops the listener and deletes the directory; idempotent.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         try
         {
             await _listener.DisposeAsync();

@@ -121,38 +121,30 @@ public sealed class ReplicationMalformedFrameTests : IAsyncLifetime
         Assert.Equal(PipeHarness.ServerNode, new Guid(reply.AsSpan(8, 16), bigEndian: true));
         Assert.Equal(64u << 10, BinaryPrimitives.ReadUInt32LittleEndian(reply.AsSpan(24)));
 
-        // Pipelined: a write then a read, each answered with its request id.
+        // Pipelined: a write and a read of another block, each answered with its request id, in any order.
         var data = TestData.Pattern(4096, 9);
         await raw.SendAsync(RawPeer.Request(ReplicaOpcode.Write, 12288, data, requestId: 77));
-        await raw.SendAsync(RawPeer.Request(ReplicaOpcode.Read, 12288, [], length: 4096, requestId: 78));
-        // The server may answer pipelined requests in either order; the request id pairs them.
-        byte[]? write = null, read = null;
-        for (var i = 0; i < 2; i++)
-        {
-            var header = await raw.ReadExactAsync(ReplicaProtocol.ResponseHeaderSize);
-            var id = BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(8));
-            if (id == 77)
-            {
-                write = header;
-                continue;
-            }
-
-            Assert.Equal(78ul, id);
-            var payload = await raw.ReadExactAsync(4096);
-            read = [.. header, .. payload];
-        }
-
-        Assert.NotNull(write);
-        Assert.NotNull(read);
+        await raw.SendAsync(RawPeer.Request(ReplicaOpcode.Read, 8192, [], length: 4096, requestId: 78));
+        var responses = await RawFrames.ReadResponsesAsync(raw.ReadExactAsync, 2);
+        var write = responses[77].Header;
         Assert.Equal(0x50524C53u, BinaryPrimitives.ReadUInt32LittleEndian(write));
         Assert.Equal(0, BinaryPrimitives.ReadUInt16LittleEndian(write.AsSpan(4)));
         Assert.Equal(77ul, BinaryPrimitives.ReadUInt64LittleEndian(write.AsSpan(8)));
         Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(write.AsSpan(16)));
         Assert.Equal(Crc32C.Compute(write.AsSpan(0, 24)), BinaryPrimitives.ReadUInt32LittleEndian(write.AsSpan(24)));
-        Assert.Equal(78ul, BinaryPrimitives.ReadUInt64LittleEndian(read.AsSpan(8)));
-        Assert.Equal(4096u, BinaryPrimitives.ReadUInt32LittleEndian(read.AsSpan(16)));
-        Assert.Equal(Crc32C.Compute(data), BinaryPrimitives.ReadUInt32LittleEndian(read.AsSpan(20)));
-        Assert.Equal(data, read.AsSpan(ReplicaProtocol.ResponseHeaderSize).ToArray());
+        var read = responses[78];
+        var expected = _initial.AsSpan(8192, 4096).ToArray();
+        Assert.Equal(ReplicaStatus.Ok, read.Status);
+        Assert.Equal(78ul, BinaryPrimitives.ReadUInt64LittleEndian(read.Header.AsSpan(8)));
+        Assert.Equal(4096u, BinaryPrimitives.ReadUInt32LittleEndian(read.Header.AsSpan(16)));
+        Assert.Equal(Crc32C.Compute(expected), BinaryPrimitives.ReadUInt32LittleEndian(read.Header.AsSpan(20)));
+        Assert.Equal(expected, read.Data);
+
+        // The write is acknowledged: a read issued after its response sees it.
+        await raw.SendAsync(RawPeer.Request(ReplicaOpcode.Read, 12288, [], length: 4096, requestId: 81));
+        var after = Assert.Single(await RawFrames.ReadResponsesAsync(raw.ReadExactAsync, 1));
+        Assert.Equal(81ul, after.Key);
+        Assert.Equal(data, after.Value.Data);
 
         // Unknown opcodes and flags are answered, not fatal.
         await raw.SendAsync(RawPeer.Request((ReplicaOpcode)99, 0, [], requestId: 79));
@@ -211,12 +203,7 @@ public sealed class ReplicationMalformedFrameTests : IAsyncLifetime
 
         public Task Serving { get; }
 
-        public byte[] Hello()
-        {
-            var hello = new byte[ReplicaProtocol.ClientHelloSize];
-            new ClientHello(1, 1, PipeHarness.ClientNode).Write(hello);
-            return hello;
-        }
+        public byte[] Hello() => RawFrames.Hello();
 
         public async Task<byte[]> HelloAsync()
         {
@@ -225,12 +212,7 @@ public sealed class ReplicationMalformedFrameTests : IAsyncLifetime
         }
 
         public static byte[] Request(ReplicaOpcode opcode, long offset, byte[] payload, uint? length = null, ulong requestId = 1, ReplicaRequestFlags flags = ReplicaRequestFlags.None)
-        {
-            var frame = new byte[ReplicaProtocol.RequestHeaderSize + payload.Length];
-            new RequestHeader(opcode, flags, requestId, PipeHarness.Volume, 1, (ulong)offset, length ?? (uint)payload.Length, payload.Length > 0 ? Crc32C.Compute(payload) : 0).Write(frame);
-            payload.CopyTo(frame, ReplicaProtocol.RequestHeaderSize);
-            return frame;
-        }
+            => RawFrames.Request(opcode, offset, payload, length, requestId, flags);
 
         public async Task SendAsync(ReadOnlyMemory<byte> bytes)
         {

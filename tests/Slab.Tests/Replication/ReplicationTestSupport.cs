@@ -468,3 +468,49 @@ internal static class TestData
 
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 }
+
+/// <summary>Raw protocol frames for peers that speak bytes (malformed-frame and TCP tests).</summary>
+internal static class RawFrames
+{
+    /// <summary>A valid client hello offering <paramref name="minVersion"/>..<paramref name="maxVersion"/>.</summary>
+    public static byte[] Hello(ushort minVersion = 1, ushort maxVersion = 1)
+    {
+        var hello = new byte[ReplicaProtocol.ClientHelloSize];
+        new ClientHello(minVersion, maxVersion, PipeHarness.ClientNode).Write(hello);
+        return hello;
+    }
+
+    /// <summary>A request header for <see cref="PipeHarness.Volume"/> at epoch 1, followed by <paramref name="payload"/>.</summary>
+    public static byte[] Request(ReplicaOpcode opcode, long offset, byte[] payload, uint? length = null, ulong requestId = 1, ReplicaRequestFlags flags = ReplicaRequestFlags.None)
+    {
+        var frame = new byte[ReplicaProtocol.RequestHeaderSize + payload.Length];
+        new RequestHeader(opcode, flags, requestId, PipeHarness.Volume, 1, (ulong)offset, length ?? (uint)payload.Length, payload.Length > 0 ? Crc32C.Compute(payload) : 0).Write(frame);
+        payload.CopyTo(frame, ReplicaProtocol.RequestHeaderSize);
+        return frame;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="count"/> responses (header, then its data) and returns them by request id:
+    /// a server answers pipelined requests in any order. Fails on a bad header or a repeated id.
+    /// </summary>
+    public static async Task<Dictionary<ulong, RawResponse>> ReadResponsesAsync(Func<int, Task<byte[]>> readExact, int count)
+    {
+        var responses = new Dictionary<ulong, RawResponse>();
+        for (var i = 0; i < count; i++)
+        {
+            var bytes = await readExact(ReplicaProtocol.ResponseHeaderSize);
+            var header = ResponseHeader.TryParse(bytes, out var error)
+                ?? throw new InvalidDataException($"response {i}: {error}");
+            var data = header.Length > 0 ? await readExact((int)header.Length) : [];
+            if (!responses.TryAdd(header.RequestId, new RawResponse(bytes, header.Status, data)))
+            {
+                throw new InvalidDataException($"request id {header.RequestId} answered twice");
+            }
+        }
+
+        return responses;
+    }
+}
+
+/// <summary>One response as received: the raw 28-byte header, its status and its data.</summary>
+internal sealed record RawResponse(byte[] Header, ReplicaStatus Status, byte[] Data);

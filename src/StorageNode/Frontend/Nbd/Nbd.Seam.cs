@@ -10,7 +10,7 @@ namespace Slab.Frontend.Nbd;
 //   NbdSocketListener       accepts on unix sockets and TCP, runs an NbdSession per connection
 
 /// <summary>
-/// Limits of one NBD connection. Immutable; one instance is shared by every session.
+/// Limits of one NBD connection, and how many a listener serves. Immutable; one instance is shared by every session.
 /// </summary>
 public sealed record NbdServerOptions
 {
@@ -38,6 +38,12 @@ public sealed record NbdServerOptions
     /// </summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Connections one <see cref="NbdSocketListener"/> serves at once; a connection accepted beyond
+    /// it is closed at once, with a logged warning. Default 1024; 1..65536.
+    /// </summary>
+    public int MaxConnections { get; init; } = 1024;
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> when a limit is outside its documented range.</summary>
     public void Validate()
     {
@@ -46,6 +52,8 @@ public sealed record NbdServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestPayload, 4096, nameof(MaxRequestPayload));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxRequestPayload, Buffers.AlignedBufferPool.MaximumBufferSize, nameof(MaxRequestPayload));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero, nameof(HandshakeTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnections, 1, nameof(MaxConnections));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxConnections, 65536, nameof(MaxConnections));
     }
 }
 
