@@ -103,6 +103,26 @@ public sealed class ReplicationTcpTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Thirty_two_writers_of_random_4k_blocks_never_stall()
+    {
+        // The shape of fio randwrite 4k QD32 on a remotely attached volume: many small writes in flight on one target.
+        var client = Client();
+        var blocks = (int)(_probe.Size / 4096);
+        var completed = 0;
+        await Task.WhenAll(Enumerable.Range(0, 32).Select(worker => Task.Run(async () =>
+        {
+            var random = new Random(worker);
+            var data = TestData.Pattern(4096, worker);
+            for (var i = 0; i < 1500; i++)
+            {
+                await client.WriteAsync((long)random.Next(blocks) * 4096, data, BlockWriteFlags.None, default).AsTask().WaitAsync(TestData.Patience);
+                Interlocked.Increment(ref completed);
+            }
+        })));
+        Assert.Equal(32 * 1500, completed);
+    }
+
+    [Fact]
     public async Task Four_concurrent_clients_keep_their_data()
     {
         var clients = Enumerable.Range(0, 4).Select(_ => Client()).ToArray();
