@@ -13,6 +13,13 @@ public static class Program
             return;
         }
 
+        // Against a running cluster (bench/cluster/run starts one): Volumes.Create latency through one node.
+        if (args is ["cluster-create-latency", .. var rest])
+        {
+            Environment.ExitCode = ClusterCreateLatency.Run(rest);
+            return;
+        }
+
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
     }
 }
