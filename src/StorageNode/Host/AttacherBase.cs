@@ -133,7 +133,7 @@ public abstract class AttacherBase : IBlockDeviceAttacher
 
         if (IsDeviceOurs(state))
         {
-            ThrowIfBusy(volumeName, state.DevicePath);
+            await WaitUntilReleasedAsync(volumeName, state.DevicePath, cancellationToken);
         }
 
         await DetachCoreAsync(state, cancellationToken);
@@ -177,6 +177,30 @@ public abstract class AttacherBase : IBlockDeviceAttacher
 
     private protected static HostAttachException Invalid(string volumeName, string message) =>
         new(HostAttachError.InvalidArgument, message) { VolumeName = volumeName };
+
+    /// <summary>
+    /// <see cref="ThrowIfBusy"/>, allowing an exclusive holder that is not a mount here a moment to let
+    /// go: a filesystem unmounted just before releases its claim on the device asynchronously.
+    /// </summary>
+    private static async Task WaitUntilReleasedAsync(string volumeName, string device, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                ThrowIfBusy(volumeName, device);
+                return;
+            }
+            catch (HostAttachException e) when (e.MountPoints.Count == 0 && attempt < ReleaseAttempts)
+            {
+                await Task.Delay(ReleasePause, cancellationToken);
+            }
+        }
+    }
+
+    private const int ReleaseAttempts = 20;
+
+    private static readonly TimeSpan ReleasePause = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Throws <see cref="HostAttachError.Busy"/> when the device is mounted (here) or held exclusively (anywhere).</summary>
     private static void ThrowIfBusy(string volumeName, string device)
