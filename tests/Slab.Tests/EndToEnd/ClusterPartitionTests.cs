@@ -12,7 +12,7 @@ namespace Slab.Tests.EndToEnd;
 [Collection(ClusterCollection.Name)]
 public sealed class ClusterPartitionTests(ITestOutputHelper output)
 {
-    private static string Name(string prefix) => $"{prefix}-{Guid.NewGuid().ToString("N")[..6]}";
+    private static string Name(string prefix) => LocalCluster.UniqueName(prefix);
 
     [NetworkLabFact]
     public async Task A_cut_off_leader_refuses_writes_serves_reads_and_catches_up_when_the_link_returns()

@@ -15,7 +15,7 @@ namespace Slab.Tests.EndToEnd;
 [Collection(ClusterCollection.Name)]
 public sealed class ClusterTests(ITestOutputHelper output)
 {
-    private static string Name(string prefix) => $"{prefix}-{Guid.NewGuid().ToString("N")[..6]}";
+    private static string Name(string prefix) => LocalCluster.UniqueName(prefix);
 
     private static JsonElement First(JsonElement json) => json.ValueKind == JsonValueKind.Array ? json[0] : json;
 

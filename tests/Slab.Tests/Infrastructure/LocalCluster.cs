@@ -38,8 +38,8 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public string Address(int i) => _addressOf(i);
 
-    /// <summary>The node's TCP API endpoint.</summary>
-    public string ApiEndpoint(int i) => $"{Address(i)}:9501";
+    /// <summary>A volume name unique to one test run.</summary>
+    public static string UniqueName(string prefix) => $"{prefix}-{Guid.NewGuid().ToString("N")[..6]}";
 
     public static string NameOf(int i) => $"node-{i}";
 

@@ -271,7 +271,7 @@ public sealed partial class GossipMembership
         _probes.Clear();
         foreach (var seed in _seeds)
         {
-            if (!_live.Exists(r => r.EndPoint.Equals(seed)))
+            if (!IsLiveEndPoint(seed))
             {
                 _probes.Add(seed);
             }
@@ -293,5 +293,18 @@ public sealed partial class GossipMembership
                 _targets.Add(probe);
             }
         }
+    }
+
+    private bool IsLiveEndPoint(IPEndPoint endPoint)
+    {
+        foreach (var record in _live)
+        {
+            if (record.EndPoint.Equals(endPoint))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

@@ -114,7 +114,7 @@ public sealed partial class GossipMembership : IClusterMembership, IAsyncDisposa
     }
 
     /// <summary>Adds endpoints to probe until they answer; this node's own endpoint is ignored.</summary>
-    public void AddSeeds(IEnumerable<IPEndPoint> seeds)
+    private void AddSeeds(IEnumerable<IPEndPoint> seeds)
     {
         lock (_lock)
         {

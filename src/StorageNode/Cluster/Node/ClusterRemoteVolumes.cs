@@ -108,21 +108,11 @@ public sealed class ClusterRemoteVolumes(ClusterRuntime runtime, PeerApi peers, 
         return node;
     }
 
-    private VolumeRecord ToRecord(VolumeInfo volume, V1.LocalReplica local) => new()
+    private VolumeRecord ToRecord(VolumeInfo volume, V1.LocalReplica local) => ClusterRuntime.LocalRecordOf(volume, runtime.Options.ClusterId) with
     {
-        Id = volume.Id,
-        Name = volume.Name,
         SizeBytes = (long)local.SizeBytes,
-        Repl = volume.Spec.Repl,
-        Fs = volume.Spec.Fs,
-        IoPriority = volume.Spec.IoPriority,
-        Labels = volume.Spec.Labels,
-        Created = volume.Created,
-        Epoch = volume.Epoch,
         Formatted = local.Formatted,
         FilesystemGrowPending = local.FilesystemGrowPending,
-        DriveId = "",
-        ClusterId = runtime.Options.ClusterId,
     };
 
     /// <summary>A remote replica as the volume controller's replica target.</summary>

@@ -231,23 +231,7 @@ public sealed partial class ClusterRuntime
                     $"node {_options.NodeName} already has a volume named '{volume.Name}' that is not the cluster's (id {clash.Id}); rename or delete it there");
             }
 
-            local = await _store.CreateVolumeAsync(
-                new VolumeRecord
-                {
-                    Id = volume.Id,
-                    Name = volume.Name,
-                    SizeBytes = volume.Spec.SizeBytes,
-                    Repl = volume.Spec.Repl,
-                    Fs = volume.Spec.Fs,
-                    IoPriority = volume.Spec.IoPriority,
-                    Labels = volume.Spec.Labels,
-                    Created = volume.Created,
-                    Epoch = volume.Epoch,
-                    DriveId = "",
-                    ClusterId = _options.ClusterId,
-                },
-                source: null,
-                cancellationToken).ConfigureAwait(false);
+            local = await _store.CreateVolumeAsync(LocalRecordOf(volume, _options.ClusterId), source: null, cancellationToken).ConfigureAwait(false);
             Log.Reconciled(_logger, volume.Name, "created");
         }
         else if (local.SizeBytes < volume.Spec.SizeBytes)
@@ -259,4 +243,20 @@ public sealed partial class ClusterRuntime
 
         return local;
     }
+
+    /// <summary>The node-local record of a cluster volume's replica, as the cluster state describes it (size from the spec, not yet formatted).</summary>
+    internal static VolumeRecord LocalRecordOf(VolumeInfo volume, string clusterId) => new()
+    {
+        Id = volume.Id,
+        Name = volume.Name,
+        SizeBytes = volume.Spec.SizeBytes,
+        Repl = volume.Spec.Repl,
+        Fs = volume.Spec.Fs,
+        IoPriority = volume.Spec.IoPriority,
+        Labels = volume.Spec.Labels,
+        Created = volume.Created,
+        Epoch = volume.Epoch,
+        DriveId = "",
+        ClusterId = clusterId,
+    };
 }
