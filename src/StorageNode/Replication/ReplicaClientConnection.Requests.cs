@@ -79,9 +79,21 @@ internal sealed partial class ReplicaClientConnection
     private async ValueTask<int> WaitThenSendForCountAsync(ReplicaRequest request, CancellationToken cancellationToken)
         => (await WaitThenSendForResponseAsync(request, cancellationToken)).Count;
 
+    /// <summary>The window is full: waits for a slot (failing when the connection closes meanwhile), then sends.</summary>
     private async ValueTask<ReplicaResponse> WaitThenSendForResponseAsync(ReplicaRequest request, CancellationToken cancellationToken)
     {
-        await _window.WaitAsync(cancellationToken);
+        using (var linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token) : null)
+        {
+            try
+            {
+                await _window.WaitAsync(linked?.Token ?? _closing.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw ClosedException();
+            }
+        }
+
         if (Volatile.Read(ref _closed) != 0)
         {
             _window.Release();

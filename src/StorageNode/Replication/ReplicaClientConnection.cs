@@ -18,7 +18,8 @@ namespace Slab.Replication;
 /// <para>Failure: the first transport error, malformed response, or request timeout closes the
 /// connection for good: every request in flight and every later one fails with
 /// <see cref="BlockError.IOError"/> naming the node (<see cref="IsOpen"/> turns false; the owner
-/// reconnects with a new connection). A failed status fails only its request, with the mapped block error.</para>
+/// reconnects with a new connection), and so does every caller still waiting for a slot. A failed status
+/// fails only its request, with the mapped block error.</para>
 /// <para>Steady state allocates nothing per request: slots (which are the awaited value-task sources),
 /// their timers and buffers are created with the connection. A caller waiting for a free slot
 /// (window full) allocates its wait.</para>
@@ -36,6 +37,7 @@ internal sealed partial class ReplicaClientConnection : IAsyncDisposable
     private readonly Lock _freeLock = new();
     private readonly SemaphoreSlim _window;
     private readonly SlotLock<ReplicaClientSlot> _sendLock;
+    private readonly CancellationTokenSource _closing = new();
     private readonly byte[] _scratch = new byte[ReplicaProtocol.MaxExtentsPerResponse * ReplicaProtocol.ExtentSize];
     private int _freeCount;
     private Task _reader = Task.CompletedTask;
@@ -171,6 +173,9 @@ internal sealed partial class ReplicaClientConnection : IAsyncDisposable
         {
             FailIfClosed(slot);
         }
+
+        // Callers waiting for a free slot fail too.
+        _closing.Cancel();
     }
 
     /// <summary>Fails the slot's pending request when the connection is closed.</summary>
@@ -218,6 +223,8 @@ internal sealed partial class ReplicaClientConnection : IAsyncDisposable
         {
             slot.DisposeTimer();
         }
+
+        // _closing is not disposed: it owns no timer, and a caller racing the close may still read its token.
 
         await _transport.DisposeAsync();
     }

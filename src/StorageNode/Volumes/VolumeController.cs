@@ -60,6 +60,9 @@ public sealed class VolumeController : IBlockTarget, IDisposable
             var pending = _replica.WriteAsync(offset, source, flags, cancellationToken);
             if (pending.IsCompletedSuccessfully)
             {
+                // Consume the result even so: a value task backed by a pooled source (a replica
+                // request slot) is recycled only when its result is taken.
+                pending.GetAwaiter().GetResult();
                 return ValueTask.CompletedTask;
             }
 

@@ -207,6 +207,25 @@ public sealed class ReplicationPipeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Callers_waiting_for_a_slot_fail_when_the_connection_closes()
+    {
+        _harness.Probe.Gated = _ => true;
+        var client = _harness.Client(new ReplicationOptions { ConnectionsPerTarget = 1, MaxInFlightPerConnection = 4, RequestTimeout = TimeSpan.FromSeconds(5) });
+        await client.PingAsync(default);
+        var writes = Enumerable.Range(0, 10).Select(i => client.WriteAsync(i * 4096, TestData.Pattern(4096, i), BlockWriteFlags.None, default).AsTask()).ToList();
+        await _harness.Probe.WaitForRunningAsync(4).WaitAsync(TestData.Patience);
+        _harness.Time.Advance(TimeSpan.FromSeconds(5));
+        foreach (var write in writes)
+        {
+            var ex = await Assert.ThrowsAsync<BlockTargetException>(() => write.WaitAsync(TestData.Patience));
+            Assert.Equal(BlockError.IOError, ex.Error);
+            Assert.Contains("timed out after 00:00:05", ex.Message);
+        }
+
+        _harness.Probe.OpenGate();
+    }
+
+    [Fact]
     public async Task Lower_epoch_is_fenced_without_touching_the_target()
     {
         _harness.Resolver.Add(PipeHarness.Volume, _harness.Probe, epoch: 5);

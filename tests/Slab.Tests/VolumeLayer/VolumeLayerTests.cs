@@ -83,6 +83,68 @@ public sealed class VolumeLayerTests
         Assert.Equal(2, replica.Writes);
     }
 
+    /// <summary>
+    /// A replica whose writes complete before they are returned, as a remote replica's do when the
+    /// response wins the race with the caller: a value task backed by a reusable source that counts
+    /// how often its result was taken (a pooled request slot is recycled only then).
+    /// </summary>
+    private sealed class CompletedSourceReplica(long size) : IReplicaTarget, System.Threading.Tasks.Sources.IValueTaskSource
+    {
+        private readonly MemoryBlockTarget _memory = new(size);
+        private int _results;
+
+        public int ResultsTaken => Volatile.Read(ref _results);
+
+        public long Size => _memory.Size;
+
+        public BlockTargetFeatures Features => _memory.Features;
+
+        public BlockGeometry Geometry => _memory.Geometry;
+
+        public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken) => _memory.ReadAsync(offset, destination, cancellationToken);
+
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken) => new(this, 0);
+
+        public ValueTask FlushAsync(CancellationToken cancellationToken) => _memory.FlushAsync(cancellationToken);
+
+        public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => _memory.TrimAsync(offset, length, cancellationToken);
+
+        public ValueTask WriteZeroesAsync(long offset, long length, WriteZeroesFlags flags, CancellationToken cancellationToken) => _memory.WriteZeroesAsync(offset, length, flags, cancellationToken);
+
+        public ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken) => _memory.GetExtentsAsync(offset, length, destination, cancellationToken);
+
+        public void Grow(long newSizeBytes) => _memory.Resize(newSizeBytes);
+
+        public void Dispose()
+        {
+        }
+
+        void System.Threading.Tasks.Sources.IValueTaskSource.GetResult(short token) => Interlocked.Increment(ref _results);
+
+        System.Threading.Tasks.Sources.ValueTaskSourceStatus System.Threading.Tasks.Sources.IValueTaskSource.GetStatus(short token)
+            => System.Threading.Tasks.Sources.ValueTaskSourceStatus.Succeeded;
+
+        void System.Threading.Tasks.Sources.IValueTaskSource.OnCompleted(
+            Action<object?> continuation, object? state, short token, System.Threading.Tasks.Sources.ValueTaskSourceOnCompletedFlags flags)
+            => continuation(state);
+    }
+
+    [Fact]
+    public async Task A_write_that_completed_at_once_still_hands_its_result_back_to_the_replica()
+    {
+        // Regression: the controller returned early on IsCompletedSuccessfully without taking the
+        // result, so a remote replica never recycled that request slot; after 32 such writes every
+        // later one waited for a slot forever (remote 4K random writes hung).
+        var replica = new CompletedSourceReplica(1 << 20);
+        using var controller = new VolumeController(Record(), replica);
+        for (var i = 0; i < 100; i++)
+        {
+            await controller.WriteAsync(i * 4096L, new byte[4096], BlockWriteFlags.None, default);
+        }
+
+        Assert.Equal(100, replica.ResultsTaken);
+    }
+
     [Fact]
     public async Task Ceiling_target_reads_zero_past_the_volume_and_refuses_writes_there()
     {
