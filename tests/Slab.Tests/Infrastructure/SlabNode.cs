@@ -180,6 +180,22 @@ public sealed class SlabNode : IAsyncDisposable
         _process = null;
     }
 
+    /// <summary>SIGSTOP: the process is frozen (a hung or cut-off host that may come back); <see cref="Resume"/> undoes it.</summary>
+    public void Suspend()
+    {
+        var process = _process ?? throw new InvalidOperationException("slabd is not running");
+        _ = LibC.kill(process.Id, LibC.SIGSTOP);
+    }
+
+    /// <summary>SIGCONT after <see cref="Suspend"/> (harmless on a running process).</summary>
+    public void Resume()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            _ = LibC.kill(process.Id, LibC.SIGCONT);
+        }
+    }
+
     /// <summary>Runs the real slabctl against this node.</summary>
     public Task<HostCommand.Result> CliAsync(params string[] arguments)
         => HostCommand.RunAsync("dotnet", [SlabctlDll, "--endpoint", Endpoint, .. arguments]);
@@ -208,6 +224,7 @@ public sealed class SlabNode : IAsyncDisposable
     {
         if (_process is { HasExited: false } process)
         {
+            _ = LibC.kill(process.Id, LibC.SIGCONT); // a suspended process would not act on SIGTERM
             _ = LibC.kill(process.Id, LibC.SIGTERM);
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
             try

@@ -50,6 +50,13 @@ public sealed class ClusterMountAttachService(ClusterRuntime runtime, VolumeMana
             await volumes.DetachAsync(volume.Id, context.CancellationToken).ConfigureAwait(false);
         }
 
+        if (volume.Attachment is not { } holder || holder.NodeId != runtime.LocalNodeId)
+        {
+            // Another node took the attachment over (this node's device was fenced) or none is
+            // recorded: the local device was all there was to remove; the record is not this node's.
+            return new V1.DetachResponse();
+        }
+
         // If this fails (no quorum) the record stays; the reconciler clears it once the cluster is back.
         await runtime.ProposeOrThrowAsync(new DetachVolume { Volume = volume.Id, NodeId = runtime.LocalNodeId }, prepared: false, context.CancellationToken)
             .ConfigureAwait(false);

@@ -13,6 +13,9 @@ public sealed partial class ClusterRuntime
     private readonly SemaphoreSlim _reconcileLock = new(1, 1);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _attaching = new(StringComparer.Ordinal);
 
+    /// <summary>Volumes whose local attachment was taken over by another node, warned about once per epoch (reconciler only).</summary>
+    private readonly Dictionary<string, long> _fencedWarned = new(StringComparer.Ordinal);
+
     /// <summary>
     /// Marks an attach or mount of <paramref name="volumeId"/> as under way on this node until the
     /// result is disposed, so the reconciler does not clear its fresh attachment record meanwhile.
@@ -200,6 +203,19 @@ public sealed partial class ClusterRuntime
         {
             foreach (var volume in state.Volumes.Values)
             {
+                if (volume.Attachment is { } holder && holder.NodeId != _options.NodeId && _volumes.GetAttachment(volume.Id) is { } stale)
+                {
+                    if (!_fencedWarned.TryGetValue(volume.Id, out var warnedAt) || warnedAt != volume.Epoch)
+                    {
+                        _fencedWarned[volume.Id] = volume.Epoch;
+                        Log.AttachmentTakenOver(_logger, volume.Name, stale.DevicePath, state.Nodes.TryGetValue(holder.NodeId, out var n) ? n.Name : holder.NodeId, volume.Epoch);
+                    }
+                }
+                else
+                {
+                    _fencedWarned.Remove(volume.Id);
+                }
+
                 // Checked in this order: an attach marks itself before it records and unmarks after it attached.
                 if (volume.Attachment?.NodeId == _options.NodeId && !_attaching.ContainsKey(volume.Id) && _volumes.GetAttachment(volume.Id) is null)
                 {

@@ -310,5 +310,8 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Volume} on this node is not part of cluster {ClusterId} (made before this node joined); it is left alone and not served to the cluster")]
         public static partial void ForeignVolume(ILogger logger, string volume, string clusterId);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Volume} was taken over by node {Holder} (epoch {Epoch}) while attached here as {Device}: this device is fenced, its writes fail; detach it (slabctl host detach)")]
+        public static partial void AttachmentTakenOver(ILogger logger, string volume, string device, string holder, long epoch);
     }
 }
