@@ -24,13 +24,21 @@ namespace Slab.Replication;
 public sealed class TcpReplicaConnector : IReplicaConnector
 {
     private readonly EndPoint _endPoint;
+    private readonly IPAddress? _localAddress;
 
     /// <param name="endPoint">The node's replication address: an <see cref="IPEndPoint"/> or a <see cref="DnsEndPoint"/>.</param>
     /// <param name="nodeName">Names the node in errors and logs, with the address; null: the address alone.</param>
-    public TcpReplicaConnector(EndPoint endPoint, string? nodeName = null)
+    /// <param name="localAddress">
+    /// This node's own address to connect from (its advertised address, so the peer and firewalls see
+    /// the node's identity); null, or of another address family than <paramref name="endPoint"/>: the
+    /// system picks the source address.
+    /// </param>
+    public TcpReplicaConnector(EndPoint endPoint, string? nodeName = null, IPAddress? localAddress = null)
     {
         ArgumentNullException.ThrowIfNull(endPoint);
         _endPoint = endPoint;
+        _localAddress = localAddress is not null && localAddress.AddressFamily == endPoint.AddressFamily
+            && !localAddress.Equals(IPAddress.Any) && !localAddress.Equals(IPAddress.IPv6Any) ? localAddress : null;
         RemoteName = nodeName is null ? endPoint.ToString()! : $"{nodeName} ({endPoint})";
     }
 
@@ -38,7 +46,7 @@ public sealed class TcpReplicaConnector : IReplicaConnector
     public string RemoteName { get; }
 
     /// <summary>
-    /// Opens a TCP connection. Throws <see cref="SocketException"/> (refused, unreachable) or
+    /// Opens a TCP connection. Throws <see cref="SocketException"/> (refused, unreachable, local address not available) or
     /// <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> fires first.
     /// </summary>
     public async ValueTask<IReplicaTransport> ConnectAsync(CancellationToken cancellationToken)
@@ -49,6 +57,11 @@ public sealed class TcpReplicaConnector : IReplicaConnector
             : new Socket(SocketType.Stream, ProtocolType.Tcp);
         try
         {
+            if (_localAddress is not null)
+            {
+                socket.Bind(new IPEndPoint(_localAddress, 0));
+            }
+
             await socket.ConnectAsync(_endPoint, cancellationToken);
             return new Transport(new SocketPipe(socket));
         }

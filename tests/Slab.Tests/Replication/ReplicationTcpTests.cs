@@ -179,6 +179,21 @@ public sealed class ReplicationTcpTests : IAsyncLifetime
         Assert.Equal(before, back);
     }
 
+    [Theory]
+    [InlineData("127.0.0.7", "127.0.0.7")]
+    [InlineData("0.0.0.0", "127.0.0.1")]
+    [InlineData("::1", "127.0.0.1")]
+    public async Task The_connector_connects_from_the_given_local_address_when_it_can(string local, string seenByPeer)
+    {
+        using var peer = new TcpListener(IPAddress.Loopback, 0);
+        peer.Start();
+        var connector = new TcpReplicaConnector(peer.LocalEndpoint, "peer", IPAddress.Parse(local));
+        var accepting = peer.AcceptSocketAsync();
+        await using var transport = await connector.ConnectAsync(CancellationToken.None);
+        using var accepted = await accepting.WaitAsync(TestData.Patience);
+        Assert.Equal(IPAddress.Parse(seenByPeer), ((IPEndPoint)accepted.RemoteEndPoint!).Address);
+    }
+
     [Fact]
     public async Task The_listener_reports_the_ephemeral_port_it_bound()
     {
