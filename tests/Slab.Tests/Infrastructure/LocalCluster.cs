@@ -15,13 +15,15 @@ public sealed class LocalCluster : IAsyncDisposable
     private readonly HashSet<int> _joiningVoters = [];
     private readonly Func<int, string> _addressOf;
     private readonly Func<int, string?> _namespaceOf;
+    private readonly Func<int, int>? _portBaseOf;
 
-    private LocalCluster(int count, int voters, Func<int, string> addressOf, Func<int, string?> namespaceOf)
+    private LocalCluster(int count, int voters, Func<int, string> addressOf, Func<int, string?> namespaceOf, Func<int, int>? portBaseOf)
     {
         _nodes = [.. new SlabNode?[count]];
         Voters = voters;
         _addressOf = addressOf;
         _namespaceOf = namespaceOf;
+        _portBaseOf = portBaseOf;
         ClusterId = "t-" + Guid.NewGuid().ToString("N")[..10];
     }
 
@@ -51,15 +53,20 @@ public sealed class LocalCluster : IAsyncDisposable
         return i => $"127.{a}.{b}.{i}";
     }
 
-    /// <summary>Starts nodes 1..<paramref name="count"/> (in <paramref name="order"/> when given) and waits until every node lists all of them online.</summary>
+    /// <summary>
+    /// Starts nodes 1..<paramref name="count"/> (in <paramref name="order"/> when given) and waits until
+    /// every node lists all of them online. Nodes listen on their own address with the default ports,
+    /// or, with <paramref name="portBaseOf"/>, on <c>--port-base</c> ports (then they may share one address).
+    /// </summary>
     public static async Task<LocalCluster> StartAsync(
         int count,
         int voters = 3,
         Func<int, string>? addressOf = null,
         Func<int, string?>? namespaceOf = null,
-        IEnumerable<int>? order = null)
+        IEnumerable<int>? order = null,
+        Func<int, int>? portBaseOf = null)
     {
-        var cluster = new LocalCluster(count, voters, addressOf ?? UniqueLoopback(), namespaceOf ?? (_ => null));
+        var cluster = new LocalCluster(count, voters, addressOf ?? UniqueLoopback(), namespaceOf ?? (_ => null), portBaseOf);
         try
         {
             await Task.WhenAll((order ?? cluster.Indexes).Select(cluster.StartNodeAsync));
@@ -73,12 +80,21 @@ public sealed class LocalCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Node <paramref name="i"/>'s replication port (TCP).</summary>
+    public int ReplicationPort(int i) => _portBaseOf is { } portBase ? portBase(i) + 2 : 9503;
+
+    /// <summary>Node <paramref name="i"/>'s Raft port (TCP).</summary>
+    public int RaftPort(int i) => _portBaseOf is { } portBase ? portBase(i) + 3 : 9504;
+
     public string[] ArgumentsOf(int i)
     {
-        var peers = string.Join(',', Enumerable.Range(1, Voters).Select(v => $"{Address(v)}:9504"));
+        var peers = string.Join(',', Enumerable.Range(1, Voters).Select(v => $"{Address(v)}:{RaftPort(v)}"));
+        string[] ports = _portBaseOf is { } portBase
+            ? ["--port-base", portBase(i).ToString(System.Globalization.CultureInfo.InvariantCulture)]
+            : ["--api-port", "9501", "--nbd-port", "10809"];
         string[] arguments =
         [
-            "--cluster-id", ClusterId, "--advertise", Address(i), "--peers", peers, "--api-port", "9501", "--nbd-port", "10809",
+            "--cluster-id", ClusterId, "--advertise", Address(i), "--peers", peers, .. ports,
             "--node-name", NameOf(i), "--rack", $"rack-{((i - 1) % 3) + 1}",
         ];
         return i <= Voters || _joiningVoters.Contains(i) ? [.. arguments, "--kvdb"] : arguments;

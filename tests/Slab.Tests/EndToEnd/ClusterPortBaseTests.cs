@@ -1,0 +1,49 @@
+using System.Text.Json;
+using Slab.Tests.Infrastructure;
+using Slab.Tests.Replication;
+using Xunit;
+
+namespace Slab.Tests.EndToEnd;
+
+/// <summary>Nodes that share one address and tell themselves apart by <c>--port-base</c>.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class ClusterPortBaseTests
+{
+    private const int Block = 4096;
+
+    [Fact]
+    public async Task Nodes_on_one_address_with_port_bases_form_a_cluster_and_attach_remotely()
+    {
+        HostCommand.RequireTool("dd", "coreutils");
+        var address = LocalCluster.UniqueLoopback()(1);
+        var first = 20_000 + (Random.Shared.Next(0, 90) * 100);
+        int PortBase(int i) => first + ((i - 1) * 10);
+        await using var cluster = await LocalCluster.StartAsync(4, voters: 3, addressOf: _ => address, portBaseOf: PortBase);
+
+        var nodes = (await cluster[4].CliJsonAsync("cluster", "list")).EnumerateArray().ToDictionary(n => n.GetProperty("name").GetString()!);
+        Assert.Equal(4, nodes.Count);
+        foreach (var i in cluster.Indexes)
+        {
+            var node = nodes[LocalCluster.NameOf(i)];
+            Assert.Equal("online", node.GetProperty("status").GetString());
+            Assert.Equal($"{address}:{PortBase(i)}", node.GetProperty("apiEndpoint").GetString());
+            Assert.Equal($"{address}:{PortBase(i) + 2}", node.GetProperty("dataEndpoint").GetString());
+            Assert.Equal($"{address}:{PortBase(i) + 3}", node.GetProperty("raftEndpoint").GetString());
+            Assert.Equal(i <= 3, node.GetProperty("kvdb").GetBoolean());
+        }
+
+        // Placed on node-1 from the non-voter, used from node-3 over node-1's replication port P+2.
+        var name = LocalCluster.UniqueName("portbase");
+        await cluster[4].CliOkAsync("volume", "create", name, "--size", "1", "--nodes", "node-1");
+        var device = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
+        var data = TestData.Pattern(Block, 9);
+        var scratch = Path.Combine(cluster[3].Root, "block");
+        await File.WriteAllBytesAsync(scratch, data);
+        await HostCommand.CheckedAsync("dd", $"if={scratch}", $"of={device}", $"bs={Block}", "count=1", "oflag=direct", "conv=notrunc,fsync", "status=none");
+        File.Delete(scratch);
+        await HostCommand.CheckedAsync("dd", $"if={device}", $"of={scratch}", $"bs={Block}", "count=1", "iflag=direct", "status=none");
+        Assert.Equal(data, await File.ReadAllBytesAsync(scratch));
+        await cluster[3].CliOkAsync("host", "detach", name);
+        await cluster[2].CliOkAsync("volume", "delete", name);
+    }
+}
