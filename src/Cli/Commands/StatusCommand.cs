@@ -38,12 +38,16 @@ internal static class StatusCommand
         o.WriteLine($"Node ID: {s.NodeId}");
         o.WriteLine($"Node name: {s.NodeName}");
         PoolViews.WriteTable(s.Pools, "Local Storage Pools", o, "\t");
-        o.WriteLine($"\tVolumes: {s.VolumeCount} ({s.AttachedCount} attached)");
+        if (!s.Clustered)
+            o.WriteLine($"\tVolumes: {s.VolumeCount} ({s.AttachedCount} attached)");
         if (s.NbdSocket.Length > 0 || s.NbdTcp.Length > 0)
             o.WriteLine($"\tNBD: {string.Join(", ", new[] { s.NbdSocket, s.NbdTcp }.Where(x => x.Length > 0))}");
         o.WriteLine("Cluster Summary");
         o.WriteLine($"\tCluster ID: {s.ClusterId}");
         o.WriteLine($"\tNodes: {ClusterViews.NodeCount(s.NodesOnline, s.NodesTotal)}");
+        // Clustered, the counts are the cluster's volumes (and those attached on any node).
+        if (s.Clustered)
+            o.WriteLine($"\tVolumes: {s.VolumeCount} ({s.AttachedCount} attached)");
         var global = new KeyValueBlock();
         if (s.Clustered)
         {

@@ -703,8 +703,9 @@ public sealed class CliGrpcTests : FakeServerTest
         AssertOk(run);
         Assert.Equal("Status", Assert.Single(Server.State.Calls).Method);
         var text = Text(run);
-        Assert.Contains("Cluster Summary\n\tCluster ID: cluster-1\n\tNodes: 3 online of 4\n\tLeader: node-1 (n1)\n\tQuorum: yes\n\tKVDB members: 3 (2 reachable)\n", text, StringComparison.Ordinal);
+        Assert.Contains("Cluster Summary\n\tCluster ID: cluster-1\n\tNodes: 3 online of 4\n\tVolumes: 7 (2 attached)\n\tLeader: node-1 (n1)\n\tQuorum: yes\n\tKVDB members: 3 (2 reachable)\n", text, StringComparison.Ordinal);
         Assert.Matches(@"(?m)^\t10\.0\.0\.3:9504\s+n3\s+node-3\s+no\s+no$", text);
+        Assert.Single(text.Split('\n'), l => l.StartsWith("\tVolumes:", StringComparison.Ordinal));
         Assert.Matches(@"(?m)^\tTotal Capacity\s+:  300 GiB$", text);
         Assert.Matches(@"(?m)^\tTotal Used\s+:  6 GiB$", text);
 

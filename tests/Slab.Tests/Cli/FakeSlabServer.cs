@@ -167,6 +167,8 @@ internal sealed class FakeSlabServer : IAsyncDisposable
             s.KvdbMembers.Add(Cluster.KvdbMembers);
             s.ClusterTotalBytes = Cluster.TotalBytes;
             s.ClusterUsedBytes = Cluster.UsedBytes;
+            s.VolumeCount = 7;
+            s.AttachedCount = 2;
             return s;
         }
 
