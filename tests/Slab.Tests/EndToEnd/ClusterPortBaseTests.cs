@@ -12,7 +12,7 @@ public sealed class ClusterPortBaseTests
     private const int Block = 4096;
 
     [Fact]
-    public async Task Nodes_on_one_address_with_port_bases_form_a_cluster_and_attach_remotely()
+    public async Task Nodes_on_one_address_with_port_bases_form_a_cluster_attach_remotely_and_release_attachments_when_they_stop()
     {
         HostCommand.RequireTool("dd", "coreutils");
         var address = LocalCluster.UniqueLoopback()(1);
@@ -43,7 +43,27 @@ public sealed class ClusterPortBaseTests
         File.Delete(scratch);
         await HostCommand.CheckedAsync("dd", $"if={device}", $"of={scratch}", $"bs={Block}", "count=1", "iflag=direct", "status=none");
         Assert.Equal(data, await File.ReadAllBytesAsync(scratch));
-        await cluster[3].CliOkAsync("host", "detach", name);
+
+        // node-3 stops cleanly: it detaches and records that, so node-2 attaches at once, without a
+        // takeover (the epoch stays) and without waiting for node-3 to be seen offline.
+        var epoch = Epoch(await cluster[1].CliJsonAsync("volume", "inspect", name));
+        Assert.Equal(0, await cluster[3].StopAsync());
+        var again = (await cluster[2].CliOkAsync("host", "attach", name)).Trim();
+        var volume = await cluster[1].CliJsonAsync("volume", "inspect", name);
+        Assert.Equal("node-2", Single(volume).GetProperty("attachment").GetProperty("nodeName").GetString());
+        Assert.Equal(epoch, Epoch(volume));
+        File.Delete(scratch);
+        await HostCommand.CheckedAsync("dd", $"if={again}", $"of={scratch}", $"bs={Block}", "count=1", "iflag=direct", "status=none");
+        Assert.Equal(data, await File.ReadAllBytesAsync(scratch));
+        await cluster[2].CliOkAsync("host", "detach", name);
         await cluster[2].CliOkAsync("volume", "delete", name);
+    }
+
+    private static JsonElement Single(JsonElement json) => json.ValueKind == JsonValueKind.Array ? json[0] : json;
+
+    private static long Epoch(JsonElement volume)
+    {
+        var epoch = Single(volume).GetProperty("epoch");
+        return epoch.ValueKind == JsonValueKind.String ? long.Parse(epoch.GetString()!, System.Globalization.CultureInfo.InvariantCulture) : epoch.GetInt64();
     }
 }

@@ -233,6 +233,48 @@ public sealed partial class ClusterRuntime
         }
     }
 
+    /// <summary>
+    /// At shutdown, after this node undid its attachments: records in the cluster state that the
+    /// volumes attached here are detached, so another node can attach them at once (rather than after
+    /// this node is seen offline, by a takeover that bumps the epoch). Best effort within
+    /// <paramref name="timeout"/>: without quorum the records stay and the reconciler clears them when
+    /// this node starts again. Volumes still attached here (a detach failed) keep their record.
+    /// </summary>
+    public async Task RecordShutdownDetachesAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        foreach (var volume in State.Current.Volumes.Values)
+        {
+            if (volume.Attachment?.NodeId != _options.NodeId || _volumes.GetAttachment(volume.Id) is not null)
+            {
+                continue;
+            }
+
+            try
+            {
+                var result = await State.ProposeAsync(new DetachVolume { Volume = volume.Id, NodeId = _options.NodeId }, deadline.Token).ConfigureAwait(false);
+                if (result.IsSuccess)
+                {
+                    Log.Reconciled(_logger, volume.Name, "detached in the cluster state (this node stops)");
+                }
+                else
+                {
+                    Log.ReconcileFailed(_logger, volume.Name, result.Message);
+                }
+            }
+            catch (ClusterStateException e)
+            {
+                Log.ReconcileFailed(_logger, volume.Name, e.Message);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                Log.ReconcileFailed(_logger, volume.Name, $"recording the detach took longer than {timeout}; the record stays until this node starts again");
+                return;
+            }
+        }
+    }
+
     /// <summary>Creates or grows this node's replica of <paramref name="volume"/>; the caller holds the reconcile lock.</summary>
     private async Task<VolumeRecord> EnsureReplicaAsync(VolumeInfo volume, CancellationToken cancellationToken)
     {
