@@ -37,33 +37,19 @@ public sealed class ClusterPortBaseTests
         await cluster[4].CliOkAsync("volume", "create", name, "--size", "1", "--nodes", "node-1");
         var device = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
         var data = TestData.Pattern(Block, 9);
-        var scratch = Path.Combine(cluster[3].Root, "block");
-        await File.WriteAllBytesAsync(scratch, data);
-        await HostCommand.CheckedAsync("dd", $"if={scratch}", $"of={device}", $"bs={Block}", "count=1", "oflag=direct", "conv=notrunc,fsync", "status=none");
-        File.Delete(scratch);
-        await HostCommand.CheckedAsync("dd", $"if={device}", $"of={scratch}", $"bs={Block}", "count=1", "iflag=direct", "status=none");
-        Assert.Equal(data, await File.ReadAllBytesAsync(scratch));
+        await DirectBlockIo.WriteCheckedAsync(device, 0, data);
+        Assert.Equal(data, await DirectBlockIo.ReadAsync(device, 0, Block));
 
         // node-3 stops cleanly: it detaches and records that, so node-2 attaches at once, without a
         // takeover (the epoch stays) and without waiting for node-3 to be seen offline.
-        var epoch = Epoch(await cluster[1].CliJsonAsync("volume", "inspect", name));
+        var epoch = LocalCluster.EpochOf(LocalCluster.First(await cluster[1].CliJsonAsync("volume", "inspect", name)));
         Assert.Equal(0, await cluster[3].StopAsync());
         var again = (await cluster[2].CliOkAsync("host", "attach", name)).Trim();
-        var volume = await cluster[1].CliJsonAsync("volume", "inspect", name);
-        Assert.Equal("node-2", Single(volume).GetProperty("attachment").GetProperty("nodeName").GetString());
-        Assert.Equal(epoch, Epoch(volume));
-        File.Delete(scratch);
-        await HostCommand.CheckedAsync("dd", $"if={again}", $"of={scratch}", $"bs={Block}", "count=1", "iflag=direct", "status=none");
-        Assert.Equal(data, await File.ReadAllBytesAsync(scratch));
+        var volume = LocalCluster.First(await cluster[1].CliJsonAsync("volume", "inspect", name));
+        Assert.Equal("node-2", volume.GetProperty("attachment").GetProperty("nodeName").GetString());
+        Assert.Equal(epoch, LocalCluster.EpochOf(volume));
+        Assert.Equal(data, await DirectBlockIo.ReadAsync(again, 0, Block));
         await cluster[2].CliOkAsync("host", "detach", name);
         await cluster[2].CliOkAsync("volume", "delete", name);
-    }
-
-    private static JsonElement Single(JsonElement json) => json.ValueKind == JsonValueKind.Array ? json[0] : json;
-
-    private static long Epoch(JsonElement volume)
-    {
-        var epoch = Single(volume).GetProperty("epoch");
-        return epoch.ValueKind == JsonValueKind.String ? long.Parse(epoch.GetString()!, System.Globalization.CultureInfo.InvariantCulture) : epoch.GetInt64();
     }
 }

@@ -50,18 +50,13 @@ public sealed class ClusterScriptTests(ITestOutputHelper output)
             // Created on node-5, placed on node-2 as asked, used from node-4.
             var name = LocalCluster.UniqueName("script");
             await CliOkAsync(5, "volume", "create", name, "--size", "1", "--nodes", "node-2");
-            var volume = await CliJsonAsync(1, "volume", "inspect", name);
-            volume = volume.ValueKind == JsonValueKind.Array ? volume[0] : volume;
+            var volume = LocalCluster.First(await CliJsonAsync(1, "volume", "inspect", name));
             Assert.Equal("node-2", Assert.Single(volume.GetProperty("replicas").EnumerateArray()).GetProperty("nodeName").GetString());
 
             var device = (await CliOkAsync(4, "host", "attach", name)).Trim();
             var data = TestData.Pattern(Block, 5);
-            var source = Path.Combine(directory, "block.in");
-            var back = Path.Combine(directory, "block.out");
-            await File.WriteAllBytesAsync(source, data);
-            await HostCommand.CheckedAsync("dd", $"if={source}", $"of={device}", $"bs={Block}", "count=1", "oflag=direct", "conv=notrunc,fsync", "status=none");
-            await HostCommand.CheckedAsync("dd", $"if={device}", $"of={back}", $"bs={Block}", "count=1", "iflag=direct", "status=none");
-            Assert.Equal(data, await File.ReadAllBytesAsync(back));
+            await DirectBlockIo.WriteCheckedAsync(device, 0, data);
+            Assert.Equal(data, await DirectBlockIo.ReadAsync(device, 0, Block));
             await CliOkAsync(4, "host", "detach", name);
             await CliOkAsync(3, "volume", "delete", name);
 

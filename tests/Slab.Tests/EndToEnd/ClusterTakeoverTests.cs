@@ -27,8 +27,8 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
         // Attached on node-3, which holds no replica: its controller talks to node-2 over TCP.
         var staleDevice = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
         var first = TestData.Pattern(Block, 1);
-        Assert.Equal(0, (await WriteBlockAsync(staleDevice, 0, first)).ExitCode);
-        var epochBefore = Epoch(await InspectAsync(cluster, 1, name));
+        Assert.Equal(0, (await DirectBlockIo.WriteAsync(staleDevice, 0, first)).ExitCode);
+        var epochBefore = LocalCluster.EpochOf(await InspectAsync(cluster, 1, name));
 
         // A live holder keeps its attachment.
         var refused = await cluster[1].CliAsync("host", "attach", name);
@@ -46,13 +46,13 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
             device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
             var taken = await InspectAsync(cluster, 1, name);
             Assert.Equal("node-1", taken.GetProperty("attachment").GetProperty("nodeName").GetString());
-            var epochAfter = Epoch(taken);
+            var epochAfter = LocalCluster.EpochOf(taken);
             Assert.True(epochAfter > epochBefore, $"epoch {epochAfter} after the takeover, {epochBefore} before");
             output.WriteLine($"taken over: epoch {epochBefore} -> {epochAfter}");
 
             // The new holder sees what the old one wrote and writes on.
-            Assert.Equal(first, await ReadBlockAsync(device, 0));
-            Assert.Equal(0, (await WriteBlockAsync(device, 0, second)).ExitCode);
+            Assert.Equal(first, await DirectBlockIo.ReadAsync(device, 0, Block));
+            Assert.Equal(0, (await DirectBlockIo.WriteAsync(device, 0, second)).ExitCode);
         }
         finally
         {
@@ -62,10 +62,10 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
         await Poll.UntilAsync(async () => (await cluster.StatusesAsync(1))["node-3"] == "online", TimeSpan.FromSeconds(30), "node-3 online again");
 
         // node-3 woke up still attached, with a controller on the old epoch: node-2's replica refuses its writes.
-        var late = await WriteBlockAsync(staleDevice, Block, TestData.Pattern(Block, 3));
+        var late = await DirectBlockIo.WriteAsync(staleDevice, Block, TestData.Pattern(Block, 3));
         output.WriteLine($"late write from node-3: {late}");
         Assert.NotEqual(0, late.ExitCode);
-        var lateOverwrite = await WriteBlockAsync(staleDevice, 0, TestData.Pattern(Block, 4));
+        var lateOverwrite = await DirectBlockIo.WriteAsync(staleDevice, 0, TestData.Pattern(Block, 4));
         Assert.NotEqual(0, lateOverwrite.ExitCode);
 
         // node-3 says so in its log once it has caught up with the cluster state.
@@ -75,13 +75,13 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
             "node-3 logs that its attachment was taken over");
 
         // Nothing of it reached the volume.
-        Assert.Equal(second, await ReadBlockAsync(device, 0));
-        Assert.Equal(new byte[Block], await ReadBlockAsync(device, Block));
+        Assert.Equal(second, await DirectBlockIo.ReadAsync(device, 0, Block));
+        Assert.Equal(new byte[Block], await DirectBlockIo.ReadAsync(device, Block, Block));
 
         // node-3 tears down its fenced device; node-1's attachment is untouched.
         await cluster[3].CliOkAsync("host", "detach", name);
         Assert.Equal("node-1", (await InspectAsync(cluster, 3, name)).GetProperty("attachment").GetProperty("nodeName").GetString());
-        Assert.Equal(second, await ReadBlockAsync(device, 0));
+        Assert.Equal(second, await DirectBlockIo.ReadAsync(device, 0, Block));
 
         await cluster[1].CliOkAsync("host", "detach", name);
         await cluster[1].CliOkAsync("volume", "delete", name);
@@ -89,48 +89,6 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
 
     private static async Task<JsonElement> InspectAsync(LocalCluster cluster, int from, string name)
     {
-        var json = await cluster[from].CliJsonAsync("volume", "inspect", name);
-        return json.ValueKind == JsonValueKind.Array ? json[0] : json;
-    }
-
-    private static long Epoch(JsonElement volume)
-    {
-        var epoch = volume.GetProperty("epoch");
-        return epoch.ValueKind == JsonValueKind.String ? long.Parse(epoch.GetString()!, System.Globalization.CultureInfo.InvariantCulture) : epoch.GetInt64();
-    }
-
-    /// <summary>One block written with O_DIRECT and fsync'd, so a refused write shows in dd's exit code.</summary>
-    private static async Task<HostCommand.Result> WriteBlockAsync(string device, long offset, byte[] data)
-    {
-        var source = Path.Combine(Path.GetTempPath(), "slab-block-" + Guid.NewGuid().ToString("N"));
-        try
-        {
-            await File.WriteAllBytesAsync(source, data);
-            return await HostCommand.RunAsync(
-                "dd",
-                [$"if={source}", $"of={device}", $"bs={Block}", "count=1", $"seek={offset / Block}", "oflag=direct", "conv=notrunc,fsync", "status=none"],
-                TimeSpan.FromSeconds(120));
-        }
-        finally
-        {
-            File.Delete(source);
-        }
-    }
-
-    /// <summary>One block read with O_DIRECT (past any page cache).</summary>
-    private static async Task<byte[]> ReadBlockAsync(string device, long offset)
-    {
-        var target = Path.Combine(Path.GetTempPath(), "slab-block-" + Guid.NewGuid().ToString("N"));
-        try
-        {
-            var result = await HostCommand.RunAsync(
-                "dd", [$"if={device}", $"of={target}", $"bs={Block}", "count=1", $"skip={offset / Block}", "iflag=direct", "status=none"], TimeSpan.FromSeconds(120));
-            Assert.True(result.ExitCode == 0, $"reading {device} at {offset}: {result}");
-            return await File.ReadAllBytesAsync(target);
-        }
-        finally
-        {
-            File.Delete(target);
-        }
+        return LocalCluster.First(await cluster[from].CliJsonAsync("volume", "inspect", name));
     }
 }

@@ -17,8 +17,6 @@ public sealed class ClusterTests(ITestOutputHelper output)
 {
     private static string Name(string prefix) => LocalCluster.UniqueName(prefix);
 
-    private static JsonElement First(JsonElement json) => json.ValueKind == JsonValueKind.Array ? json[0] : json;
-
     [Fact]
     public async Task Five_nodes_form_one_cluster_place_by_policy_attach_anywhere_and_survive_a_full_restart()
     {
@@ -42,7 +40,7 @@ public sealed class ClusterTests(ITestOutputHelper output)
         await cluster[5].CliOkAsync("volume", "create", name, "--size", "1", "--nodes", "node-2");
         foreach (var from in cluster.Indexes)
         {
-            var volume = First(await cluster[from].CliJsonAsync("volume", "inspect", name));
+            var volume = LocalCluster.First(await cluster[from].CliJsonAsync("volume", "inspect", name));
             var replica = Assert.Single(volume.GetProperty("replicas").EnumerateArray());
             Assert.Equal(ids["node-2"], replica.GetProperty("nodeId").GetString());
         }
@@ -65,7 +63,7 @@ public sealed class ClusterTests(ITestOutputHelper output)
         await cluster[1].CliOkAsync("service", "maintenance", "--exit", "--node", "node-3");
 
         // A node holding the only copy of a volume cannot be decommissioned.
-        var holderId = Assert.Single(First(await cluster[1].CliJsonAsync("volume", "inspect", contested)).GetProperty("replicas").EnumerateArray()).GetProperty("nodeId").GetString();
+        var holderId = Assert.Single(LocalCluster.First(await cluster[1].CliJsonAsync("volume", "inspect", contested)).GetProperty("replicas").EnumerateArray()).GetProperty("nodeId").GetString();
         var holder = ids.First(kv => kv.Value == holderId).Key;
         var decommission = await cluster[1].CliAsync("cluster", "delete", holder);
         Assert.NotEqual(0, decommission.ExitCode);
@@ -124,7 +122,7 @@ public sealed class ClusterTests(ITestOutputHelper output)
         await cluster.WaitUntilAllOnlineAsync();
         var after = (await cluster.ListNodesAsync(3)).ToDictionary(n => n.GetProperty("name").GetString()!, n => n.GetProperty("id").GetString()!);
         Assert.Equal(ids, after);
-        var restarted = First(await cluster[3].CliJsonAsync("volume", "inspect", name));
+        var restarted = LocalCluster.First(await cluster[3].CliJsonAsync("volume", "inspect", name));
         Assert.Equal(ids["node-2"], Assert.Single(restarted.GetProperty("replicas").EnumerateArray()).GetProperty("nodeId").GetString());
         await cluster[3].CliOkAsync("host", "mount", name, Path.Combine(cluster[3].Root, "mnt"));
         Assert.Equal(payload, await File.ReadAllBytesAsync(Path.Combine(cluster[3].Root, "mnt", "payload.bin")));

@@ -45,6 +45,16 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public static string NameOf(int i) => $"node-{i}";
 
+    /// <summary>The first element of slabctl's JSON when it printed an array (inspect), else the value.</summary>
+    public static JsonElement First(JsonElement json) => json.ValueKind == JsonValueKind.Array ? json[0] : json;
+
+    /// <summary>A volume's epoch from <c>volume inspect --json</c> (a 64-bit number, which protobuf's JSON prints as a string).</summary>
+    public static long EpochOf(JsonElement volume)
+    {
+        var epoch = volume.GetProperty("epoch");
+        return epoch.ValueKind == JsonValueKind.String ? long.Parse(epoch.GetString()!, System.Globalization.CultureInfo.InvariantCulture) : epoch.GetInt64();
+    }
+
     /// <summary>A fresh 127.a.b.0/24 for one test, so clusters of parallel tests never share an address.</summary>
     public static Func<int, string> UniqueLoopback()
     {
