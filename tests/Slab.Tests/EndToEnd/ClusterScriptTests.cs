@@ -76,19 +76,9 @@ public sealed class ClusterScriptTests(ITestOutputHelper output)
         }
     }
 
-    private static Task<HostCommand.Result> CliAsync(int node, params string[] arguments)
-        => HostCommand.RunAsync("dotnet", [SlabNode.SlabctlDll, "--endpoint", $"127.0.10.{node}:9501", .. arguments]);
+    private static string EndpointOf(int node) => $"127.0.10.{node}:9501";
 
-    private static async Task<string> CliOkAsync(int node, params string[] arguments)
-    {
-        var result = await CliAsync(node, arguments);
-        Assert.True(result.ExitCode == 0, $"slabctl {string.Join(' ', arguments)} on node-{node}: {result}");
-        return result.Stdout;
-    }
+    private static Task<string> CliOkAsync(int node, params string[] arguments) => SlabNode.CliOkAtAsync(EndpointOf(node), arguments);
 
-    private static async Task<JsonElement> CliJsonAsync(int node, params string[] arguments)
-    {
-        using var document = JsonDocument.Parse(await CliOkAsync(node, [.. arguments, "--json"]));
-        return document.RootElement.Clone();
-    }
+    private static Task<JsonElement> CliJsonAsync(int node, params string[] arguments) => SlabNode.CliJsonAtAsync(EndpointOf(node), arguments);
 }

@@ -197,25 +197,35 @@ public sealed class SlabNode : IAsyncDisposable
     }
 
     /// <summary>Runs the real slabctl against this node.</summary>
-    public Task<HostCommand.Result> CliAsync(params string[] arguments)
-        => HostCommand.RunAsync("dotnet", [SlabctlDll, "--endpoint", Endpoint, .. arguments]);
+    public Task<HostCommand.Result> CliAsync(params string[] arguments) => CliAtAsync(Endpoint, arguments);
 
     /// <summary>Runs slabctl, asserts exit 0, returns stdout.</summary>
-    public async Task<string> CliOkAsync(params string[] arguments)
+    public Task<string> CliOkAsync(params string[] arguments) => CliOkAtAsync(Endpoint, arguments, () => $"slabd log:\n{Log}");
+
+    /// <summary>Runs slabctl with --json and parses the output.</summary>
+    public async Task<JsonElement> CliJsonAsync(params string[] arguments) => ParseJson(await CliOkAsync([.. arguments, "--json"]));
+
+    /// <summary>Runs the real slabctl against <paramref name="endpoint"/> (a node this test did not start itself).</summary>
+    public static Task<HostCommand.Result> CliAtAsync(string endpoint, params string[] arguments)
+        => HostCommand.RunAsync("dotnet", [SlabctlDll, "--endpoint", endpoint, .. arguments]);
+
+    /// <summary>As <see cref="CliAtAsync"/>; throws unless it exits 0 (with <paramref name="context"/> in the message); returns stdout.</summary>
+    public static async Task<string> CliOkAtAsync(string endpoint, string[] arguments, Func<string>? context = null)
     {
-        var result = await CliAsync(arguments);
+        var result = await CliAtAsync(endpoint, arguments);
         if (result.ExitCode != 0)
         {
-            throw new InvalidOperationException($"slabctl {string.Join(' ', arguments)} failed: {result}\nslabd log:\n{Log}");
+            throw new InvalidOperationException($"slabctl {string.Join(' ', arguments)} at {endpoint} failed: {result}\n{context?.Invoke()}");
         }
 
         return result.Stdout;
     }
 
-    /// <summary>Runs slabctl with --json and parses the output.</summary>
-    public async Task<JsonElement> CliJsonAsync(params string[] arguments)
+    /// <summary>As <see cref="CliOkAtAsync"/> with --json; the parsed output.</summary>
+    public static async Task<JsonElement> CliJsonAtAsync(string endpoint, params string[] arguments) => ParseJson(await CliOkAtAsync(endpoint, [.. arguments, "--json"]));
+
+    private static JsonElement ParseJson(string stdout)
     {
-        var stdout = await CliOkAsync([.. arguments, "--json"]);
         using var document = JsonDocument.Parse(stdout);
         return document.RootElement.Clone();
     }

@@ -200,36 +200,57 @@ public sealed partial class ClusterRuntime
             }
         }
 
+        foreach (var volume in state.Volumes.Values)
         {
-            foreach (var volume in state.Volumes.Values)
-            {
-                if (volume.Attachment is { } holder && holder.NodeId != _options.NodeId && _volumes.GetAttachment(volume.Id) is { } stale)
-                {
-                    if (!_fencedWarned.TryGetValue(volume.Id, out var warnedAt) || warnedAt != volume.Epoch)
-                    {
-                        _fencedWarned[volume.Id] = volume.Epoch;
-                        Log.AttachmentTakenOver(_logger, volume.Name, stale.DevicePath, state.Nodes.TryGetValue(holder.NodeId, out var n) ? n.Name : holder.NodeId, volume.Epoch);
-                    }
-                }
-                else
-                {
-                    _fencedWarned.Remove(volume.Id);
-                }
+            WarnIfTakenOver(state, volume);
+            await ClearStaleAttachmentRecordAsync(volume, "detached in the cluster state (this node no longer has it attached)", cancellationToken).ConfigureAwait(false);
+        }
+    }
 
-                // Checked in this order: an attach marks itself before it records and unmarks after it attached.
-                if (volume.Attachment?.NodeId == _options.NodeId && !_attaching.ContainsKey(volume.Id) && _volumes.GetAttachment(volume.Id) is null)
-                {
-                    try
-                    {
-                        await State.ProposeAsync(new DetachVolume { Volume = volume.Id, NodeId = _options.NodeId }, cancellationToken).ConfigureAwait(false);
-                        Log.Reconciled(_logger, volume.Name, "detached in the cluster state (this node no longer has it attached)");
-                    }
-                    catch (ClusterStateException e)
-                    {
-                        Log.ReconcileFailed(_logger, volume.Name, e.Message);
-                    }
-                }
+    /// <summary>Logs once per epoch that a volume attached here was taken over by another node (its device here is fenced).</summary>
+    private void WarnIfTakenOver(ClusterState state, VolumeInfo volume)
+    {
+        if (volume.Attachment is not { } holder || holder.NodeId == _options.NodeId || _volumes.GetAttachment(volume.Id) is not { } stale)
+        {
+            _fencedWarned.Remove(volume.Id);
+            return;
+        }
+
+        if (!_fencedWarned.TryGetValue(volume.Id, out var warnedAt) || warnedAt != volume.Epoch)
+        {
+            _fencedWarned[volume.Id] = volume.Epoch;
+            Log.AttachmentTakenOver(_logger, volume.Name, stale.DevicePath, state.Nodes.TryGetValue(holder.NodeId, out var node) ? node.Name : holder.NodeId, volume.Epoch);
+        }
+    }
+
+    /// <summary>
+    /// Records in the cluster state that <paramref name="volume"/> is detached when the state says it is
+    /// attached here but this node neither has it attached nor is attaching it; <paramref name="action"/>
+    /// is what the log says was done. Failures are logged; cancellation is thrown.
+    /// </summary>
+    private async Task ClearStaleAttachmentRecordAsync(VolumeInfo volume, string action, CancellationToken cancellationToken)
+    {
+        // Checked in this order: an attach marks itself before it records and unmarks after it attached.
+        if (volume.Attachment?.NodeId != _options.NodeId || _attaching.ContainsKey(volume.Id) || _volumes.GetAttachment(volume.Id) is not null)
+        {
+            return;
+        }
+
+        try
+        {
+            var result = await State.ProposeAsync(new DetachVolume { Volume = volume.Id, NodeId = _options.NodeId }, cancellationToken).ConfigureAwait(false);
+            if (result.IsSuccess)
+            {
+                Log.Reconciled(_logger, volume.Name, action);
             }
+            else
+            {
+                Log.ReconcileFailed(_logger, volume.Name, result.Message);
+            }
+        }
+        catch (ClusterStateException e)
+        {
+            Log.ReconcileFailed(_logger, volume.Name, e.Message);
         }
     }
 
@@ -246,26 +267,9 @@ public sealed partial class ClusterRuntime
         deadline.CancelAfter(timeout);
         foreach (var volume in State.Current.Volumes.Values)
         {
-            if (volume.Attachment?.NodeId != _options.NodeId || _volumes.GetAttachment(volume.Id) is not null)
-            {
-                continue;
-            }
-
             try
             {
-                var result = await State.ProposeAsync(new DetachVolume { Volume = volume.Id, NodeId = _options.NodeId }, deadline.Token).ConfigureAwait(false);
-                if (result.IsSuccess)
-                {
-                    Log.Reconciled(_logger, volume.Name, "detached in the cluster state (this node stops)");
-                }
-                else
-                {
-                    Log.ReconcileFailed(_logger, volume.Name, result.Message);
-                }
-            }
-            catch (ClusterStateException e)
-            {
-                Log.ReconcileFailed(_logger, volume.Name, e.Message);
+                await ClearStaleAttachmentRecordAsync(volume, "detached in the cluster state (this node stops)", deadline.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
