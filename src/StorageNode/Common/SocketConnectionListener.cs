@@ -37,7 +37,6 @@ public abstract partial class SocketConnectionListener : IAsyncDisposable
     private readonly int _maxConnections;
     private readonly ILogger _logger;
     private readonly List<Socket> _listeners = [];
-    private readonly List<EndPoint> _localEndPoints = [];
     private readonly List<string> _socketFiles = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly ConcurrentDictionary<long, Connection> _connections = new();
@@ -66,9 +65,6 @@ public abstract partial class SocketConnectionListener : IAsyncDisposable
 
     /// <summary>Connections being served now (accepted and not yet closed).</summary>
     public int ConnectionCount => Volatile.Read(ref _connectionCount);
-
-    /// <summary>The bound addresses, in the order they were bound (a TCP port 0 shows the port chosen).</summary>
-    protected IReadOnlyList<EndPoint> LocalEndPoints => _localEndPoints;
 
     /// <summary>
     /// Stops accepting, cancels every connection (requests in flight see the cancellation; a protocol
@@ -184,9 +180,7 @@ public abstract partial class SocketConnectionListener : IAsyncDisposable
         }
 
         _listeners.Add(socket);
-        var bound = socket.LocalEndPoint!;
-        _localEndPoints.Add(bound);
-        return bound;
+        return socket.LocalEndPoint!;
     }
 
     private async Task DisposeCoreAsync()

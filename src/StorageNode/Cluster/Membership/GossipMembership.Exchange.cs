@@ -269,9 +269,10 @@ public sealed partial class GossipMembership
         }
 
         _probes.Clear();
+        _probeSet.Clear();
         foreach (var seed in _seeds)
         {
-            if (!IsLiveEndPoint(seed))
+            if (!IsLiveEndPoint(seed) && _probeSet.Add(seed))
             {
                 _probes.Add(seed);
             }
@@ -279,7 +280,7 @@ public sealed partial class GossipMembership
 
         foreach (var record in _members.Values)
         {
-            if (!record.ReportedAlive && !_probes.Contains(record.EndPoint))
+            if (!record.ReportedAlive && _probeSet.Add(record.EndPoint))
             {
                 _probes.Add(record.EndPoint);
             }

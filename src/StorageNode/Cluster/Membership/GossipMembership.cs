@@ -36,6 +36,7 @@ public sealed partial class GossipMembership : IClusterMembership, IAsyncDisposa
     private readonly List<IPEndPoint> _seeds = [];
     private readonly List<MemberRecord> _live = [];
     private readonly List<IPEndPoint> _probes = [];
+    private readonly HashSet<IPEndPoint> _probeSet = []; // _probes' members, for O(1) duplicate checks
     private readonly List<IPEndPoint> _targets = [];
     private readonly byte[] _sendBuffer;
     private readonly long _generation;

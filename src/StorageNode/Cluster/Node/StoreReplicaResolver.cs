@@ -19,6 +19,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
 
     private readonly Lock _gate = new();
     private readonly Dictionary<Guid, VolumeManager.VolumeLease> _open = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, string> _idStrings = new();
 
     public bool TryGetReplica(Guid volumeId, out ReplicaHandle replica)
     {
@@ -88,6 +89,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
             return;
         }
 
+        _idStrings.TryRemove(id, out _);
         VolumeManager.VolumeLease? lease;
         lock (_gate)
         {
@@ -119,9 +121,18 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
     private bool TryGetPlacedHere(Guid volumeId, out VolumeInfo volume)
     {
         volume = null!;
-        if (!runtime.State.Current.Volumes.TryGetValue(volumeId.ToString("N"), out var found) || found.FindReplica(runtime.LocalNodeId) is null)
+
+        // The state is keyed by the id's string: formatted once per volume that exists, not per request.
+        var known = _idStrings.TryGetValue(volumeId, out var id);
+        id ??= volumeId.ToString("N");
+        if (!runtime.State.Current.Volumes.TryGetValue(id, out var found) || found.FindReplica(runtime.LocalNodeId) is null)
         {
             return false;
+        }
+
+        if (!known)
+        {
+            _idStrings.TryAdd(volumeId, id);
         }
 
         volume = found;
