@@ -192,6 +192,13 @@ public sealed class ClusterStateRaftTests
 
         Assert.True((await joiner.ProposeAsync(Volume("after-replace", repl: 1), default)).IsSuccess);
         Assert.NotNull(joiner.Current.FindNode("a")); // caught up with the history
+
+        // Leadership may have moved under load meanwhile: ask whoever leads now, once it has the change.
+        await Infrastructure.Poll.UntilAsync(
+            async () => (await cluster.WaitForLeaderAsync()).Members.Any(m => m.MemberId == "m9"),
+            TimeSpan.FromSeconds(30),
+            "the leader lists m9 as a member");
+        leader = await cluster.WaitForLeaderAsync();
         Assert.Contains(leader.Members, m => m.MemberId == "m9");
         Assert.DoesNotContain(leader.Members, m => m.MemberId == dead.MemberId);
         await joiner.DisposeAsync();
