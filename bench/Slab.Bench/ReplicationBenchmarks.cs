@@ -82,9 +82,11 @@ public class ReplicationBenchmarks
 
     private sealed class Resolver(IBlockTarget target) : IReplicaResolver
     {
+        private readonly EpochGate _gate = new(1);
+
         public bool TryGetReplica(Guid volumeId, out ReplicaHandle replica)
         {
-            replica = new ReplicaHandle(target, 1);
+            replica = new ReplicaHandle(target, _gate);
             return volumeId == Volume;
         }
 

@@ -47,6 +47,7 @@ internal static class VolumeViews
             .Add("Shared", "no")
             .Add("Labels", Formats.Labels(v.Spec?.Labels ?? []))
             .Add("Status", string.IsNullOrEmpty(v.State) ? "unknown" : v.State)
+            .Add("Epoch", v.Epoch.ToString(CultureInfo.InvariantCulture))
             .Add("State", a is null ? "Detached" : $"Attached: {Formats.Node(a.NodeName, a.NodeId)}{(a.Method.Length > 0 ? $" ({a.Method})" : "")}")
             .Add("Device Path", a is null || a.DevicePath.Length == 0 ? "-" : a.DevicePath)
             .Add("Mount paths", a is null || a.MountPaths.Count == 0 ? "-" : string.Join(", ", a.MountPaths))
@@ -57,7 +58,7 @@ internal static class VolumeViews
         foreach (var r in v.Replicas)
         {
             var pool = r.PoolId.Length > 0 ? $" (Pool {r.PoolId})" : "";
-            var state = r.State.Length > 0 ? $", {r.State}" : "";
+            var state = (r.State.Length > 0 ? $", {r.State}" : "") + (r.NodeOnline ? "" : ", node offline");
             block.Raw($"\t  Node  :  {Formats.Node(r.NodeName, r.NodeId)}{pool}{state}");
         }
         block

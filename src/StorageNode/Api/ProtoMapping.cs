@@ -37,6 +37,7 @@ internal static class ProtoMapping
             PoolId = node.PoolId,
             DriveId = record.DriveId,
             State = "in-sync",
+            NodeOnline = true,
         });
         if (view.Attachment is { } attachment)
         {

@@ -114,6 +114,29 @@ public interface IBlockTarget
 }
 
 /// <summary>
+/// One replica of a volume as its volume controller uses it: a block target that carries the
+/// controller's epoch on every request and can grow. A replica file on this node
+/// (<c>Volumes.LocalReplicaTarget</c>) and a replica on another node
+/// (<c>Replication.RemoteReplicaTarget</c>) are both this, so the controller treats them alike and
+/// tests put memory replicas with injected faults in their place.
+/// </summary>
+/// <remarks>
+/// A request whose epoch the replica refuses (a newer controller owns the volume) fails with
+/// <see cref="BlockError.Fenced"/>; any other failure means the replica could not do it.
+/// </remarks>
+public interface IReplicaTarget : IBlockTarget, IDisposable
+{
+    /// <summary>
+    /// The epoch every request carries from the next request on. Set by the controller when the
+    /// volume's epoch moves; requests already sent keep the value they read.
+    /// </summary>
+    long Epoch { get; set; }
+
+    /// <summary>Extends the replica (or this side's view of it) to <paramref name="newSizeBytes"/>; never shrinks.</summary>
+    void Grow(long newSizeBytes);
+}
+
+/// <summary>
 /// A block target handed out by name. Disposing the lease tells the owner the user is done; the
 /// target must not be used after that.
 /// </summary>

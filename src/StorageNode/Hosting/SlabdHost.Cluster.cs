@@ -47,7 +47,7 @@ public static partial class SlabdHost
         });
         services.AddSingleton<ClusterRuntime>();
         services.AddSingleton<PeerApi>();
-        services.AddSingleton<ClusterRemoteVolumes>();
+        services.AddSingleton<ClusterVolumeSource>();
         services.AddSingleton<IReplicaResolver>(sp => sp.GetRequiredService<ClusterRuntime>().Replicas);
         services.AddReplicationServer(Guid.ParseExact(identity.NodeId, "N"));
         services.AddHostedService<ClusterNodeService>();
@@ -82,7 +82,7 @@ public static partial class SlabdHost
 /// </summary>
 public sealed class ClusterNodeService(
     ClusterRuntime runtime,
-    ClusterRemoteVolumes remote,
+    ClusterVolumeSource clusterVolumes,
     VolumeManager volumes,
     PeerApi peers,
     ReplicaServer replicaServer,
@@ -92,8 +92,10 @@ public sealed class ClusterNodeService(
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // Replicas opened from now on confirm higher epochs through the cluster state.
+        volumes.Epochs = clusterVolumes;
         await runtime.StartAsync(cancellationToken).ConfigureAwait(false);
-        volumes.RemoteVolumes = remote;
+        volumes.ClusterVolumes = clusterVolumes;
         _replication = new ReplicaSocketListener(runtime.Options.ReplicationEndPoint, replicaServer, loggers);
         try
         {
@@ -113,7 +115,7 @@ public sealed class ClusterNodeService(
             await _replication.DisposeAsync().ConfigureAwait(false);
         }
 
-        volumes.RemoteVolumes = null;
+        volumes.ClusterVolumes = null;
         await runtime.DisposeAsync().ConfigureAwait(false);
         peers.Dispose();
     }

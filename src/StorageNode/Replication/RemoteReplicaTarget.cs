@@ -22,7 +22,7 @@ namespace Slab.Replication;
 /// <see cref="Epoch"/> may be changed while requests run (each request carries the value read when it
 /// was sent). Steady-state requests allocate nothing.</para>
 /// </remarks>
-public sealed partial class RemoteReplicaTarget : IBlockTarget, IAsyncDisposable
+public sealed partial class RemoteReplicaTarget : IReplicaTarget, IAsyncDisposable
 {
     private const BlockTargetFeatures RemoteFeatures = BlockTargetFeatures.Flush | BlockTargetFeatures.ForceUnitAccess
         | BlockTargetFeatures.Trim | BlockTargetFeatures.WriteZeroes | BlockTargetFeatures.BlockStatus | BlockTargetFeatures.MultiConnection;
@@ -109,6 +109,25 @@ public sealed partial class RemoteReplicaTarget : IBlockTarget, IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         Volatile.Write(ref _size, size);
     }
+
+    /// <summary>The replica's node grows the file itself (it follows the cluster state); this side only widens its bounds.</summary>
+    public void Grow(long newSizeBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(newSizeBytes);
+        long current;
+        do
+        {
+            current = Volatile.Read(ref _size);
+            if (newSizeBytes <= current)
+            {
+                return;
+            }
+        }
+        while (Interlocked.CompareExchange(ref _size, newSizeBytes, current) != current);
+    }
+
+    /// <summary>Closes the connections in the background (the volume layer closes controllers synchronously).</summary>
+    void IDisposable.Dispose() => _ = DisposeAsync().AsTask();
 
     // The hot methods are not async: with an open connection they return the request slot's own
     // value task, so a request allocates nothing; reconnecting takes the async path.

@@ -165,16 +165,12 @@ internal sealed partial class ReplicaServerConnection
                 {
                     // Volume info needs no fencing: it touches no data.
                     BinaryPrimitives.WriteInt64LittleEndian(slot.Scratch, replica.Target.Size);
-                    BinaryPrimitives.WriteInt64LittleEndian(slot.Scratch.AsSpan(8), replica.Epoch);
+                    BinaryPrimitives.WriteInt64LittleEndian(slot.Scratch.AsSpan(8), replica.Gate.Epoch);
                     dataLength = ReplicaProtocol.PingInfoSize;
                 }
                 else
                 {
-                    status = await CheckEpochAsync(header, replica.Epoch);
-                    if (status == ReplicaStatus.Ok)
-                    {
-                        dataLength = await ExecuteAsync(replica.Target, slot);
-                    }
+                    (status, dataLength) = await AdmitAndExecuteAsync(replica, slot);
                 }
             }
         }
@@ -257,28 +253,45 @@ internal sealed partial class ReplicaServerConnection
         return ReplicaStatus.Ok;
     }
 
-    /// <summary>Fencing: lower epochs are stale, higher ones go to the resolver.</summary>
-    private async ValueTask<ReplicaStatus> CheckEpochAsync(RequestHeader header, long current)
+    /// <summary>
+    /// Fencing: the request runs only while admitted by the replica's gate at its epoch (so an epoch
+    /// raise waits for it); lower epochs are stale, higher ones go to the resolver and are tried again.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(ReplicaStatus Status, int DataLength)> AdmitAndExecuteAsync(ReplicaHandle replica, ReplicaServerSlot slot)
     {
+        var header = slot.Header;
         var epoch = (long)header.Epoch;
-        if (epoch == current)
+        var advanced = false;
+        while (true)
         {
-            return ReplicaStatus.Ok;
-        }
+            switch (replica.Gate.TryEnter(epoch, out var current))
+            {
+                case EpochAdmission.Admitted:
+                    try
+                    {
+                        return (ReplicaStatus.Ok, await ExecuteAsync(replica.Target, slot));
+                    }
+                    finally
+                    {
+                        replica.Gate.Exit();
+                    }
 
-        if (epoch < current)
-        {
-            ReplicaLog.StaleEpoch(_logger, _connectionId, header.VolumeId, header.Epoch, current);
-            return ReplicaStatus.StaleEpoch;
-        }
+                case EpochAdmission.Stale:
+                    ReplicaLog.StaleEpoch(_logger, _connectionId, header.VolumeId, header.Epoch, current);
+                    return (ReplicaStatus.StaleEpoch, 0);
 
-        if (await _server.Resolver.TryAdvanceEpochAsync(header.VolumeId, epoch, _requestToken))
-        {
-            return ReplicaStatus.Ok;
-        }
+                default:
+                    if (advanced || !await _server.Resolver.TryAdvanceEpochAsync(header.VolumeId, epoch, _requestToken))
+                    {
+                        ReplicaLog.EpochRejected(_logger, _connectionId, header.VolumeId, header.Epoch, current);
+                        return (ReplicaStatus.EpochRejected, 0);
+                    }
 
-        ReplicaLog.EpochRejected(_logger, _connectionId, header.VolumeId, header.Epoch, current);
-        return ReplicaStatus.EpochRejected;
+                    advanced = true;
+                    break;
+            }
+        }
     }
 
     /// <summary>Calls the target for a validated, admitted request; returns the response data length.</summary>

@@ -106,10 +106,10 @@ public static class ReplicationDefaults
 }
 
 /// <summary>
-/// The local replica of a volume as the server sees it: the block target to serve and the epoch
-/// the replica currently accepts (requests with a lower epoch are fenced).
+/// The local replica of a volume as the server sees it: the block target to serve and the fencing
+/// gate every request passes (requests with a lower epoch are refused; see <see cref="EpochGate"/>).
 /// </summary>
-public readonly record struct ReplicaHandle(IBlockTarget Target, long Epoch);
+public readonly record struct ReplicaHandle(IBlockTarget Target, EpochGate Gate);
 
 /// <summary>
 /// Finds the local replica of a volume for the <see cref="ReplicaServer"/>. Implemented by the
@@ -117,27 +117,28 @@ public readonly record struct ReplicaHandle(IBlockTarget Target, long Epoch);
 /// </summary>
 /// <remarks>
 /// Thread-safe: called concurrently from every connection's requests.
-/// <para>Fencing contract: the server checks a request's epoch once, before it calls the target.
-/// When the replica's epoch is raised (by <see cref="TryAdvanceEpochAsync"/> or by the control
-/// plane directly) the implementation must make that atomic with respect to requests admitted under
-/// the old epoch, e.g. by draining them before the new epoch becomes current, so no write of a
+/// <para>Fencing contract: the server admits every request through the replica's
+/// <see cref="ReplicaHandle.Gate"/> and holds the admission until the target call has returned, so
+/// raising the gate's epoch (by <see cref="TryAdvanceEpochAsync"/> or by the control plane directly)
+/// drains the requests admitted under the old epoch before the new one is admitted: no write of a
 /// fenced controller can land after a write of its successor.</para>
 /// </remarks>
 public interface IReplicaResolver
 {
     /// <summary>
-    /// Returns the volume's local replica and its current epoch, or false when this node holds no
-    /// replica of the volume (the request is answered with UnknownVolume). Called once per request:
-    /// must not block and should not allocate.
+    /// Returns the volume's local replica and its gate, or false when this node holds no replica of
+    /// the volume (the request is answered with UnknownVolume). Called once per request: must not
+    /// block and should not allocate.
     /// </summary>
     bool TryGetReplica(Guid volumeId, out ReplicaHandle replica);
 
     /// <summary>
-    /// A request carried <paramref name="epoch"/>, higher than the replica's current epoch. Returns
-    /// true when the replica now accepts it (the control plane committed that epoch; the replica's
-    /// epoch is then at least <paramref name="epoch"/>), false to reject the request (answered with
-    /// EpochRejected; the client sees <see cref="BlockError.IOError"/>, since its epoch may simply not
-    /// have reached this node yet). Must not throw except <see cref="OperationCanceledException"/>.
+    /// A request carried <paramref name="epoch"/>, higher than the epoch the replica's gate admits.
+    /// Returns true once the control plane has committed that epoch and the gate has been raised to
+    /// at least <paramref name="epoch"/> (the server then admits the request again), false to reject
+    /// the request (answered with EpochRejected; the client sees <see cref="BlockError.IOError"/>,
+    /// since its epoch may simply not have reached this node yet). Must not throw except
+    /// <see cref="OperationCanceledException"/>.
     /// </summary>
     ValueTask<bool> TryAdvanceEpochAsync(Guid volumeId, long epoch, CancellationToken cancellationToken);
 }

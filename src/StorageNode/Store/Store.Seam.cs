@@ -4,16 +4,6 @@ namespace Slab.Store;
 // clones as reflinks, metadata written crash-safely next to the data. The volume layer uses it
 // through IVolumeStore; ReplicaFile is the block target for one replica or snapshot.
 
-/// <summary>
-/// A replica of a volume as the volume layer uses it: a block target that can also grow and report
-/// its allocation. Implemented by <see cref="ReplicaFile"/>; remote replicas come with replication.
-/// </summary>
-public interface IReplicaTarget : Slab.Block.IBlockTarget, IDisposable
-{
-    /// <summary>Extends the replica to <paramref name="newSizeBytes"/>; durable on return. Never shrinks.</summary>
-    void Grow(long newSizeBytes);
-}
-
 /// <summary>IO priority of a pool (measured) or requested by a volume.</summary>
 public enum IoPriority
 {

@@ -1,63 +1,174 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
 using Slab.Block;
-using Slab.Store;
 
 namespace Slab.Volumes;
 
 /// <summary>
-/// The block target of one open volume on this node: routes I/O to the volume's replica, carries the
-/// volume's epoch, and can pause writes at a write boundary (for crash-consistent snapshots).
+/// The block target of one open volume on the node where it is used: the one owner of the volume's
+/// I/O. It holds the replica set (each replica with its <see cref="ReplicaMode"/>) and the epoch,
+/// fans writes out, picks replicas for reads, drops failing replicas, and can pause writes at a write
+/// boundary (for crash-consistent snapshots).
 /// </summary>
 /// <remarks>
-/// Threading: all block operations may run concurrently. <see cref="PauseWritesAsync"/> waits until
-/// no write, trim or write-zeroes is in flight and holds new ones back until the returned pause is
-/// disposed; reads and flushes continue. The write gate costs two interlocked operations per write and
-/// allocates only while a pause is in effect.
+/// <para>Acknowledgement (RPO 0): a write, trim, write-zeroes or flush completes successfully only
+/// when every replica that is in sync at that moment has done it. A replica that fails one is first
+/// taken out of the in-sync set through the <see cref="IReplicaSetAuthority"/> (a Raft transaction
+/// that raises the epoch); only then is the operation acknowledged without it. If that cannot be
+/// committed (no quorum) the operation fails, and so does it when the last in-sync replica fails.
+/// Every replica request carries the controller's epoch; a replica that answers
+/// <see cref="BlockError.Fenced"/> holds a newer epoch this controller did not make, so another
+/// controller owns the volume and every later request fails the same way.</para>
+/// <para>Reads go to the local in-sync replica when there is one, else round-robin over the in-sync
+/// replicas; a replica that fails a read is dropped the same way and the read is tried on another.</para>
+/// <para>Threading: all block operations may run concurrently. The replica set is an immutable view
+/// swapped atomically; changes of it are serialized. <see cref="PauseWritesAsync"/> waits until no
+/// write is in flight and holds new ones back until the returned pause is disposed; reads and flushes
+/// continue. Steady state with one replica allocates nothing; with several, the per-request fan-out
+/// rents its task array from a pool.</para>
 /// </remarks>
-public sealed class VolumeController : IBlockTarget, IDisposable
+public sealed partial class VolumeController : IBlockTarget, IDisposable
 {
-    private readonly IReplicaTarget _replica;
-    private readonly SemaphoreSlim _pauseLock = new(1, 1);
-    private int _writesInFlight;
-    private int _paused;
-    private TaskCompletionSource? _drained;
-    private TaskCompletionSource _resumed = CompletedSource();
+    private readonly IReplicaSetAuthority? _authority;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _changeLock = new(1, 1);
+    private ReplicaSetView _view;
+    private long _size;
+    private int _readCursor;
 
-    public VolumeController(VolumeRecord volume, IReplicaTarget replica)
+    /// <summary>Opens a controller over <paramref name="members"/> at <paramref name="epoch"/>.</summary>
+    /// <param name="volumeId">The volume's id (logs, authority calls).</param>
+    /// <param name="volumeName">The volume's name (errors).</param>
+    /// <param name="sizeBytes">The volume's size.</param>
+    /// <param name="epoch">The volume's current epoch; set on every member's target.</param>
+    /// <param name="members">At least one; node ids distinct; at least one in sync. The controller owns (disposes) their targets.</param>
+    /// <param name="authority">Records replica faults; null when the set cannot change (a single node), so a failing replica fails the I/O.</param>
+    /// <param name="logger">Destination of replica-set changes.</param>
+    public VolumeController(
+        string volumeId,
+        string volumeName,
+        long sizeBytes,
+        long epoch,
+        IReadOnlyList<ReplicaMember> members,
+        IReplicaSetAuthority? authority,
+        ILogger logger)
     {
-        VolumeId = volume.Id;
-        Epoch = volume.Epoch;
-        _replica = replica;
+        ArgumentNullException.ThrowIfNull(members);
+        if (members.Count == 0 || members.Count > ReplicaSetView.MaxMembers)
+        {
+            throw new ArgumentOutOfRangeException(nameof(members), $"a controller takes 1..{ReplicaSetView.MaxMembers} replicas");
+        }
+
+        if (members.Select(m => m.NodeId).Distinct(StringComparer.Ordinal).Count() != members.Count)
+        {
+            throw new ArgumentException("replica node ids must be distinct", nameof(members));
+        }
+
+        if (!members.Any(m => m.Mode == ReplicaMode.InSync))
+        {
+            throw new ArgumentException("at least one replica must be in sync", nameof(members));
+        }
+
+        VolumeId = volumeId;
+        VolumeName = volumeName;
+        _size = sizeBytes;
+        _authority = authority;
+        _logger = logger;
+        foreach (var member in members)
+        {
+            member.Target.Epoch = epoch;
+        }
+
+        _view = new ReplicaSetView(epoch, [.. members.Select(m => new ReplicaSlot(m.NodeId, m.NodeName, m.Target, m.IsLocal))], [.. members.Select(m => m.Mode)]);
+        var features = BlockTargetFeatures.Flush | BlockTargetFeatures.ForceUnitAccess | BlockTargetFeatures.Trim | BlockTargetFeatures.WriteZeroes
+            | BlockTargetFeatures.BlockStatus | BlockTargetFeatures.MultiConnection | BlockTargetFeatures.ReadOnly;
+        var maximum = int.MaxValue;
+        foreach (var member in members)
+        {
+            features &= member.Target.Features | BlockTargetFeatures.ReadOnly;
+            if ((member.Target.Features & BlockTargetFeatures.ReadOnly) == 0)
+            {
+                features &= ~BlockTargetFeatures.ReadOnly;
+            }
+
+            maximum = Math.Min(maximum, member.Target.Geometry.Maximum);
+        }
+
+        Features = features;
+        var first = members[0].Target.Geometry;
+        Geometry = new BlockGeometry(first.Minimum, first.Preferred, maximum);
     }
 
     public string VolumeId { get; }
 
-    /// <summary>The volume's epoch this controller was opened with.</summary>
-    public long Epoch { get; }
+    public string VolumeName { get; }
 
-    public long Size => _replica.Size;
+    /// <summary>The epoch this controller's requests carry now (raised when it drops a replica).</summary>
+    public long Epoch => Volatile.Read(ref _view).Epoch;
 
-    public BlockTargetFeatures Features => _replica.Features;
+    /// <summary>The replicas and their modes now.</summary>
+    public IReadOnlyList<(string NodeId, string NodeName, ReplicaMode Mode)> Replicas
+    {
+        get
+        {
+            var view = Volatile.Read(ref _view);
+            var result = new (string, string, ReplicaMode)[view.Slots.Length];
+            for (var i = 0; i < result.Length; i++)
+            {
+                result[i] = (view.Slots[i].NodeId, view.Slots[i].NodeName, view.Modes[i]);
+            }
 
-    public BlockGeometry Geometry => _replica.Geometry;
+            return result;
+        }
+    }
+
+    public long Size => Volatile.Read(ref _size);
+
+    public BlockTargetFeatures Features { get; }
+
+    public BlockGeometry Geometry { get; }
 
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
-        => _replica.ReadAsync(offset, destination, cancellationToken);
+    {
+        var view = Volatile.Read(ref _view);
+        if (view.Slots.Length == 1)
+        {
+            return view.Slots[0].Target.ReadAsync(offset, destination, cancellationToken);
+        }
 
-    public ValueTask FlushAsync(CancellationToken cancellationToken) => _replica.FlushAsync(cancellationToken);
+        return ReadFromSetAsync(new ReadOperation(offset, destination), cancellationToken);
+    }
 
-    public ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken)
-        => _replica.GetExtentsAsync(offset, length, destination, cancellationToken);
+    public ValueTask FlushAsync(CancellationToken cancellationToken) => Dispatch(default(FlushOperation), cancellationToken);
+
+    public async ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var view = Volatile.Read(ref _view);
+            var index = PickReadReplica(view);
+            try
+            {
+                return await view.Slots[index].Target.GetExtentsAsync(offset, length, destination, cancellationToken).ConfigureAwait(false);
+            }
+            catch (BlockTargetException e) when (view.Slots.Length > 1 && FaultsReplica(e.Error))
+            {
+                await HandleFailuresAsync(view, 1 << index, e, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken)
     {
         if (!TryEnterWrite())
         {
-            return WriteAfterPauseAsync(offset, source, flags, cancellationToken);
+            return AfterPauseAsync(new WriteOperation(offset, source, flags), cancellationToken);
         }
 
         try
         {
-            var pending = _replica.WriteAsync(offset, source, flags, cancellationToken);
+            var pending = Dispatch(new WriteOperation(offset, source, flags), cancellationToken);
             if (pending.IsCompletedSuccessfully)
             {
                 // Consume the result even so: a value task backed by a pooled source (a replica
@@ -76,147 +187,198 @@ public sealed class VolumeController : IBlockTarget, IDisposable
     }
 
     public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken)
-        => GatedAsync(static (r, o, l, f, ct) => r.TrimAsync(o, l, ct), offset, length, default, cancellationToken);
+        => GatedAsync(new TrimOperation(offset, length), cancellationToken);
 
     public ValueTask WriteZeroesAsync(long offset, long length, WriteZeroesFlags flags, CancellationToken cancellationToken)
-        => GatedAsync(static (r, o, l, f, ct) => r.WriteZeroesAsync(o, l, f, ct), offset, length, flags, cancellationToken);
+        => GatedAsync(new WriteZeroesOperation(offset, length, flags), cancellationToken);
 
-    /// <summary>Grows the replica; the new size is visible to I/O at once.</summary>
-    public void Grow(long newSizeBytes) => _replica.Grow(newSizeBytes);
-
-    /// <summary>
-    /// Waits until no write is in flight and holds new writes until the result is disposed.
-    /// One pause at a time; a second caller waits for the first to finish.
-    /// </summary>
-    public async Task<IAsyncDisposable> PauseWritesAsync(CancellationToken cancellationToken)
+    /// <summary>Widens every replica to <paramref name="newSizeBytes"/> (the local file grows; remote bounds widen); visible to I/O at once.</summary>
+    public void Grow(long newSizeBytes)
     {
-        await _pauseLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Volatile.Write(ref _drained, drained);
-        Volatile.Write(ref _resumed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
-        Interlocked.Exchange(ref _paused, 1);
-        if (Volatile.Read(ref _writesInFlight) == 0)
+        foreach (var slot in Volatile.Read(ref _view).Slots)
         {
-            drained.TrySetResult();
+            slot.Target.Grow(newSizeBytes);
         }
 
-        try
+        long current;
+        do
         {
-            await drained.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            current = Volatile.Read(ref _size);
+            if (newSizeBytes <= current)
+            {
+                return;
+            }
         }
-        catch
-        {
-            Resume();
-            throw;
-        }
-
-        return new Pause(this);
+        while (Interlocked.CompareExchange(ref _size, newSizeBytes, current) != current);
     }
 
     public void Dispose()
     {
-        _replica.Dispose();
+        foreach (var slot in Volatile.Read(ref _view).Slots)
+        {
+            slot.Target.Dispose();
+        }
+
         _pauseLock.Dispose();
+        _changeLock.Dispose();
     }
 
-    private bool TryEnterWrite()
+    /// <summary>Runs an operation on the replica set: directly on a lone replica, else fanned out to every writable replica.</summary>
+    private ValueTask Dispatch<TOperation>(TOperation operation, CancellationToken cancellationToken)
+        where TOperation : struct, IBlockOperation
     {
-        Interlocked.Increment(ref _writesInFlight);
-        if (Volatile.Read(ref _paused) == 0)
-        {
-            return true;
-        }
-
-        ExitWrite();
-        return false;
+        var view = Volatile.Read(ref _view);
+        return view.Slots.Length == 1
+            ? operation.Run(view.Slots[0].Target, cancellationToken)
+            : FanOutAsync(operation, cancellationToken);
     }
 
-    private void ExitWrite()
+    /// <summary>
+    /// Sends the operation to every in-sync and catching-up replica and completes when all of them
+    /// answered; replicas that failed are handled (dropped, or the operation fails) before it completes.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FanOutAsync<TOperation>(TOperation operation, CancellationToken cancellationToken)
+        where TOperation : struct, IBlockOperation
     {
-        if (Interlocked.Decrement(ref _writesInFlight) == 0 && Volatile.Read(ref _paused) != 0)
+        while (true)
         {
-            Volatile.Read(ref _drained)?.TrySetResult();
-        }
-    }
-
-    private async ValueTask CompleteWriteAsync(ValueTask pending)
-    {
-        Interlocked.Increment(ref _writesInFlight);
-        try
-        {
-            await pending.ConfigureAwait(false);
-        }
-        finally
-        {
-            ExitWrite();
-        }
-    }
-
-    private async ValueTask WriteAfterPauseAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken)
-    {
-        while (!TryEnterWrite())
-        {
-            await Volatile.Read(ref _resumed).Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        try
-        {
-            await _replica.WriteAsync(offset, source, flags, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            ExitWrite();
-        }
-    }
-
-    private async ValueTask GatedAsync(
-        Func<IReplicaTarget, long, long, WriteZeroesFlags, CancellationToken, ValueTask> operation,
-        long offset,
-        long length,
-        WriteZeroesFlags flags,
-        CancellationToken cancellationToken)
-    {
-        while (!TryEnterWrite())
-        {
-            await Volatile.Read(ref _resumed).Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        try
-        {
-            await operation(_replica, offset, length, flags, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            ExitWrite();
-        }
-    }
-
-    private void Resume()
-    {
-        Interlocked.Exchange(ref _paused, 0);
-        Volatile.Read(ref _resumed).TrySetResult();
-        _pauseLock.Release();
-    }
-
-    private static TaskCompletionSource CompletedSource()
-    {
-        var source = new TaskCompletionSource();
-        source.SetResult();
-        return source;
-    }
-
-    private sealed class Pause(VolumeController owner) : IAsyncDisposable
-    {
-        private int _disposed;
-
-        public ValueTask DisposeAsync()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            var view = Volatile.Read(ref _view);
+            var slots = view.Slots;
+            var pending = ArrayPool<ValueTask>.Shared.Rent(slots.Length);
+            var failed = 0;
+            BlockTargetException? failure = null;
+            try
             {
-                owner.Resume();
+                for (var i = 0; i < slots.Length; i++)
+                {
+                    pending[i] = default;
+                    if (view.Modes[i] == ReplicaMode.Faulted)
+                    {
+                        continue;
+                    }
+
+                    try
+                    {
+#pragma warning disable CA2012 // each value task is awaited exactly once, in the loop below
+                        pending[i] = operation.Run(slots[i].Target, cancellationToken);
+#pragma warning restore CA2012
+                    }
+                    catch (BlockTargetException e)
+                    {
+                        failed |= 1 << i;
+                        failure ??= e;
+                    }
+                }
+
+                for (var i = 0; i < slots.Length; i++)
+                {
+                    try
+                    {
+                        await pending[i].ConfigureAwait(false);
+                    }
+                    catch (BlockTargetException e)
+                    {
+                        failed |= 1 << i;
+                        failure = Worse(failure, e);
+                    }
+                }
+            }
+            finally
+            {
+                Array.Clear(pending, 0, slots.Length);
+                ArrayPool<ValueTask>.Shared.Return(pending);
             }
 
-            return ValueTask.CompletedTask;
+            if (failed == 0)
+            {
+                return;
+            }
+
+            if (!await HandleFailuresAsync(view, failed, failure!, cancellationToken).ConfigureAwait(false))
+            {
+                return; // every in-sync replica that is left has it
+            }
+
+            // The epoch moved under the request (our own drop of another replica): send it again at the new one.
         }
     }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadFromSetAsync(ReadOperation operation, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var view = Volatile.Read(ref _view);
+            var index = PickReadReplica(view);
+            try
+            {
+                await operation.Run(view.Slots[index].Target, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (BlockTargetException e) when (FaultsReplica(e.Error) || e.Error == BlockError.Fenced)
+            {
+                await HandleFailuresAsync(view, 1 << index, e, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The local in-sync replica when there is one, else the next in-sync replica round-robin.</summary>
+    private int PickReadReplica(ReplicaSetView view)
+    {
+        var count = 0;
+        for (var i = 0; i < view.Slots.Length; i++)
+        {
+            if (view.Modes[i] == ReplicaMode.InSync)
+            {
+                if (view.Slots[i].IsLocal)
+                {
+                    return i;
+                }
+
+                count++;
+            }
+        }
+
+        var n = (int)((uint)Interlocked.Increment(ref _readCursor) % (uint)count);
+        for (var i = 0; i < view.Slots.Length; i++)
+        {
+            if (view.Modes[i] == ReplicaMode.InSync && n-- == 0)
+            {
+                return i;
+            }
+        }
+
+        return 0; // unreachable: a view always has an in-sync replica
+    }
+
+    /// <summary>Errors that mean the replica could not do a well-formed request (as opposed to a bad request, which fails on every replica alike).</summary>
+    private static bool FaultsReplica(BlockError error) => error is BlockError.IOError or BlockError.NoSpace or BlockError.Closed;
+
+    private static BlockTargetException Worse(BlockTargetException? first, BlockTargetException next)
+        => first is null || (next.Error == BlockError.Fenced && first.Error != BlockError.Fenced) ? next : first;
+
+    /// <summary>An immutable replica set: slots never change; modes and the epoch change by a new view.</summary>
+    private sealed class ReplicaSetView(long epoch, ReplicaSlot[] slots, ReplicaMode[] modes)
+    {
+        /// <summary>Replicas a controller takes: 3 plus one being rebuilt as a replacement.</summary>
+        public const int MaxMembers = 4;
+
+        public long Epoch { get; } = epoch;
+
+        public ReplicaSlot[] Slots { get; } = slots;
+
+        public ReplicaMode[] Modes { get; } = modes;
+
+        public int InSyncCount => Modes.Count(m => m == ReplicaMode.InSync);
+
+        public ReplicaSetView With(int index, ReplicaMode mode, long epoch)
+        {
+            var modes = (ReplicaMode[])Modes.Clone();
+            modes[index] = mode;
+            return new ReplicaSetView(epoch, Slots, modes);
+        }
+    }
+
+    private sealed record ReplicaSlot(string NodeId, string NodeName, IReplicaTarget Target, bool IsLocal);
 }

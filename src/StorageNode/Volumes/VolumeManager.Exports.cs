@@ -9,6 +9,10 @@ public sealed partial class VolumeManager : IExportCatalog
     private readonly Lock _openLock = new();
     private readonly Dictionary<string, OpenVolume> _open = new(StringComparer.Ordinal);
     private readonly HashSet<string> _exclusive = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LocalReplica> _replicas = new(StringComparer.Ordinal);
+
+    /// <summary>Confirms epochs above a local replica's (cluster mode); null on a single node.</summary>
+    public IEpochSource? Epochs { get; set; }
 
     public IReadOnlyList<ExportDescription> ListExports()
     {
@@ -51,13 +55,113 @@ public sealed partial class VolumeManager : IExportCatalog
             ThrowIfExclusive(volume);
             if (!_open.TryGetValue(volume.Id, out var open))
             {
-                open = new OpenVolume(new VolumeController(volume, OpenReplicaTarget(volume)));
+                open = new OpenVolume(CreateController(volume));
                 _open.Add(volume.Id, open);
+            }
+            else if (open.Controller is null)
+            {
+                open.Controller = CreateController(volume);
             }
 
             open.Leases++;
             return new VolumeLease(this, volume.Id, open);
         }
+    }
+
+    /// <summary>
+    /// Opens this node's replica of <paramref name="volume"/> (shared by the controller here and the
+    /// replica server) until the lease is disposed. Throws when the volume is busy (delete, restore).
+    /// </summary>
+    internal LocalReplicaLease OpenLocalReplica(VolumeRecord volume)
+    {
+        lock (_openLock)
+        {
+            ThrowIfExclusive(volume);
+            if (!_replicas.TryGetValue(volume.Id, out var replica))
+            {
+                var current = _store.FindVolume(volume.Id) ?? volume;
+                replica = new LocalReplica(volume.Id, _store.OpenReplica(current), current.Epoch, (epoch, ct) => PersistEpochAsync(volume.Id, epoch, ct), Epochs);
+                _replicas.Add(volume.Id, replica);
+            }
+
+            replica.Leases++;
+            return new LocalReplicaLease(this, replica);
+        }
+    }
+
+    /// <summary>This node's open replica of the volume, if one is open.</summary>
+    internal LocalReplica? FindOpenReplica(string volumeId)
+    {
+        lock (_openLock)
+        {
+            return _replicas.GetValueOrDefault(volumeId);
+        }
+    }
+
+    /// <summary>Records a raised epoch with the replica (durable before the replica admits it).</summary>
+    private async Task PersistEpochAsync(string volumeId, long epoch, CancellationToken cancellationToken)
+    {
+        if (_store.FindVolume(volumeId) is { } record && record.Epoch < epoch)
+        {
+            await _store.SaveVolumeAsync(record with { Epoch = epoch }, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Raises the epoch this node's replica of <paramref name="volumeId"/> accepts to what the control
+    /// plane committed: drains older requests now if it is open, else persists it for the next open.
+    /// </summary>
+    public async Task FenceReplicaAsync(string volumeId, long epoch, CancellationToken cancellationToken)
+    {
+        if (FindOpenReplica(volumeId) is { } open)
+        {
+            await open.RaiseAsync(epoch, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            await PersistEpochAsync(volumeId, epoch, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private void ReleaseReplica(LocalReplica replica)
+    {
+        lock (_openLock)
+        {
+            if (--replica.Leases > 0)
+            {
+                return;
+            }
+
+            _replicas.Remove(replica.VolumeId);
+        }
+
+        replica.File.Dispose();
+    }
+
+    /// <summary>The controller of a volume opened here: its local replica alone, or (cluster) its whole replica set.</summary>
+    private VolumeController CreateController(VolumeRecord volume)
+    {
+        if (ClusterVolumes is { } cluster && (volume.ClusterId is not null || _store.FindVolume(volume.Id) is null))
+        {
+            var known = _remote.GetValueOrDefault(volume.Id) ?? volume;
+            return cluster.OpenController(known, () => OpenLocalReplicaTarget(known, epoch: 0));
+        }
+
+        return new VolumeController(
+            volume.Id,
+            volume.Name,
+            volume.SizeBytes,
+            volume.Epoch,
+            [new ReplicaMember(_options.NodeId, _options.NodeName, OpenLocalReplicaTarget(volume, volume.Epoch), ReplicaMode.InSync, IsLocal: true)],
+            authority: null,
+            _logger);
+    }
+
+    /// <summary>This node's replica of the volume as a controller's target, starting at <paramref name="epoch"/> (the controller sets its own).</summary>
+    internal IReplicaTarget OpenLocalReplicaTarget(VolumeRecord volume, long epoch)
+    {
+        var lease = OpenLocalReplica(volume);
+        return new LocalReplicaTarget(lease.Replica, lease, epoch);
     }
 
     private SnapshotLease OpenSnapshotLease(VolumeRecord volume, SnapshotRecord snapshot)
@@ -133,6 +237,13 @@ public sealed partial class VolumeManager : IExportCatalog
                     $"cannot {operation} volume '{volume.Name}': it is in use by {open.Leases + open.SnapshotLeases} NBD connection(s); disconnect them first");
             }
 
+            if (_replicas.ContainsKey(volume.Id))
+            {
+                throw new SlabException(
+                    SlabErrorCode.FailedPrecondition,
+                    $"cannot {operation} volume '{volume.Name}': its replica here is in use by a controller on another node; detach it there first");
+            }
+
             _exclusive.Add(volume.Id);
             return new Exclusive(this, volume.Id);
         }
@@ -162,11 +273,19 @@ public sealed partial class VolumeManager : IExportCatalog
 
     private async Task<VolumeRecord> GrowAsync(VolumeRecord volume, long newSizeBytes, CancellationToken cancellationToken)
     {
-        // A lease keeps the replica open while it grows, so no export can open it with the old size.
-        var lease = OpenVolumeLease(volume);
-        await using (lease.ConfigureAwait(false))
+        // A lease keeps the replica open while it grows, so nothing can open it with the old size;
+        // a controller open here widens to the new size with it.
+        using (var lease = OpenLocalReplica(volume))
         {
-            volume = await _store.GrowVolumeAsync(volume, newSizeBytes, lease.Controller.Grow, cancellationToken).ConfigureAwait(false);
+            volume = await _store.GrowVolumeAsync(
+                volume,
+                newSizeBytes,
+                size =>
+                {
+                    lease.Replica.File.Grow(size);
+                    OpenController(volume.Id)?.Grow(size);
+                },
+                cancellationToken).ConfigureAwait(false);
         }
 
         if (GetAttachment(volume.Id) is not null)
@@ -215,6 +334,22 @@ public sealed partial class VolumeManager : IExportCatalog
         public int Leases { get; set; }
 
         public int SnapshotLeases { get; set; }
+    }
+
+    /// <summary>Keeps this node's replica of one volume open until disposed.</summary>
+    internal sealed class LocalReplicaLease(VolumeManager owner, LocalReplica replica) : IDisposable
+    {
+        private int _disposed;
+
+        public LocalReplica Replica { get; } = replica;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                owner.ReleaseReplica(Replica);
+            }
+        }
     }
 
     /// <summary>Keeps one volume open for I/O until disposed.</summary>

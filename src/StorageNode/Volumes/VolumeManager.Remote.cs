@@ -6,24 +6,29 @@ using Slab.Store;
 namespace Slab.Volumes;
 
 /// <summary>
-/// Volumes whose replica lives on another node (cluster mode): found through the cluster, opened
-/// over the node-to-node data protocol. Implemented by the cluster layer.
+/// Volumes of the cluster (cluster mode): found through the cluster state, their controllers opened
+/// over every replica (this node's and other nodes' over the node-to-node data protocol), replica
+/// faults recorded in Raft. Implemented by the cluster layer.
 /// </summary>
 /// <remarks>Thread-safe.</remarks>
-public interface IRemoteVolumeSource
+public interface IClusterVolumeSource
 {
     /// <summary>
-    /// Finds a volume of the cluster whose replica is on another node, as that node keeps it (size,
-    /// filesystem flags), with the volume's current epoch. Null when the cluster has no such volume or
-    /// its replica is on this node.
+    /// Finds a volume of the cluster that has no replica on this node, as a replica node keeps it
+    /// (size, filesystem flags), with the volume's current epoch. Null when the cluster has no such
+    /// volume or a replica is on this node (the store has it).
     /// </summary>
-    /// <exception cref="SlabException">The replica's node cannot be reached (Unavailable).</exception>
+    /// <exception cref="SlabException">No replica node can be reached (Unavailable).</exception>
     Task<VolumeRecord?> FindAsync(string nameOrId, CancellationToken cancellationToken);
 
-    /// <summary>Opens the volume's remote replica for I/O, carrying <see cref="VolumeRecord.Epoch"/> on every request.</summary>
-    IReplicaTarget OpenReplica(VolumeRecord volume);
+    /// <summary>
+    /// Opens the controller of <paramref name="volume"/> on this node over its replicas, at the
+    /// volume's current epoch; <paramref name="openLocal"/> opens this node's replica when it holds one.
+    /// </summary>
+    /// <exception cref="SlabException">No in-sync replica can be reached.</exception>
+    VolumeController OpenController(VolumeRecord volume, Func<Block.IReplicaTarget> openLocal);
 
-    /// <summary>Persists <see cref="VolumeRecord.Formatted"/> and <see cref="VolumeRecord.FilesystemGrowPending"/> on the replica's node; returns the record as saved.</summary>
+    /// <summary>Persists <see cref="VolumeRecord.Formatted"/> and <see cref="VolumeRecord.FilesystemGrowPending"/> on the replicas' nodes; returns the record as saved.</summary>
     Task<VolumeRecord> SaveFlagsAsync(VolumeRecord volume, CancellationToken cancellationToken);
 }
 
@@ -32,11 +37,8 @@ public sealed partial class VolumeManager
     /// <summary>Remote volumes this node has found for attaching, by id; kept while attached here.</summary>
     private readonly ConcurrentDictionary<string, VolumeRecord> _remote = new(StringComparer.Ordinal);
 
-    /// <summary>Where volumes held by other nodes are found; null on a single node.</summary>
-    public IRemoteVolumeSource? RemoteVolumes { get; set; }
-
-    /// <summary>True when the volume's replica is in this node's store (not reached over the network).</summary>
-    public bool IsLocal(string volumeId) => _store.FindVolume(volumeId) is not null;
+    /// <summary>Where cluster volumes are found and their controllers opened; null on a single node.</summary>
+    public IClusterVolumeSource? ClusterVolumes { get; set; }
 
     /// <summary>Finds a volume for attaching: this node's store first, then the cluster.</summary>
     private async Task<VolumeRecord> RequireForAttachAsync(string nameOrId, CancellationToken cancellationToken)
@@ -51,7 +53,7 @@ public sealed partial class VolumeManager
             return local;
         }
 
-        if (RemoteVolumes is { } source && await source.FindAsync(nameOrId, cancellationToken).ConfigureAwait(false) is { } remote)
+        if (ClusterVolumes is { } source && await source.FindAsync(nameOrId, cancellationToken).ConfigureAwait(false) is { } remote)
         {
             // A fresh look replaces what an earlier attach cached (the epoch may have moved on).
             return _remote[remote.Id] = remote;
@@ -87,30 +89,28 @@ public sealed partial class VolumeManager
     /// <summary>The export behind the attach socket: a local volume, or a remote one being attached here.</summary>
     internal VolumeRecord? FindAttachable(string name) => name.Contains('@', StringComparison.Ordinal) ? null : FindLocalOrAttached(name);
 
-    private IReplicaTarget OpenReplicaTarget(VolumeRecord volume)
-    {
-        if (_store.FindVolume(volume.Id) is not null)
-        {
-            return _store.OpenReplica(volume);
-        }
-
-        var source = RemoteVolumes ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{volume.Name}' not found");
-        return source.OpenReplica(_remote.GetValueOrDefault(volume.Id) ?? volume);
-    }
-
-    /// <summary>Saves filesystem flags where the replica lives.</summary>
+    /// <summary>Saves filesystem flags where the replicas live.</summary>
     private async Task<VolumeRecord> SaveFlagsAsync(VolumeRecord volume, CancellationToken cancellationToken)
     {
-        if (_store.FindVolume(volume.Id) is { } local)
+        var local = _store.FindVolume(volume.Id);
+        if (ClusterVolumes is { } source && (local is null || local.ClusterId is not null))
         {
-            return await _store.SaveVolumeAsync(local with { Formatted = volume.Formatted, FilesystemGrowPending = volume.FilesystemGrowPending }, cancellationToken)
-                .ConfigureAwait(false);
+            var saved = await source.SaveFlagsAsync(volume, cancellationToken).ConfigureAwait(false);
+            if (local is null)
+            {
+                _remote[volume.Id] = saved;
+            }
+
+            return _store.FindVolume(volume.Id) ?? saved;
         }
 
-        var source = RemoteVolumes ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{volume.Name}' not found");
-        var saved = await source.SaveFlagsAsync(volume, cancellationToken).ConfigureAwait(false);
-        _remote[volume.Id] = saved;
-        return saved;
+        if (local is null)
+        {
+            throw new SlabException(SlabErrorCode.NotFound, $"volume '{volume.Name}' not found");
+        }
+
+        return await _store.SaveVolumeAsync(local with { Formatted = volume.Formatted, FilesystemGrowPending = volume.FilesystemGrowPending }, cancellationToken)
+            .ConfigureAwait(false);
     }
 
     private void ForgetRemote(string volumeId)

@@ -202,12 +202,13 @@ public sealed partial class VolumeManager
         return (long)((sizeBytes + 4095) & ~4095UL);
     }
 
-    private static int ValidateRepl(uint repl) => repl switch
+    private int ValidateRepl(uint repl) => repl switch
     {
         0 or 1 => 1,
+        2 or 3 when ClusterVolumes is not null => (int)repl,
         2 or 3 => throw new SlabException(
             SlabErrorCode.FailedPrecondition,
-            $"--repl {repl} is not available yet: synchronous replication across nodes is not built, so every volume has 1 replica (use --repl 1)"),
+            $"--repl {repl} needs a cluster: replicas live on distinct nodes, and this slabd runs alone (start the nodes with --cluster-id; see scripts/cluster); use --repl 1 here"),
         _ => throw new SlabException(SlabErrorCode.InvalidArgument, $"repl must be 1, 2 or 3 (got {repl})"),
     };
 

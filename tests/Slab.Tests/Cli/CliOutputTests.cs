@@ -63,7 +63,7 @@ public sealed class CliOutputTests
         v.Spec.Labels.Add("app", "db");
         v.Spec.Nodes.Add(["node-1", "n2"]);
         v.Attachment.MountPaths.Add("/mnt/db");
-        v.Replicas.Add(new CliApi.Replica { NodeId = "n1", NodeName = "node-1", PoolId = "p0", State = "in-sync" });
+        v.Replicas.Add(new CliApi.Replica { NodeId = "n1", NodeName = "node-1", PoolId = "p0", State = "in-sync", NodeOnline = true });
         v.Replicas.Add(new CliApi.Replica { NodeId = "n2", NodeName = "", PoolId = "p1", State = "catching-up" });
         return v;
     }
@@ -100,7 +100,7 @@ public sealed class CliOutputTests
         }
         Assert.Contains("Replica sets on nodes:", text, StringComparison.Ordinal);
         Assert.Contains("Node  :  node-1 (Pool p0), in-sync", text, StringComparison.Ordinal);
-        Assert.Contains("Node  :  n2 (Pool p1), catching-up", text, StringComparison.Ordinal);
+        Assert.Contains("Node  :  n2 (Pool p1), catching-up, node offline", text, StringComparison.Ordinal);
     }
 
     [Fact]

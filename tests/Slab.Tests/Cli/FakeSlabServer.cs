@@ -109,8 +109,8 @@ internal sealed class FakeSlabServer : IAsyncDisposable
             };
             v.Spec.Labels.Add("app", "db");
             v.Attachment.MountPaths.Add("/mnt/db");
-            v.Replicas.Add(new Replica { NodeId = "n1", NodeName = "node-1", PoolId = "p0", State = "in-sync" });
-            v.Replicas.Add(new Replica { NodeId = "n2", NodeName = "node-2", PoolId = "p0", State = "in-sync" });
+            v.Replicas.Add(new Replica { NodeId = "n1", NodeName = "node-1", PoolId = "p0", State = "in-sync", NodeOnline = true });
+            v.Replicas.Add(new Replica { NodeId = "n2", NodeName = "node-2", PoolId = "p0", State = "in-sync", NodeOnline = true });
             return v;
         }
 

@@ -22,7 +22,7 @@ public sealed class ApiBadInputTests(NodeFixture fixture) : IClassFixture<NodeFi
         { "api-zero", 0, 1, "ext4", 0, StatusCode.InvalidArgument, "greater than 0" },
         { "api-huge", ulong.MaxValue, 1, "ext4", 0, StatusCode.InvalidArgument, "over the limit" },
         { "api-repl", 1UL << 30, 7, "ext4", 0, StatusCode.InvalidArgument, "repl must be 1, 2 or 3" },
-        { "api-repl3", 1UL << 30, 3, "ext4", 0, StatusCode.FailedPrecondition, "--repl 3 is not available yet" },
+        { "api-repl3", 1UL << 30, 3, "ext4", 0, StatusCode.FailedPrecondition, "--repl 3 needs a cluster" },
         { "api-fs", 1UL << 30, 1, "zfs", 0, StatusCode.InvalidArgument, "unsupported filesystem" },
         { "api-prio", 1UL << 30, 1, "ext4", 42, StatusCode.InvalidArgument, "unknown io priority" },
     };

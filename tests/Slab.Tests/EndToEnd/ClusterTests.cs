@@ -70,10 +70,16 @@ public sealed class ClusterTests(ITestOutputHelper output)
         Assert.Contains("only copy", decommission.Stderr, StringComparison.Ordinal);
         await cluster[1].CliOkAsync("volume", "delete", contested);
 
-        // Replicated volumes wait for replication; the refusal says so and creates nothing.
-        var repl = await cluster[1].CliAsync("volume", "create", Name("repl"), "--size", "1", "--repl", "2");
-        Assert.NotEqual(0, repl.ExitCode);
-        Assert.Contains("--repl 2 is not available yet", repl.Stderr, StringComparison.Ordinal);
+        // A replicated volume is placed on distinct nodes, every replica in sync; repl 4 is refused.
+        var replicated = Name("repl");
+        await cluster[1].CliOkAsync("volume", "create", replicated, "--size", "1", "--repl", "3");
+        var replicas = LocalCluster.First(await cluster[2].CliJsonAsync("volume", "inspect", replicated)).GetProperty("replicas").EnumerateArray().ToList();
+        Assert.Equal(3, replicas.Select(r => r.GetProperty("nodeId").GetString()).Distinct().Count());
+        Assert.All(replicas, r => Assert.Equal("in-sync", r.GetProperty("state").GetString()));
+        await cluster[1].CliOkAsync("volume", "delete", replicated);
+        var repl4 = await cluster[1].CliAsync("volume", "create", Name("repl4"), "--size", "1", "--repl", "4");
+        Assert.NotEqual(0, repl4.ExitCode);
+        Assert.Contains("must be 1, 2 or 3", repl4.Stderr, StringComparison.Ordinal);
 
         // Mounted on node 4, which holds no replica: the data travels over the replication port.
         var mount4 = Path.Combine(cluster[4].Root, "mnt");

@@ -274,11 +274,14 @@ internal sealed class TestResolver : IReplicaResolver
 
     public List<(Guid Volume, long Epoch)> AdvanceRequests { get; } = [];
 
+    /// <summary>Completes when a request asks to advance the epoch (the request is then waiting at the server).</summary>
+    public TaskCompletionSource AdvanceRequested { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public TestResolver Add(Guid volumeId, IBlockTarget target, long epoch = 1)
     {
         lock (_lock)
         {
-            _replicas[volumeId] = new ReplicaHandle(target, epoch);
+            _replicas[volumeId] = new ReplicaHandle(target, new EpochGate(epoch));
         }
 
         return this;
@@ -288,7 +291,7 @@ internal sealed class TestResolver : IReplicaResolver
     {
         lock (_lock)
         {
-            return _replicas[volumeId].Epoch;
+            return _replicas[volumeId].Gate.Epoch;
         }
     }
 
@@ -300,20 +303,35 @@ internal sealed class TestResolver : IReplicaResolver
         }
     }
 
-    public ValueTask<bool> TryAdvanceEpochAsync(Guid volumeId, long epoch, CancellationToken cancellationToken)
+    public async ValueTask<bool> TryAdvanceEpochAsync(Guid volumeId, long epoch, CancellationToken cancellationToken)
     {
+        EpochGate gate;
         lock (_lock)
         {
             AdvanceRequests.Add((volumeId, epoch));
+            AdvanceRequested.TrySetResult();
             if (!AcceptHigherEpochs)
             {
-                return ValueTask.FromResult(false);
+                return false;
             }
 
-            var current = _replicas[volumeId];
-            _replicas[volumeId] = current with { Epoch = Math.Max(current.Epoch, epoch) };
-            return ValueTask.FromResult(true);
+            gate = _replicas[volumeId].Gate;
         }
+
+        await gate.RaiseAsync(epoch, static (_, _) => Task.CompletedTask, cancellationToken);
+        return true;
+    }
+
+    /// <summary>Raises the replica's epoch as the control plane would after a take-over.</summary>
+    public Task RaiseEpochAsync(Guid volumeId, long epoch)
+    {
+        EpochGate gate;
+        lock (_lock)
+        {
+            gate = _replicas[volumeId].Gate;
+        }
+
+        return gate.RaiseAsync(epoch, static (_, _) => Task.CompletedTask, CancellationToken.None);
     }
 }
 

@@ -46,18 +46,21 @@ public sealed class VolumeLayerTests
 
         public void Grow(long newSizeBytes) => _memory.Resize(newSizeBytes);
 
+        public long Epoch { get; set; }
+
         public void Dispose()
         {
         }
     }
 
-    private static VolumeRecord Record() => new() { Id = "v1", Name = "v", SizeBytes = 1 << 20, DriveId = "d" };
+    private static VolumeController Controller(IReplicaTarget replica)
+        => new("v1", "v", 1 << 20, 1, [new ReplicaMember("n1", "node-1", replica, ReplicaMode.InSync, IsLocal: true)], authority: null, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
 
     [Fact]
     public async Task Pause_waits_for_in_flight_writes_and_holds_new_ones()
     {
         var replica = new GatedReplica(1 << 20) { Hold = new TaskCompletionSource() };
-        using var controller = new VolumeController(Record(), replica);
+        using var controller = Controller(replica);
         var inFlight = controller.WriteAsync(0, new byte[4096], BlockWriteFlags.None, default).AsTask();
 
         var pausing = controller.PauseWritesAsync(default);
@@ -115,6 +118,8 @@ public sealed class VolumeLayerTests
 
         public void Grow(long newSizeBytes) => _memory.Resize(newSizeBytes);
 
+        public long Epoch { get; set; }
+
         public void Dispose()
         {
         }
@@ -136,7 +141,7 @@ public sealed class VolumeLayerTests
         // result, so a remote replica never recycled that request slot; after 32 such writes every
         // later one waited for a slot forever (remote 4K random writes hung).
         var replica = new CompletedSourceReplica(1 << 20);
-        using var controller = new VolumeController(Record(), replica);
+        using var controller = Controller(replica);
         for (var i = 0; i < 100; i++)
         {
             await controller.WriteAsync(i * 4096L, new byte[4096], BlockWriteFlags.None, default);

@@ -8,7 +8,12 @@ namespace Slab.Api.Cluster;
 /// <summary>Cluster-state records to API messages.</summary>
 internal static class ClusterProtoMapping
 {
-    public static V1.Volume ToProto(VolumeInfo volume, ClusterState state, long usedBytes, Volumes.AttachmentInfo? localAttachment)
+    /// <summary>
+    /// A cluster volume as the API shows it. Its state comes from the replica modes and node
+    /// liveness: "up" when every replica is in sync on a node that is online, "degraded" when at least
+    /// one in-sync replica is on an online node but not all replicas are, "down" when none is.
+    /// </summary>
+    public static V1.Volume ToProto(VolumeInfo volume, ClusterState state, long usedBytes, Volumes.AttachmentInfo? localAttachment, Func<string, bool> isAlive)
     {
         var message = new V1.Volume
         {
@@ -21,7 +26,7 @@ internal static class ClusterProtoMapping
                 Fs = volume.Spec.Fs,
                 IoPriority = ProtoMapping.ToProto(volume.Spec.IoPriority),
             },
-            State = "up",
+            State = VolumeStateOf(volume, isAlive),
             UsedBytes = (ulong)usedBytes,
             CreatedUnixMs = volume.Created.ToUnixTimeMilliseconds(),
             Epoch = (ulong)volume.Epoch,
@@ -44,8 +49,9 @@ internal static class ClusterProtoMapping
                 {
                     ReplicaState.InSync => "in-sync",
                     ReplicaState.CatchingUp => "catching-up",
-                    _ => "out",
+                    _ => "faulted",
                 },
+                NodeOnline = isAlive(replica.NodeId),
             });
         }
 
@@ -65,6 +71,20 @@ internal static class ClusterProtoMapping
         }
 
         return message;
+    }
+
+    private static string VolumeStateOf(VolumeInfo volume, Func<string, bool> isAlive)
+    {
+        var usable = 0;
+        foreach (var replica in volume.Replicas)
+        {
+            if (replica.State == ReplicaState.InSync && isAlive(replica.NodeId))
+            {
+                usable++;
+            }
+        }
+
+        return usable == 0 ? "down" : usable < volume.Replicas.Length || volume.Replicas.Length < volume.Spec.Repl ? "degraded" : "up";
     }
 
     public static V1.ClusterNode ToProto(NodeInfo node, ClusterRuntime runtime, string? leaderMemberId)

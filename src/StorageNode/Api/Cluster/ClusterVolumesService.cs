@@ -86,7 +86,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
         {
             if (request.Labels.All(l => volume.Spec.Labels.TryGetValue(l.Key, out var value) && value == l.Value))
             {
-                response.Volumes.Add(ClusterProtoMapping.ToProto(volume, state, LocalUsedBytes(volume.Id), volumes.GetAttachment(volume.Id)));
+                response.Volumes.Add(ClusterProtoMapping.ToProto(volume, state, LocalUsedBytes(volume.Id), volumes.GetAttachment(volume.Id), runtime.IsAlive));
             }
         }
 
@@ -225,7 +225,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
             }
         }
 
-        return ClusterProtoMapping.ToProto(volume, runtime.State.Current, used, volumes.GetAttachment(volume.Id));
+        return ClusterProtoMapping.ToProto(volume, runtime.State.Current, used, volumes.GetAttachment(volume.Id), runtime.IsAlive);
     }
 
     private long LocalUsedBytes(string volumeId) => volumes.Store.FindVolume(volumeId) is { } local ? volumes.Store.AllocatedBytes(local) : 0;

@@ -190,7 +190,7 @@ public sealed partial class ClusterRuntime
 
             try
             {
-                await Replicas.ReleaseAsync(local.Id).ConfigureAwait(false);
+                Replicas.Release(local.Id);
                 await _volumes.DeleteAsync(local.Id, cancellationToken).ConfigureAwait(false);
                 Log.Reconciled(_logger, local.Name, "removed");
             }
@@ -301,6 +301,13 @@ public sealed partial class ClusterRuntime
             var grown = await _volumes.UpdateAsync(volume.Id, volume.Spec.SizeBytes, new Dictionary<string, string>(), cancellationToken).ConfigureAwait(false);
             local = grown.Record;
             Log.Reconciled(_logger, volume.Name, "grown");
+        }
+
+        if (local.Epoch < volume.Epoch || _volumes.FindOpenReplica(volume.Id) is { Gate.Epoch: var open } && open < volume.Epoch)
+        {
+            // Fence older controllers now rather than at the new controller's first request.
+            await _volumes.FenceReplicaAsync(volume.Id, volume.Epoch, cancellationToken).ConfigureAwait(false);
+            local = _store.FindVolume(volume.Id) ?? local;
         }
 
         return local;

@@ -48,6 +48,9 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
 
     public string LocalNodeId => _options.NodeId;
 
+    /// <summary>This node's store (replicas of the cluster's volumes).</summary>
+    internal VolumeStore Store => _store;
+
     /// <summary>The replicated cluster state (this node's read copy and its way to propose changes).</summary>
     public IClusterStateStore State => (IClusterStateStore?)_voter ?? _client ?? throw new InvalidOperationException("the cluster runtime is not started");
 
@@ -271,7 +274,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _registration.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await _reconciliation.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        await Replicas.ReleaseAllAsync().ConfigureAwait(false);
+        Replicas.ReleaseAll();
         if (_gossip is not null)
         {
             await _gossip.DisposeAsync().ConfigureAwait(false);

@@ -7,18 +7,17 @@ namespace Slab.Cluster.Node;
 
 /// <summary>
 /// Finds this node's replicas for the replication server: a volume the cluster state places here and
-/// the store holds, opened once (a lease on the volume manager) and kept open until the volume
-/// leaves this node or slabd stops. The epoch a replica accepts is the volume's epoch in this node's
-/// read copy of the state, so a controller that was fenced by a take-over is refused as soon as the
-/// new epoch reaches this node.
+/// the store holds, opened once (a lease on the volume manager's <see cref="LocalReplica"/>, the same
+/// file and epoch gate a controller on this node uses) and kept open until the volume leaves this
+/// node or slabd stops. The gate starts at the epoch persisted with the replica and is raised when a
+/// request carries an epoch the read copy of the state has committed, or when the reconciler sees
+/// the epoch move; either way older requests are drained first and refused after.
 /// </summary>
 /// <remarks>Thread-safe; <see cref="TryGetReplica"/> allocates only when it opens a volume.</remarks>
 public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager volumes, VolumeStore store) : IReplicaResolver
 {
-    private static readonly TimeSpan EpochWait = TimeSpan.FromSeconds(3);
-
     private readonly Lock _gate = new();
-    private readonly Dictionary<Guid, VolumeManager.VolumeLease> _open = [];
+    private readonly Dictionary<Guid, VolumeManager.LocalReplicaLease> _open = [];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, string> _idStrings = new();
 
     public bool TryGetReplica(Guid volumeId, out ReplicaHandle replica)
@@ -29,7 +28,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
             return false;
         }
 
-        VolumeManager.VolumeLease? lease;
+        VolumeManager.LocalReplicaLease? lease;
         lock (_gate)
         {
             if (!_open.TryGetValue(volumeId, out lease))
@@ -42,7 +41,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
 
                 try
                 {
-                    lease = volumes.OpenVolumeLease(record);
+                    lease = volumes.OpenLocalReplica(record);
                 }
                 catch (Common.SlabException)
                 {
@@ -53,36 +52,23 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
             }
         }
 
-        replica = new ReplicaHandle(lease.Target, volume.Epoch);
+        replica = new ReplicaHandle(lease.Replica.File, lease.Replica.Gate);
         return true;
     }
 
     public async ValueTask<bool> TryAdvanceEpochAsync(Guid volumeId, long epoch, CancellationToken cancellationToken)
     {
-        if (!TryGetPlacedHere(volumeId, out var volume))
+        VolumeManager.LocalReplicaLease? lease;
+        lock (_gate)
         {
-            return false;
+            _open.TryGetValue(volumeId, out lease);
         }
 
-        if (volume.Epoch >= epoch)
-        {
-            return true;
-        }
-
-        try
-        {
-            await runtime.WaitForRevisionAsync(runtime.State.Current.Revision + 1, EpochWait, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Common.SlabException)
-        {
-            return false;
-        }
-
-        return TryGetPlacedHere(volumeId, out volume) && volume.Epoch >= epoch;
+        return lease is not null && await lease.Replica.TryAdvanceAsync(epoch, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Closes the replica of <paramref name="volumeId"/> if the server had it open (before it is deleted or restored).</summary>
-    public async ValueTask ReleaseAsync(string volumeId)
+    public void Release(string volumeId)
     {
         if (!Guid.TryParseExact(volumeId, "N", out var id))
         {
@@ -90,7 +76,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
         }
 
         _idStrings.TryRemove(id, out _);
-        VolumeManager.VolumeLease? lease;
+        VolumeManager.LocalReplicaLease? lease;
         lock (_gate)
         {
             if (!_open.Remove(id, out lease))
@@ -99,13 +85,13 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
             }
         }
 
-        await lease.DisposeAsync().ConfigureAwait(false);
+        lease.Dispose();
     }
 
     /// <summary>Closes every replica the server opened (shutdown).</summary>
-    public async ValueTask ReleaseAllAsync()
+    public void ReleaseAll()
     {
-        List<VolumeManager.VolumeLease> leases;
+        List<VolumeManager.LocalReplicaLease> leases;
         lock (_gate)
         {
             leases = [.. _open.Values];
@@ -114,7 +100,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
 
         foreach (var lease in leases)
         {
-            await lease.DisposeAsync().ConfigureAwait(false);
+            lease.Dispose();
         }
     }
 

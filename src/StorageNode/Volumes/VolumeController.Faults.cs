@@ -1,0 +1,128 @@
+using Microsoft.Extensions.Logging;
+using Slab.Block;
+using Slab.Common;
+
+namespace Slab.Volumes;
+
+public sealed partial class VolumeController
+{
+    /// <summary>
+    /// Deals with the replicas (bit i = slot i of <paramref name="seen"/>) that failed an operation
+    /// sent under <paramref name="seen"/>: drops failed in-sync replicas (raising the epoch) and
+    /// failed catching-up ones. Returns true when the operation must be sent again (the epoch moved
+    /// under it), false when it stands as acknowledged by every in-sync replica left; throws when it
+    /// must fail.
+    /// </summary>
+    private async ValueTask<bool> HandleFailuresAsync(ReplicaSetView seen, int failed, BlockTargetException failure, CancellationToken cancellationToken)
+    {
+        if (failure.Error == BlockError.Fenced)
+        {
+            // Our own drop of a replica may have raised the epoch while the request was on its way.
+            await _changeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            _changeLock.Release();
+            if (Volatile.Read(ref _view).Epoch > seen.Epoch)
+            {
+                return true;
+            }
+
+            LogFenced(_logger, VolumeName, seen.Epoch, failure.Message);
+            throw failure;
+        }
+
+        if (!FaultsReplica(failure.Error))
+        {
+            throw failure; // a bad request fails on every replica alike
+        }
+
+        for (var i = 0; i < seen.Slots.Length; i++)
+        {
+            if ((failed & (1 << i)) != 0 && seen.Modes[i] != ReplicaMode.Faulted)
+            {
+                await DropAsync(i, failure, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Takes slot <paramref name="index"/> out of the set (in sync: through the authority, raising the epoch).</summary>
+    private async ValueTask DropAsync(int index, BlockTargetException cause, CancellationToken cancellationToken)
+    {
+        await _changeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var current = Volatile.Read(ref _view);
+            var slot = current.Slots[index];
+            switch (current.Modes[index])
+            {
+                case ReplicaMode.Faulted:
+                    return; // another request dropped it already
+                case ReplicaMode.CatchingUp:
+                    // Not counted for acknowledgement: the resync stops, the replica stays out.
+                    Volatile.Write(ref _view, current.With(index, ReplicaMode.Faulted, current.Epoch));
+                    LogCatchUpFailed(_logger, VolumeName, slot.NodeName, cause.Message);
+                    OnCatchUpFailed(slot.NodeId);
+                    return;
+            }
+
+            if (_authority is null || current.InSyncCount == 1)
+            {
+                throw new BlockTargetException(
+                    cause.Error,
+                    current.Slots.Length == 1
+                        ? cause.Message
+                        : $"volume '{VolumeName}': replica on {slot.NodeName} failed and it is the last in-sync replica, so the request is not acknowledged: {cause.Message}",
+                    cause);
+            }
+
+            ReplicaFaultResult result;
+            try
+            {
+                result = await _authority.FaultReplicaAsync(VolumeId, slot.NodeId, current.Epoch, cause.Message, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SlabException e)
+            {
+                throw new BlockTargetException(
+                    BlockError.IOError,
+                    $"volume '{VolumeName}': replica on {slot.NodeName} failed ({cause.Message}) and could not be taken out of the in-sync set ({e.Message}); the request is not acknowledged",
+                    e);
+            }
+
+            if (result.Outcome == ReplicaFaultOutcome.Fenced)
+            {
+                LogFenced(_logger, VolumeName, current.Epoch, $"the volume is at epoch {result.Epoch}");
+                throw new BlockTargetException(
+                    BlockError.Fenced,
+                    $"volume '{VolumeName}': epoch {current.Epoch} is no longer the volume's (now {result.Epoch}); another controller owns it");
+            }
+
+            foreach (var other in current.Slots)
+            {
+                other.Target.Epoch = result.Epoch;
+            }
+
+            Volatile.Write(ref _view, current.With(index, ReplicaMode.Faulted, result.Epoch));
+            LogReplicaDropped(_logger, VolumeName, slot.NodeName, current.Epoch, result.Epoch, cause.Message);
+            OnReplicaDropped(slot.NodeId);
+        }
+        finally
+        {
+            _changeLock.Release();
+        }
+    }
+
+    /// <summary>Hook for dirty tracking and resync: an in-sync replica was dropped (called under the change lock).</summary>
+    partial void OnReplicaDropped(string nodeId);
+
+    /// <summary>Hook for resync: a catching-up replica failed (called under the change lock).</summary>
+    partial void OnCatchUpFailed(string nodeId);
+
+    [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "volume {Volume}: replica on {Node} dropped from the in-sync set, epoch {OldEpoch} -> {NewEpoch}: {Reason}")]
+    private static partial void LogReplicaDropped(ILogger logger, string volume, string node, long oldEpoch, long newEpoch, string reason);
+
+    [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "volume {Volume}: resync of replica on {Node} stopped: {Reason}")]
+    private static partial void LogCatchUpFailed(ILogger logger, string volume, string node, string reason);
+
+    [LoggerMessage(EventId = 42, Level = LogLevel.Error, Message = "volume {Volume}: this controller (epoch {Epoch}) is fenced, another controller owns the volume: {Reason}")]
+    private static partial void LogFenced(ILogger logger, string volume, long epoch, string reason);
+}

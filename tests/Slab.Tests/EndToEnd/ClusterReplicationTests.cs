@@ -1,0 +1,82 @@
+using System.Text.Json;
+using Slab.Tests.Infrastructure;
+using Slab.Tests.Replication;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Slab.Tests.EndToEnd;
+
+/// <summary>
+/// Synchronous replication with real slabd processes: writes of an attached replicated volume land on
+/// every replica; a replica node killed with SIGKILL is dropped from the in-sync set by an epoch bump
+/// before a write is acknowledged without it; every acknowledged write reads back, on this node and
+/// on another node that attaches the volume afterwards.
+/// </summary>
+[Collection(ClusterCollection.Name)]
+public sealed class ClusterReplicationTests(ITestOutputHelper output)
+{
+    private const int Block = 4096;
+
+    [Fact]
+    public async Task A_killed_replica_node_is_dropped_by_an_epoch_bump_and_no_acknowledged_write_is_lost()
+    {
+        HostCommand.RequireTool("dd", "coreutils");
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var name = LocalCluster.UniqueName("repl");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2", "--nodes", "node-1,node-2");
+        var created = await InspectAsync(cluster, 3, name);
+        Assert.Equal("up", created.GetProperty("state").GetString());
+        Assert.Equal(2, created.GetProperty("replicas").GetArrayLength());
+
+        // Attached on node-1: its controller writes the local replica and node-2's over TCP.
+        var device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
+        var before = new List<(long Offset, byte[] Data)>();
+        for (var i = 0; i < 8; i++)
+        {
+            var data = TestData.Pattern(Block, 100 + i);
+            Assert.Equal(0, (await DirectBlockIo.WriteAsync(device, i * 64L * Block, data)).ExitCode);
+            before.Add((i * 64L * Block, data));
+        }
+
+        var epochBefore = LocalCluster.EpochOf(await InspectAsync(cluster, 1, name));
+        await cluster[2].KillAsync();
+
+        // The next writes find node-2 gone: it is dropped (epoch bump in Raft), then they are acknowledged.
+        var after = new List<(long Offset, byte[] Data)>();
+        for (var i = 0; i < 8; i++)
+        {
+            var data = TestData.Pattern(Block, 200 + i);
+            var write = await DirectBlockIo.WriteAsync(device, (i * 64L + 1) * Block, data);
+            Assert.True(write.ExitCode == 0, $"write {i} after the kill: {write}\n{cluster[1].Log}");
+            after.Add(((i * 64L + 1) * Block, data));
+        }
+
+        var degraded = await InspectAsync(cluster, 3, name);
+        output.WriteLine(degraded.ToString());
+        Assert.Equal("degraded", degraded.GetProperty("state").GetString());
+        Assert.True(LocalCluster.EpochOf(degraded) > epochBefore, $"epoch {LocalCluster.EpochOf(degraded)} after the drop, {epochBefore} before");
+        var modes = degraded.GetProperty("replicas").EnumerateArray().ToDictionary(r => r.GetProperty("nodeName").GetString()!, r => r.GetProperty("state").GetString());
+        Assert.Equal("in-sync", modes["node-1"]);
+        Assert.Equal("faulted", modes["node-2"]);
+        Assert.Contains("dropped from the in-sync set", cluster[1].Log, StringComparison.Ordinal);
+
+        foreach (var (offset, data) in before.Concat(after))
+        {
+            Assert.Equal(data, await DirectBlockIo.ReadAsync(device, offset, Block));
+        }
+
+        // node-3 (no replica) takes the volume after node-1 detaches and reads every acknowledged write.
+        await cluster[1].CliOkAsync("host", "detach", name);
+        var remote = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
+        foreach (var (offset, data) in before.Concat(after))
+        {
+            Assert.Equal(data, await DirectBlockIo.ReadAsync(remote, offset, Block));
+        }
+
+        await cluster[3].CliOkAsync("host", "detach", name);
+        await cluster[1].CliOkAsync("volume", "delete", name);
+    }
+
+    private static async Task<JsonElement> InspectAsync(LocalCluster cluster, int from, string name)
+        => LocalCluster.First(await cluster[from].CliJsonAsync("volume", "inspect", name));
+}

@@ -1,0 +1,361 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Slab.Block;
+using Slab.Common;
+using Slab.Volumes;
+using Xunit;
+
+namespace Slab.Tests.VolumeLayer;
+
+/// <summary>A memory replica with injected faults; records the epoch each request carried.</summary>
+internal sealed class FaultyReplica(long size = 1 << 20) : IReplicaTarget
+{
+    private readonly MemoryBlockTarget _memory = new(size);
+    private int _writes;
+    private int _reads;
+
+    public MemoryBlockTarget Memory => _memory;
+
+    /// <summary>When set, every request fails with this error (before touching the data).</summary>
+    public BlockError? Fail { get; set; }
+
+    /// <summary>When set, writes wait for it before they land.</summary>
+    public TaskCompletionSource? Hold { get; set; }
+
+    public long LastEpoch { get; private set; } = -1;
+
+    public int Writes => Volatile.Read(ref _writes);
+
+    public int Reads => Volatile.Read(ref _reads);
+
+    public long Epoch { get; set; }
+
+    public long Size => _memory.Size;
+
+    public BlockTargetFeatures Features => _memory.Features;
+
+    public BlockGeometry Geometry => _memory.Geometry;
+
+    public bool Disposed { get; private set; }
+
+    public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        Check();
+        Interlocked.Increment(ref _reads);
+        await _memory.ReadAsync(offset, destination, cancellationToken);
+    }
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken)
+    {
+        Check();
+        if (Hold is { } hold)
+        {
+            await hold.Task;
+        }
+
+        await _memory.WriteAsync(offset, source, flags, cancellationToken);
+        Interlocked.Increment(ref _writes);
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        Check();
+        return _memory.FlushAsync(cancellationToken);
+    }
+
+    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        Check();
+        return _memory.TrimAsync(offset, length, cancellationToken);
+    }
+
+    public ValueTask WriteZeroesAsync(long offset, long length, WriteZeroesFlags flags, CancellationToken cancellationToken)
+    {
+        Check();
+        return _memory.WriteZeroesAsync(offset, length, flags, cancellationToken);
+    }
+
+    public ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken)
+    {
+        Check();
+        return _memory.GetExtentsAsync(offset, length, destination, cancellationToken);
+    }
+
+    public void Grow(long newSizeBytes) => _memory.Resize(newSizeBytes);
+
+    public void Dispose() => Disposed = true;
+
+    private void Check()
+    {
+        LastEpoch = Epoch;
+        if (Fail is { } error)
+        {
+            throw new BlockTargetException(error, $"injected {error}");
+        }
+    }
+}
+
+/// <summary>An authority that commits drops like the Raft transition does (compare-and-set on the epoch), or fails as told.</summary>
+internal sealed class TestAuthority(long epoch) : IReplicaSetAuthority
+{
+    private readonly Lock _lock = new();
+
+    public long Epoch { get; private set; } = epoch;
+
+    public List<(string Node, long Expected)> Calls { get; } = [];
+
+    /// <summary>When set, calls fail as a proposal without quorum does.</summary>
+    public bool NoQuorum { get; set; }
+
+    /// <summary>When set, calls wait for it (to pile up concurrent failures).</summary>
+    public TaskCompletionSource? Hold { get; set; }
+
+    public async Task<ReplicaFaultResult> FaultReplicaAsync(string volumeId, string nodeId, long expectedEpoch, string reason, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            Calls.Add((nodeId, expectedEpoch));
+        }
+
+        if (Hold is { } hold)
+        {
+            await hold.Task;
+        }
+
+        if (NoQuorum)
+        {
+            throw new SlabException(SlabErrorCode.Unavailable, "no quorum: voters node-2, node-3 unreachable");
+        }
+
+        lock (_lock)
+        {
+            if (expectedEpoch != Epoch)
+            {
+                return new ReplicaFaultResult(ReplicaFaultOutcome.Fenced, Epoch);
+            }
+
+            Epoch++;
+            return new ReplicaFaultResult(ReplicaFaultOutcome.Dropped, Epoch);
+        }
+    }
+
+    /// <summary>Another controller took the volume over.</summary>
+    public void TakeOver()
+    {
+        lock (_lock)
+        {
+            Epoch++;
+        }
+    }
+}
+
+public sealed class VolumeControllerTests
+{
+    private const long Size = 1 << 20;
+
+    private static VolumeController Open(TestAuthority? authority, params (FaultyReplica Replica, ReplicaMode Mode, bool Local)[] replicas)
+        => new(
+            "vol1",
+            "db",
+            Size,
+            authority?.Epoch ?? 1,
+            [.. replicas.Select((r, i) => new ReplicaMember($"n{i + 1}", $"node-{i + 1}", r.Replica, r.Mode, r.Local))],
+            authority,
+            NullLogger.Instance);
+
+    private static byte[] Block(byte value)
+    {
+        var data = new byte[4096];
+        data.AsSpan().Fill(value);
+        return data;
+    }
+
+    private static async Task<byte[]> ReadAsync(IBlockTarget target, long offset)
+    {
+        var data = new byte[4096];
+        await target.ReadAsync(offset, data, default);
+        return data;
+    }
+
+    [Fact]
+    public async Task Writes_reach_every_in_sync_replica_with_the_epoch()
+    {
+        var (a, b, c) = (new FaultyReplica(), new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(7);
+        using var controller = Open(authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.InSync, false), (c, ReplicaMode.InSync, false));
+
+        await controller.WriteAsync(8192, Block(3), BlockWriteFlags.ForceUnitAccess, default);
+        await controller.TrimAsync(0, 4096, default);
+        await controller.WriteZeroesAsync(4096, 4096, WriteZeroesFlags.None, default);
+        await controller.FlushAsync(default);
+
+        foreach (var replica in new[] { a, b, c })
+        {
+            Assert.Equal(Block(3), await ReadAsync(replica.Memory, 8192));
+            Assert.Equal(7, replica.LastEpoch);
+            Assert.Equal(1, replica.Writes);
+        }
+
+        Assert.Empty(authority.Calls);
+        Assert.False(controller.Features.HasFlag(BlockTargetFeatures.ReadOnly));
+    }
+
+    [Fact]
+    public async Task A_failing_replica_is_dropped_by_an_epoch_bump_before_the_write_is_acknowledged()
+    {
+        var (a, b) = (new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(1);
+        using var controller = Open(authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.InSync, false));
+        b.Fail = BlockError.IOError;
+
+        authority.Hold = new TaskCompletionSource();
+        var write = controller.WriteAsync(0, Block(5), BlockWriteFlags.None, default).AsTask();
+        Assert.False(write.IsCompleted, "the write must wait until the drop is committed");
+        authority.Hold.SetResult();
+        await write;
+
+        Assert.Equal([("n2", 1L)], authority.Calls);
+        Assert.Equal(2, controller.Epoch);
+        Assert.Equal(ReplicaMode.Faulted, controller.Replicas[1].Mode);
+
+        // From now on the dropped replica gets nothing and the others carry the new epoch.
+        b.Fail = null;
+        await controller.WriteAsync(4096, Block(6), BlockWriteFlags.None, default);
+        Assert.Equal(2, a.LastEpoch);
+        Assert.Equal(0, b.Writes);
+        Assert.Equal(Block(6), await ReadAsync(controller, 4096));
+        Assert.Single(authority.Calls);
+    }
+
+    [Fact]
+    public async Task Without_quorum_a_write_that_a_replica_missed_fails_and_the_replica_stays_in_the_set()
+    {
+        var (a, b) = (new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(1) { NoQuorum = true };
+        using var controller = Open(authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.InSync, false));
+        b.Fail = BlockError.IOError;
+
+        var error = await Assert.ThrowsAsync<BlockTargetException>(() => controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default).AsTask());
+        Assert.Equal(BlockError.IOError, error.Error);
+        Assert.Contains("not acknowledged", error.Message);
+        Assert.Contains("no quorum", error.Message);
+        Assert.Equal(1, controller.Epoch);
+        Assert.All(controller.Replicas, r => Assert.Equal(ReplicaMode.InSync, r.Mode));
+    }
+
+    [Fact]
+    public async Task The_last_in_sync_replica_failing_fails_the_write()
+    {
+        var (a, b) = (new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(1);
+        using var controller = Open(authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.InSync, false));
+        a.Fail = BlockError.IOError;
+        b.Fail = BlockError.NoSpace;
+
+        var error = await Assert.ThrowsAsync<BlockTargetException>(() => controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default).AsTask());
+        Assert.Contains("last in-sync replica", error.Message);
+        Assert.Single(authority.Calls); // the first was dropped, the second could not be
+        Assert.Equal(1, controller.Replicas.Count(r => r.Mode == ReplicaMode.InSync));
+    }
+
+    [Fact]
+    public async Task A_controller_whose_epoch_was_taken_over_is_fenced_and_drops_nothing()
+    {
+        var (a, b) = (new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(1);
+        using var controller = Open(authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.InSync, false));
+
+        // A replica that refuses the epoch: fenced, never a reason to drop anyone.
+        a.Fail = BlockError.Fenced;
+        var fenced = await Assert.ThrowsAsync<BlockTargetException>(() => controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default).AsTask());
+        Assert.Equal(BlockError.Fenced, fenced.Error);
+        Assert.Empty(authority.Calls);
+
+        // A failing replica when the volume's epoch has moved on: the drop is refused as fenced.
+        a.Fail = null;
+        b.Fail = BlockError.IOError;
+        authority.TakeOver();
+        var refused = await Assert.ThrowsAsync<BlockTargetException>(() => controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default).AsTask());
+        Assert.Equal(BlockError.Fenced, refused.Error);
+        Assert.All(controller.Replicas, r => Assert.Equal(ReplicaMode.InSync, r.Mode));
+    }
+
+    [Fact]
+    public async Task Concurrent_failures_of_one_replica_make_one_drop()
+    {
+        var (a, b) = (new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(1) { Hold = new TaskCompletionSource() };
+        using var controller = Open(authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.InSync, false));
+        b.Fail = BlockError.IOError;
+
+        var writes = Enumerable.Range(0, 16).Select(i => controller.WriteAsync(i * 4096L, Block((byte)i), BlockWriteFlags.None, default).AsTask()).ToArray();
+        authority.Hold.SetResult();
+        await Task.WhenAll(writes);
+
+        Assert.Single(authority.Calls);
+        for (var i = 0; i < 16; i++)
+        {
+            Assert.Equal(Block((byte)i), await ReadAsync(a.Memory, i * 4096L));
+        }
+    }
+
+    [Fact]
+    public async Task Reads_prefer_the_local_replica_and_move_on_when_one_fails()
+    {
+        var (remote1, local, remote2) = (new FaultyReplica(), new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(1);
+        using var controller = Open(authority, (remote1, ReplicaMode.InSync, false), (local, ReplicaMode.InSync, true), (remote2, ReplicaMode.InSync, false));
+        await controller.WriteAsync(0, Block(9), BlockWriteFlags.None, default);
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(Block(9), await ReadAsync(controller, 0));
+        }
+
+        Assert.Equal((0, 4, 0), (remote1.Reads, local.Reads, remote2.Reads));
+
+        local.Fail = BlockError.IOError;
+        Assert.Equal(Block(9), await ReadAsync(controller, 0));
+        Assert.Equal(ReplicaMode.Faulted, controller.Replicas[1].Mode);
+        Assert.Equal(2, controller.Epoch);
+
+        // Without a local replica, reads spread over the in-sync ones.
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(Block(9), await ReadAsync(controller, 0));
+        }
+
+        Assert.True(remote1.Reads >= 2 && remote2.Reads >= 2, $"reads {remote1.Reads}/{remote2.Reads}");
+    }
+
+    [Fact]
+    public async Task Faulted_replicas_at_open_receive_nothing_and_requests_errors_do_not_drop_replicas()
+    {
+        var (a, b) = (new FaultyReplica(), new FaultyReplica());
+        var authority = new TestAuthority(4);
+        using var controller = Open(authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.Faulted, false));
+        await controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default);
+        Assert.Equal(0, b.Writes);
+
+        var outOfRange = await Assert.ThrowsAsync<BlockTargetException>(() => controller.WriteAsync(Size, Block(1), BlockWriteFlags.None, default).AsTask());
+        Assert.Equal(BlockError.OutOfRange, outOfRange.Error);
+        Assert.Empty(authority.Calls);
+    }
+
+    [Fact]
+    public void A_replica_set_needs_an_in_sync_member_and_distinct_nodes()
+    {
+        Assert.Throws<ArgumentException>(() => Open(null, (new FaultyReplica(), ReplicaMode.Faulted, false)));
+        Assert.Throws<ArgumentException>(() => new VolumeController(
+            "v", "v", Size, 1,
+            [new ReplicaMember("n1", "a", new FaultyReplica(), ReplicaMode.InSync, false), new ReplicaMember("n1", "b", new FaultyReplica(), ReplicaMode.InSync, false)],
+            null, NullLogger.Instance));
+    }
+
+    [Fact]
+    public void Disposing_the_controller_disposes_every_replica()
+    {
+        var (a, b) = (new FaultyReplica(), new FaultyReplica());
+        Open(new TestAuthority(1), (a, ReplicaMode.InSync, false), (b, ReplicaMode.Faulted, false)).Dispose();
+        Assert.True(a.Disposed && b.Disposed);
+    }
+}
