@@ -75,10 +75,10 @@ public sealed partial class VolumeController
                     cause);
             }
 
-            ReplicaFaultResult result;
+            ReplicaChangeResult result;
             try
             {
-                result = await _authority.FaultReplicaAsync(VolumeId, slot.NodeId, current.Epoch, cause.Message, cancellationToken).ConfigureAwait(false);
+                result = await _authority.ChangeReplicaAsync(VolumeId, slot.NodeId, ReplicaMode.Faulted, current.Epoch, cause.Message, cancellationToken).ConfigureAwait(false);
             }
             catch (SlabException e)
             {
@@ -88,7 +88,7 @@ public sealed partial class VolumeController
                     e);
             }
 
-            if (result.Outcome == ReplicaFaultOutcome.Fenced)
+            if (result.Outcome == ReplicaChangeOutcome.Fenced)
             {
                 LogFenced(_logger, VolumeName, current.Epoch, $"the volume is at epoch {result.Epoch}");
                 throw new BlockTargetException(

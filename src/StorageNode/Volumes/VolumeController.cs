@@ -45,6 +45,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
     /// <param name="members">At least one; node ids distinct; at least one in sync. The controller owns (disposes) their targets.</param>
     /// <param name="authority">Records replica faults; null when the set cannot change (a single node), so a failing replica fails the I/O.</param>
     /// <param name="logger">Destination of replica-set changes.</param>
+    /// <param name="dirtyMaps">Where the maps of faulted replicas are kept on this node; null keeps them in memory only (a resync after a restart then copies everything).</param>
     public VolumeController(
         string volumeId,
         string volumeName,
@@ -52,7 +53,8 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         long epoch,
         IReadOnlyList<ReplicaMember> members,
         IReplicaSetAuthority? authority,
-        ILogger logger)
+        ILogger logger,
+        DirtyMapStore? dirtyMaps = null)
     {
         ArgumentNullException.ThrowIfNull(members);
         if (members.Count == 0 || members.Count > ReplicaSetView.MaxMembers)
@@ -75,6 +77,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         _size = sizeBytes;
         _authority = authority;
         _logger = logger;
+        _dirtyMaps = dirtyMaps;
         foreach (var member in members)
         {
             member.Target.Epoch = epoch;
@@ -98,6 +101,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         Features = features;
         var first = members[0].Target.Geometry;
         Geometry = new BlockGeometry(first.Minimum, first.Preferred, maximum);
+        InitializeMaps(members);
     }
 
     public string VolumeId { get; }
@@ -214,6 +218,16 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
 
     public void Dispose()
     {
+        _resyncStop?.Cancel();
+        try
+        {
+            _resyncTask.Wait(TimeSpan.FromSeconds(10));
+        }
+        catch (AggregateException)
+        {
+            // the resync logged its own end
+        }
+
         foreach (var slot in Volatile.Read(ref _view).Slots)
         {
             slot.Target.Dispose();
@@ -245,62 +259,75 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         {
             var view = Volatile.Read(ref _view);
             var slots = view.Slots;
-            var pending = ArrayPool<ValueTask>.Shared.Rent(slots.Length);
-            var failed = 0;
-            BlockTargetException? failure = null;
+            var resync = operation.IsWrite ? Volatile.Read(ref _resync) : null;
+            var toCatchingUp = resync?.Enter(operation.Offset, operation.Length) ?? false;
             try
             {
-                for (var i = 0; i < slots.Length; i++)
+                var pending = ArrayPool<ValueTask>.Shared.Rent(slots.Length);
+                var sent = 0;
+                var failed = 0;
+                BlockTargetException? failure = null;
+                try
                 {
-                    pending[i] = default;
-                    if (view.Modes[i] == ReplicaMode.Faulted)
+                    for (var i = 0; i < slots.Length; i++)
                     {
-                        continue;
-                    }
+                        pending[i] = default;
+                        var mode = view.Modes[i];
+                        if (mode == ReplicaMode.Faulted || (mode == ReplicaMode.CatchingUp && operation.IsWrite && !(toCatchingUp && resync!.Slot == i)))
+                        {
+                            continue; // a write it misses is marked in its map below
+                        }
 
-                    try
-                    {
+                        sent |= 1 << i;
+                        try
+                        {
 #pragma warning disable CA2012 // each value task is awaited exactly once, in the loop below
-                        pending[i] = operation.Run(slots[i].Target, cancellationToken);
+                            pending[i] = operation.Run(slots[i].Target, cancellationToken);
 #pragma warning restore CA2012
+                        }
+                        catch (BlockTargetException e)
+                        {
+                            failed |= 1 << i;
+                            failure ??= e;
+                        }
                     }
-                    catch (BlockTargetException e)
+
+                    for (var i = 0; i < slots.Length; i++)
                     {
-                        failed |= 1 << i;
-                        failure ??= e;
+                        try
+                        {
+                            await pending[i].ConfigureAwait(false);
+                        }
+                        catch (BlockTargetException e)
+                        {
+                            failed |= 1 << i;
+                            failure = Worse(failure, e);
+                        }
                     }
+                }
+                finally
+                {
+                    Array.Clear(pending, 0, slots.Length);
+                    ArrayPool<ValueTask>.Shared.Return(pending);
                 }
 
-                for (var i = 0; i < slots.Length; i++)
+                if (failed != 0 && await HandleFailuresAsync(view, failed, failure!, cancellationToken).ConfigureAwait(false))
                 {
-                    try
-                    {
-                        await pending[i].ConfigureAwait(false);
-                    }
-                    catch (BlockTargetException e)
-                    {
-                        failed |= 1 << i;
-                        failure = Worse(failure, e);
-                    }
+                    continue; // the epoch moved under the request (our own drop of another replica): send it again at the new one
                 }
+
+                // Every in-sync replica left has it; what the others missed is recorded before it is acknowledged.
+                if (operation.IsWrite && Volatile.Read(ref _maps).Length > 0)
+                {
+                    await MarkMissedAsync(sent & ~failed, operation.Offset, operation.Length, cancellationToken).ConfigureAwait(false);
+                }
+
+                return;
             }
             finally
             {
-                Array.Clear(pending, 0, slots.Length);
-                ArrayPool<ValueTask>.Shared.Return(pending);
+                resync?.Exit(operation.Offset, operation.Length);
             }
-
-            if (failed == 0)
-            {
-                return;
-            }
-
-            if (!await HandleFailuresAsync(view, failed, failure!, cancellationToken).ConfigureAwait(false))
-            {
-                return; // every in-sync replica that is left has it
-            }
-
-            // The epoch moved under the request (our own drop of another replica): send it again at the new one.
         }
     }
 

@@ -213,6 +213,9 @@ public sealed partial class VolumeManager : IExportCatalog
         }
     }
 
+    /// <summary>The controller of the volume if it is open on this node (attached or exported here).</summary>
+    public VolumeController? ControllerOf(string volumeId) => OpenController(volumeId);
+
     private VolumeController? OpenController(string volumeId)
     {
         lock (_openLock)

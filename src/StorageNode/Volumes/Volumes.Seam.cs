@@ -33,34 +33,36 @@ public enum ReplicaMode
 /// <param name="IsLocal">On this node: preferred for reads.</param>
 public sealed record ReplicaMember(string NodeId, string NodeName, IReplicaTarget Target, ReplicaMode Mode, bool IsLocal);
 
-/// <summary>What <see cref="IReplicaSetAuthority.FaultReplicaAsync"/> achieved.</summary>
-public enum ReplicaFaultOutcome
+/// <summary>What <see cref="IReplicaSetAuthority.ChangeReplicaAsync"/> achieved.</summary>
+public enum ReplicaChangeOutcome
 {
-    /// <summary>The replica left the in-sync set; the volume's epoch is now the returned one.</summary>
-    Dropped,
+    /// <summary>The change is committed; the volume's epoch is now the returned one.</summary>
+    Committed,
 
     /// <summary>The volume's epoch had moved on: another controller owns the volume; this one must stop.</summary>
     Fenced,
 }
 
-/// <summary>The outcome of a fault and the volume's epoch after it.</summary>
-public readonly record struct ReplicaFaultResult(ReplicaFaultOutcome Outcome, long Epoch);
+/// <summary>The outcome of a replica change and the volume's epoch after it.</summary>
+public readonly record struct ReplicaChangeResult(ReplicaChangeOutcome Outcome, long Epoch);
 
 /// <summary>
 /// Where a controller records changes of its replica set. In cluster mode a Raft transaction
-/// (compare-and-set on the epoch); a controller without an authority cannot drop a replica, so a
+/// (compare-and-set on the epoch); a controller without an authority cannot change its set, so a
 /// failing replica fails the I/O.
 /// </summary>
-/// <remarks>Called from I/O paths, at most one call per controller at a time.</remarks>
+/// <remarks>Called from I/O and resync paths, at most one call per controller at a time.</remarks>
 public interface IReplicaSetAuthority
 {
     /// <summary>
-    /// Takes the replica on <paramref name="nodeId"/> out of the in-sync set of
-    /// <paramref name="volumeId"/>, raising the epoch, if the epoch still is
-    /// <paramref name="expectedEpoch"/>. Returns once the change is committed (or known refused).
+    /// Records that the replica on <paramref name="nodeId"/> of <paramref name="volumeId"/> is now
+    /// in <paramref name="mode"/>, if the volume's epoch still is <paramref name="expectedEpoch"/>.
+    /// Leaving or entering the in-sync set raises the epoch (a drop before a write is acknowledged
+    /// without the replica; a promotion after a resync); Faulted ↔ CatchingUp keeps it. Returns
+    /// once the change is committed (or known refused).
     /// </summary>
-    /// <exception cref="Common.SlabException">The change could not be committed (no quorum, timeout): the I/O that needed it must fail.</exception>
-    Task<ReplicaFaultResult> FaultReplicaAsync(string volumeId, string nodeId, long expectedEpoch, string reason, CancellationToken cancellationToken);
+    /// <exception cref="Common.SlabException">The change could not be committed (no quorum, timeout, refused): the I/O that needed it must fail.</exception>
+    Task<ReplicaChangeResult> ChangeReplicaAsync(string volumeId, string nodeId, ReplicaMode mode, long expectedEpoch, string reason, CancellationToken cancellationToken);
 }
 
 /// <summary>

@@ -65,16 +65,35 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
             Assert.Equal(data, await DirectBlockIo.ReadAsync(device, offset, Block));
         }
 
-        // node-3 (no replica) takes the volume after node-1 detaches and reads every acknowledged write.
+        // node-2 comes back: node-1's controller resyncs it by delta (only the regions written
+        // meanwhile) and promotes it with another epoch bump.
+        await cluster.RestartAsync(2);
+        await Poll.UntilAsync(
+            async () => (await InspectAsync(cluster, 1, name)).GetProperty("state").GetString() == "up",
+            TimeSpan.FromSeconds(90),
+            "node-2's replica back in sync");
+        var resynced = await InspectAsync(cluster, 1, name);
+        Assert.True(LocalCluster.EpochOf(resynced) > LocalCluster.EpochOf(degraded));
+        Assert.Contains($"resync of replica on node-2 done (delta)", cluster[1].Log, StringComparison.Ordinal);
+        output.WriteLine(cluster[1].Log.Split('\n').First(l => l.Contains("resync of replica on node-2 done", StringComparison.Ordinal)));
+
+        // Written with both in sync again.
+        var last = TestData.Pattern(Block, 300);
+        Assert.Equal(0, (await DirectBlockIo.WriteAsync(device, 2 * Block, last)).ExitCode);
+        var all = before.Concat(after).Append((2L * Block, last)).ToList();
+
+        // node-1, which held the other replica, dies; node-3 (no replica) attaches and reads every
+        // acknowledged write from node-2's resynced replica alone (node-1's is dropped on the way).
         await cluster[1].CliOkAsync("host", "detach", name);
+        await cluster[1].KillAsync();
         var remote = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
-        foreach (var (offset, data) in before.Concat(after))
+        foreach (var (offset, data) in all)
         {
             Assert.Equal(data, await DirectBlockIo.ReadAsync(remote, offset, Block));
         }
 
         await cluster[3].CliOkAsync("host", "detach", name);
-        await cluster[1].CliOkAsync("volume", "delete", name);
+        await cluster[3].CliOkAsync("volume", "delete", name);
     }
 
     private static async Task<JsonElement> InspectAsync(LocalCluster cluster, int from, string name)

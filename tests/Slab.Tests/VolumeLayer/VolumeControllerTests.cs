@@ -109,11 +109,20 @@ internal sealed class TestAuthority(long epoch) : IReplicaSetAuthority
     /// <summary>When set, calls wait for it (to pile up concurrent failures).</summary>
     public TaskCompletionSource? Hold { get; set; }
 
-    public async Task<ReplicaFaultResult> FaultReplicaAsync(string volumeId, string nodeId, long expectedEpoch, string reason, CancellationToken cancellationToken)
+    public List<(string Node, ReplicaMode Mode)> Changes { get; } = [];
+
+    /// <summary>Nodes whose replica was out of the in-sync set when the controller opened.</summary>
+    public HashSet<string> OutAtStart { get; } = [];
+
+    public async Task<ReplicaChangeResult> ChangeReplicaAsync(string volumeId, string nodeId, ReplicaMode mode, long expectedEpoch, string reason, CancellationToken cancellationToken)
     {
         lock (_lock)
         {
-            Calls.Add((nodeId, expectedEpoch));
+            Changes.Add((nodeId, mode));
+            if (mode == ReplicaMode.Faulted)
+            {
+                Calls.Add((nodeId, expectedEpoch));
+            }
         }
 
         if (Hold is { } hold)
@@ -130,11 +139,18 @@ internal sealed class TestAuthority(long epoch) : IReplicaSetAuthority
         {
             if (expectedEpoch != Epoch)
             {
-                return new ReplicaFaultResult(ReplicaFaultOutcome.Fenced, Epoch);
+                return new ReplicaChangeResult(ReplicaChangeOutcome.Fenced, Epoch);
             }
 
-            Epoch++;
-            return new ReplicaFaultResult(ReplicaFaultOutcome.Dropped, Epoch);
+            // The epoch moves when the replica enters or leaves the in-sync set (a node without history was in sync).
+            var previous = Changes.Take(Changes.Count - 1).LastOrDefault(c => c.Node == nodeId);
+            var wasInSync = previous.Node is null ? !OutAtStart.Contains(nodeId) : previous.Mode == ReplicaMode.InSync;
+            if (wasInSync != (mode == ReplicaMode.InSync))
+            {
+                Epoch++;
+            }
+
+            return new ReplicaChangeResult(ReplicaChangeOutcome.Committed, Epoch);
         }
     }
 
@@ -339,6 +355,121 @@ public sealed class VolumeControllerTests
         var outOfRange = await Assert.ThrowsAsync<BlockTargetException>(() => controller.WriteAsync(Size, Block(1), BlockWriteFlags.None, default).AsTask());
         Assert.Equal(BlockError.OutOfRange, outOfRange.Error);
         Assert.Empty(authority.Calls);
+    }
+
+    private static async Task AssertSameAsync(FaultyReplica expected, FaultyReplica actual, long size)
+    {
+        var a = new byte[size];
+        var b = new byte[size];
+        await expected.Memory.ReadAsync(0, a, default);
+        await actual.Memory.ReadAsync(0, b, default);
+        Assert.True(a.AsSpan().SequenceEqual(b), "the replicas differ");
+    }
+
+    [Fact]
+    public async Task A_returning_replica_is_resynced_by_delta_and_promoted_by_an_epoch_bump()
+    {
+        const long size = 16 << 20; // 16 regions of 1 MiB
+        var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
+        var authority = new TestAuthority(1);
+        using var controller = new VolumeController("vol1", "db", size, 1,
+            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, true), new ReplicaMember("n2", "node-2", b, ReplicaMode.InSync, false)],
+            authority, NullLogger.Instance);
+        for (var region = 0; region < 16; region++)
+        {
+            await controller.WriteAsync(region * (1L << 20), Block((byte)region), BlockWriteFlags.None, default);
+        }
+
+        b.Fail = BlockError.IOError;
+        await controller.WriteAsync(3L << 20, Block(0xA3), BlockWriteFlags.None, default); // drops b
+        await controller.WriteAsync((9L << 20) + 8192, Block(0xA9), BlockWriteFlags.None, default);
+        b.Fail = null;
+        var writesBefore = b.Writes;
+
+        Assert.True(controller.TryStartResync("n2"));
+        await controller.WaitForResyncAsync();
+
+        Assert.Equal(ReplicaMode.InSync, controller.Replicas[1].Mode);
+        Assert.Equal([("n2", ReplicaMode.Faulted), ("n2", ReplicaMode.CatchingUp), ("n2", ReplicaMode.InSync)], authority.Changes);
+        Assert.Equal(3, controller.Epoch);
+        await AssertSameAsync(a, b, size);
+        Assert.True(b.Writes - writesBefore <= 4, $"a delta resync of 2 dirty regions made {b.Writes - writesBefore} writes");
+        Assert.False(controller.TryStartResync("n2"));
+    }
+
+    [Fact]
+    public async Task Writes_during_a_resync_reach_the_replica_behind_the_cursor_and_nothing_is_lost()
+    {
+        const long size = 32 << 20;
+        var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
+        var authority = new TestAuthority(1);
+        using var controller = new VolumeController("vol1", "db", size, 1,
+            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, false), new ReplicaMember("n2", "node-2", b, ReplicaMode.Faulted, false)],
+            authority, NullLogger.Instance);
+        authority.OutAtStart.Add("n2");
+        var random = new Random(7);
+        for (var i = 0; i < 64; i++)
+        {
+            await controller.WriteAsync(random.NextInt64(size / 4096) * 4096, Block((byte)i), BlockWriteFlags.None, default);
+        }
+
+        // No map is known for a replica that was faulted before this controller opened: a full copy.
+        Assert.True(controller.TryStartResync("n2"));
+        var writer = Task.Run(async () =>
+        {
+            for (var i = 0; i < 400; i++)
+            {
+                await controller.WriteAsync(random.NextInt64(size / 4096) * 4096, Block((byte)(i + 100)), BlockWriteFlags.None, default);
+            }
+        });
+        await writer;
+        await controller.WaitForResyncAsync();
+
+        Assert.Equal(ReplicaMode.InSync, controller.Replicas[1].Mode);
+        await AssertSameAsync(a, b, size);
+    }
+
+    [Fact]
+    public async Task A_resync_that_fails_leaves_the_replica_faulted_and_a_later_one_finishes_it()
+    {
+        const long size = 8 << 20;
+        var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
+        var authority = new TestAuthority(1);
+        using var controller = new VolumeController("vol1", "db", size, 1,
+            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, false), new ReplicaMember("n2", "node-2", b, ReplicaMode.Faulted, false)],
+            authority, NullLogger.Instance);
+        authority.OutAtStart.Add("n2");
+        await controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default);
+
+        b.Fail = BlockError.IOError;
+        Assert.True(controller.TryStartResync("n2"));
+        await controller.WaitForResyncAsync();
+        Assert.Equal(ReplicaMode.Faulted, controller.Replicas[1].Mode);
+        Assert.Equal(1, controller.Epoch);
+
+        b.Fail = null;
+        Assert.True(controller.TryStartResync("n2"));
+        await controller.WaitForResyncAsync();
+        Assert.Equal(ReplicaMode.InSync, controller.Replicas[1].Mode);
+        await AssertSameAsync(a, b, size);
+    }
+
+    [Fact]
+    public void Dirty_maps_round_trip_and_refuse_what_is_not_theirs()
+    {
+        var map = new DirtyRegionMap(10L << 20);
+        Assert.True(map.Mark((3L << 20) + 5, 4096));
+        Assert.False(map.Mark(3L << 20, 1));
+        Assert.True(map.Mark((5L << 20) - 1, 2)); // straddles regions 4 and 5
+        Assert.Equal(3, map.DirtyCount);
+
+        var decoded = DirtyRegionMap.Decode(map.Encode(), 12L << 20)!;
+        Assert.Equal([3L, 4L, 5L, 10L, 11L], Enumerable.Range(0, 12).Where(r => decoded.IsSet(r)).Select(r => (long)r));
+        Assert.Null(DirtyRegionMap.Decode(map.Encode(), 4L << 20)); // saved for a larger volume
+        Assert.Null(DirtyRegionMap.Decode(new byte[8], 10L << 20));
+        Assert.True(decoded.TryTake(3));
+        Assert.False(decoded.TryTake(3));
+        Assert.Equal(4, decoded.NextSet(0));
     }
 
     [Fact]

@@ -202,8 +202,31 @@ public sealed partial class ClusterRuntime
 
         foreach (var volume in state.Volumes.Values)
         {
+            ResyncReturnedReplicas(state, volume);
             WarnIfTakenOver(state, volume);
             await ClearStaleAttachmentRecordAsync(volume, "detached in the cluster state (this node no longer has it attached)", cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Where this node runs the volume's controller: starts a resync of a replica that is out of the
+    /// in-sync set while its node is online (by delta when the controller knows what it missed).
+    /// </summary>
+    private void ResyncReturnedReplicas(ClusterState state, VolumeInfo volume)
+    {
+        if (_volumes.ControllerOf(volume.Id) is not { } controller || controller.Resync is not null)
+        {
+            return;
+        }
+
+        foreach (var replica in volume.Replicas)
+        {
+            if (replica.State != ReplicaState.InSync && IsAlive(replica.NodeId) && state.Nodes.TryGetValue(replica.NodeId, out var node) && controller.TryStartResync(replica.NodeId))
+            {
+                var action = "resync of the replica on " + node.Name + " started";
+                Log.Reconciled(_logger, volume.Name, action);
+                return;
+            }
         }
     }
 

@@ -24,6 +24,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
 
     private readonly ILogger _remoteLogger = loggers.CreateLogger<RemoteReplicaTarget>();
     private readonly ILogger _controllerLogger = loggers.CreateLogger<VolumeController>();
+    private readonly Lazy<DirtyMapStore> _dirtyMaps = new(() => new DirtyMapStore(Path.Combine(runtime.Options.DataDirectory, "dirty")));
 
     public async Task<VolumeRecord?> FindAsync(string nameOrId, CancellationToken cancellationToken)
     {
@@ -101,7 +102,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
                 members.Add(new ReplicaMember(replica.NodeId, node.Name, target, mode, IsLocal: false));
             }
 
-            return new VolumeController(info.Id, info.Name, volume.SizeBytes, info.Epoch, members, this, _controllerLogger);
+            return new VolumeController(info.Id, info.Name, volume.SizeBytes, info.Epoch, members, this, _controllerLogger, _dirtyMaps.Value);
         }
         catch
         {
@@ -156,13 +157,19 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
         return saved ?? throw last ?? Unreachable(state, info);
     }
 
-    public async Task<ReplicaFaultResult> FaultReplicaAsync(string volumeId, string nodeId, long expectedEpoch, string reason, CancellationToken cancellationToken)
+    public async Task<ReplicaChangeResult> ChangeReplicaAsync(string volumeId, string nodeId, ReplicaMode mode, long expectedEpoch, string reason, CancellationToken cancellationToken)
     {
+        var state = mode switch
+        {
+            ReplicaMode.InSync => ReplicaState.InSync,
+            ReplicaMode.CatchingUp => ReplicaState.CatchingUp,
+            _ => ReplicaState.Out,
+        };
         State.CommandResult result;
         try
         {
             result = await runtime.State.ProposeAsync(
-                new SetReplicaState { Volume = volumeId, NodeId = nodeId, State = ReplicaState.Out, ExpectedEpoch = expectedEpoch },
+                new SetReplicaState { Volume = volumeId, NodeId = nodeId, State = state, ExpectedEpoch = expectedEpoch },
                 cancellationToken).ConfigureAwait(false);
         }
         catch (ClusterStateException e)
@@ -172,13 +179,13 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
 
         if (result.IsSuccess)
         {
-            return new ReplicaFaultResult(ReplicaFaultOutcome.Dropped, result.Epoch ?? expectedEpoch + 1);
+            return new ReplicaChangeResult(ReplicaChangeOutcome.Committed, result.Epoch ?? runtime.State.Current.FindVolume(volumeId)?.Epoch ?? expectedEpoch);
         }
 
         if (result.Rejection == Rejection.StaleEpoch)
         {
             var now = runtime.State.Current.FindVolume(volumeId)?.Epoch ?? expectedEpoch + 1;
-            return new ReplicaFaultResult(ReplicaFaultOutcome.Fenced, now);
+            return new ReplicaChangeResult(ReplicaChangeOutcome.Fenced, now);
         }
 
         throw new SlabException(SlabErrorCode.FailedPrecondition, result.Message);

@@ -1,0 +1,534 @@
+using Microsoft.Extensions.Logging;
+using Slab.Block;
+using Slab.Buffers;
+using Slab.Common;
+
+namespace Slab.Volumes;
+
+// Dirty tracking and resync. While a replica is faulted, every acknowledged write it did not get is
+// marked in its DirtyRegionMap, which is saved (DirtyMapStore) before a write to a region not yet
+// marked is acknowledged, so the map survives a crash of this node. A resync moves the replica to
+// catching-up, copies the marked regions from an in-sync replica (all regions when no map is known),
+// and promotes it by an epoch bump under a write pause once nothing is left to copy.
+//
+// Writes during a resync reach the catching-up replica only where no region they touch is still to
+// be copied or being copied ("behind the copy cursor"); elsewhere they are marked again and copied
+// later. The copier never copies a region while a write to it is in flight, so a copy can never
+// carry older data over a newer write.
+public sealed partial class VolumeController
+{
+    private readonly DirtyMapStore? _dirtyMaps;
+    private TrackedMap?[] _maps = [];
+    private ResyncRun? _resync;
+    private CancellationTokenSource? _resyncStop;
+    private Task _resyncTask = Task.CompletedTask;
+
+    /// <summary>The resync under way now, or null.</summary>
+    public ResyncProgress? Resync => Volatile.Read(ref _resync) is { } run
+        ? new ResyncProgress(Volatile.Read(ref _view).Slots[run.Slot].NodeName, run.Full, run.RegionsDone, run.RegionsTotal, Interlocked.Read(ref run.BytesCopied), run.Started)
+        : null;
+
+    /// <summary>
+    /// Starts resyncing the faulted replica on <paramref name="nodeId"/> in the background unless a
+    /// resync runs already. True when one was started. The resync ends by promoting the replica (epoch
+    /// bump) or, when it fails, with the replica faulted again (its map kept for the next try).
+    /// </summary>
+    public bool TryStartResync(string nodeId)
+    {
+        if (_authority is null || Volatile.Read(ref _resync) is not null || !_resyncTask.IsCompleted)
+        {
+            return false;
+        }
+
+        var view = Volatile.Read(ref _view);
+        var slot = Array.FindIndex(view.Slots, s => s.NodeId == nodeId);
+        if (slot < 0 || view.Modes[slot] != ReplicaMode.Faulted)
+        {
+            return false;
+        }
+
+        _resyncStop ??= new CancellationTokenSource();
+        _resyncTask = Task.Run(() => ResyncAsync(slot, _resyncStop.Token));
+        return true;
+    }
+
+    /// <summary>Waits for the resync under way (if any) to end; for shutdown and tests.</summary>
+    public Task WaitForResyncAsync() => _resyncTask;
+
+    private void InitializeMaps(IReadOnlyList<ReplicaMember> members)
+    {
+        var maps = new TrackedMap?[members.Count];
+        for (var i = 0; i < members.Count; i++)
+        {
+            if (members[i].Mode != ReplicaMode.InSync && _dirtyMaps?.Load(VolumeId, members[i].NodeId, Size) is { } saved)
+            {
+                maps[i] = new TrackedMap(saved) { SavedGeneration = saved.Generation };
+            }
+        }
+
+        _maps = maps;
+    }
+
+    /// <summary>An in-sync replica was dropped (under the change lock, before the write that dropped it is acknowledged): track what it misses.</summary>
+    partial void OnReplicaDropped(string nodeId)
+    {
+        var view = Volatile.Read(ref _view);
+        var index = Array.FindIndex(view.Slots, s => s.NodeId == nodeId);
+        var tracked = new TrackedMap(new DirtyRegionMap(Size));
+        try
+        {
+            // Saved empty now: its existence proves that tracking began when the replica was dropped.
+            _dirtyMaps?.Save(VolumeId, nodeId, tracked.Map);
+        }
+        catch (IOException e)
+        {
+            // Without a saved map a resync after a crash copies everything: safe, only slower.
+            LogMapNotSaved(_logger, VolumeName, view.Slots[index].NodeName, e.Message);
+        }
+
+        var maps = (TrackedMap?[])Volatile.Read(ref _maps).Clone();
+        maps[index] = tracked;
+        Volatile.Write(ref _maps, maps);
+    }
+
+    partial void OnCatchUpFailed(string nodeId)
+    {
+        // The copier sees the mode change and stops; its map keeps what is left to copy.
+    }
+
+    /// <summary>
+    /// After a write was acknowledged by the in-sync replicas: marks it in the map of every tracked
+    /// replica that did not get it (bit i of <paramref name="received"/> clear) and saves maps that
+    /// gained a region, before the write may be acknowledged.
+    /// </summary>
+    private async ValueTask MarkMissedAsync(int received, long offset, long length, CancellationToken cancellationToken)
+    {
+        var maps = Volatile.Read(ref _maps);
+        for (var i = 0; i < maps.Length; i++)
+        {
+            if (maps[i] is { } tracked && (received & (1 << i)) == 0 && tracked.Map.Mark(offset, length))
+            {
+                await SaveMapAsync(i, tracked, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Saves <paramref name="tracked"/> unless a save that began after its latest mark has done so already.</summary>
+    private async ValueTask SaveMapAsync(int index, TrackedMap tracked, CancellationToken cancellationToken)
+    {
+        if (_dirtyMaps is null)
+        {
+            return;
+        }
+
+        var wanted = tracked.Map.Generation;
+        await tracked.SaveLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (tracked.SavedGeneration >= wanted)
+            {
+                return;
+            }
+
+            var generation = tracked.Map.Generation;
+            var nodeId = Volatile.Read(ref _view).Slots[index].NodeId;
+            try
+            {
+                _dirtyMaps.Save(VolumeId, nodeId, tracked.Map);
+            }
+            catch (IOException e)
+            {
+                // A stale saved map would under-report after a crash: remove it (a missing map means a full copy).
+                try
+                {
+                    _dirtyMaps.Delete(VolumeId, nodeId);
+                }
+                catch (IOException)
+                {
+                    throw new BlockTargetException(BlockError.IOError, $"volume '{VolumeName}': cannot record what the replica on {nodeId} misses: {e.Message}", e);
+                }
+            }
+
+            tracked.SavedGeneration = generation;
+        }
+        finally
+        {
+            tracked.SaveLock.Release();
+        }
+    }
+
+    private async Task ResyncAsync(int slot, CancellationToken cancellationToken)
+    {
+        var nodeName = Volatile.Read(ref _view).Slots[slot].NodeName;
+        ResyncRun? run = null;
+        try
+        {
+            await _changeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                var view = Volatile.Read(ref _view);
+                if (view.Modes[slot] != ReplicaMode.Faulted)
+                {
+                    return;
+                }
+
+                var maps = Volatile.Read(ref _maps);
+                var tracked = maps[slot];
+                var full = tracked is null;
+                if (tracked is null)
+                {
+                    // Nothing is known about what it misses (dropped by another controller, or its map was lost): copy everything.
+                    tracked = new TrackedMap(new DirtyRegionMap(Size));
+                    tracked.Map.MarkAll();
+                    var updated = (TrackedMap?[])maps.Clone();
+                    updated[slot] = tracked;
+                    Volatile.Write(ref _maps, updated);
+                }
+
+                var result = await _authority!.ChangeReplicaAsync(VolumeId, view.Slots[slot].NodeId, ReplicaMode.CatchingUp, view.Epoch, "resync", cancellationToken).ConfigureAwait(false);
+                if (result.Outcome == ReplicaChangeOutcome.Fenced)
+                {
+                    return;
+                }
+
+                run = new ResyncRun(slot, tracked, full, DateTimeOffset.UtcNow);
+                Volatile.Write(ref _resync, run);
+                Volatile.Write(ref _view, view.With(slot, ReplicaMode.CatchingUp, view.Epoch));
+            }
+            finally
+            {
+                _changeLock.Release();
+            }
+
+            LogResyncStarted(_logger, VolumeName, nodeName, run.Full ? "full copy" : "delta", run.RegionsTotal);
+            await CopyAndPromoteAsync(run, cancellationToken).ConfigureAwait(false);
+            var seconds = (DateTimeOffset.UtcNow - run.Started).TotalSeconds;
+            LogResyncDone(_logger, VolumeName, nodeName, run.Full ? "full copy" : "delta", run.RegionsDone, run.BytesCopied, seconds, Epoch);
+        }
+        catch (Exception e) when (e is BlockTargetException or SlabException or IOException or OperationCanceledException)
+        {
+            if (run is not null)
+            {
+                await AbandonResyncAsync(run, e.Message).ConfigureAwait(false);
+            }
+            else if (e is not OperationCanceledException)
+            {
+                LogCatchUpFailed(_logger, VolumeName, nodeName, e.Message);
+            }
+        }
+    }
+
+    private async Task CopyAndPromoteAsync(ResyncRun run, CancellationToken cancellationToken)
+    {
+        var buffer = AlignedBufferPool.Shared.Rent(run.Map.Map.RegionBytes);
+        var extents = new BlockExtent[64];
+        try
+        {
+            while (true)
+            {
+                long cursor = 0;
+                while (true)
+                {
+                    var region = run.TakeNext(ref cursor, out var idle);
+                    if (region == ResyncRun.Done)
+                    {
+                        break;
+                    }
+
+                    if (region == ResyncRun.Busy)
+                    {
+                        await idle!.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+                        continue;
+                    }
+
+                    try
+                    {
+                        await CopyRegionAsync(run, region, buffer, extents, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        run.Map.Map.Mark(region * run.Map.Map.RegionBytes, 1);
+                        throw;
+                    }
+                    finally
+                    {
+                        run.EndCopy();
+                    }
+                }
+
+                // Nothing left to copy: promote at a write boundary, unless writes marked more meanwhile.
+                var pause = await PauseWritesAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    if (run.Map.Map.DirtyCount > 0)
+                    {
+                        continue;
+                    }
+
+                    await PromoteAsync(run, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+                finally
+                {
+                    await pause.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+        finally
+        {
+            buffer.Return();
+        }
+    }
+
+    /// <summary>Copies one region from an in-sync replica to the catching-up one: data extents by value, holes as zeroes.</summary>
+    private async Task CopyRegionAsync(ResyncRun run, long region, AlignedBuffer buffer, BlockExtent[] extents, CancellationToken cancellationToken)
+    {
+        var view = Volatile.Read(ref _view);
+        if (view.Modes[run.Slot] != ReplicaMode.CatchingUp)
+        {
+            throw new BlockTargetException(BlockError.IOError, "the replica failed a write during its resync");
+        }
+
+        var target = view.Slots[run.Slot].Target;
+        var source = view.Slots[PickReadReplica(view)].Target;
+        var start = region * run.Map.Map.RegionBytes;
+        var end = Math.Min(start + run.Map.Map.RegionBytes, Size);
+        var position = start;
+        while (position < end)
+        {
+            var count = await source.GetExtentsAsync(position, end - position, extents, cancellationToken).ConfigureAwait(false);
+            for (var i = 0; i < count && position < end; i++)
+            {
+                var length = Math.Min(extents[i].Length, end - position);
+                if ((extents[i].Flags & (ExtentFlags.Hole | ExtentFlags.Zero)) != 0)
+                {
+                    await target.WriteZeroesAsync(position, length, WriteZeroesFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    var memory = buffer.Memory[..(int)length];
+                    await source.ReadAsync(position, memory, cancellationToken).ConfigureAwait(false);
+                    await target.WriteAsync(position, memory, BlockWriteFlags.None, cancellationToken).ConfigureAwait(false);
+                    Interlocked.Add(ref run.BytesCopied, length);
+                }
+
+                position += length;
+            }
+        }
+
+        Interlocked.Increment(ref run.RegionsDone);
+    }
+
+    /// <summary>With writes paused and nothing left to copy: makes the copy durable and brings the replica into the in-sync set (epoch bump).</summary>
+    private async Task PromoteAsync(ResyncRun run, CancellationToken cancellationToken)
+    {
+        var slot = Volatile.Read(ref _view).Slots[run.Slot];
+        await slot.Target.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await _changeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var current = Volatile.Read(ref _view);
+            if (current.Modes[run.Slot] != ReplicaMode.CatchingUp)
+            {
+                throw new BlockTargetException(BlockError.IOError, "the replica failed a write during its resync");
+            }
+
+            var result = await _authority!.ChangeReplicaAsync(VolumeId, slot.NodeId, ReplicaMode.InSync, current.Epoch, "resynced", cancellationToken).ConfigureAwait(false);
+            if (result.Outcome == ReplicaChangeOutcome.Fenced)
+            {
+                throw new BlockTargetException(BlockError.Fenced, $"volume '{VolumeName}': epoch {current.Epoch} is no longer the volume's (now {result.Epoch}); another controller owns it");
+            }
+
+            foreach (var other in current.Slots)
+            {
+                other.Target.Epoch = result.Epoch;
+            }
+
+            var maps = (TrackedMap?[])Volatile.Read(ref _maps).Clone();
+            maps[run.Slot] = null;
+            Volatile.Write(ref _maps, maps);
+            Volatile.Write(ref _view, current.With(run.Slot, ReplicaMode.InSync, result.Epoch));
+            Volatile.Write(ref _resync, null);
+        }
+        finally
+        {
+            _changeLock.Release();
+        }
+
+        try
+        {
+            _dirtyMaps?.Delete(VolumeId, slot.NodeId);
+        }
+        catch (IOException e)
+        {
+            LogMapNotSaved(_logger, VolumeName, slot.NodeName, e.Message);
+        }
+    }
+
+    /// <summary>A resync failed: the replica is faulted again (no epoch change: it was not in sync); its map keeps what is left.</summary>
+    private async Task AbandonResyncAsync(ResyncRun run, string reason)
+    {
+        var slot = Volatile.Read(ref _view).Slots[run.Slot];
+        await _changeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            var current = Volatile.Read(ref _view);
+            if (current.Modes[run.Slot] == ReplicaMode.CatchingUp)
+            {
+                Volatile.Write(ref _view, current.With(run.Slot, ReplicaMode.Faulted, current.Epoch));
+            }
+
+            Volatile.Write(ref _resync, null);
+            if (current.Modes[run.Slot] != ReplicaMode.InSync && _authority is not null)
+            {
+                try
+                {
+                    await _authority.ChangeReplicaAsync(VolumeId, slot.NodeId, ReplicaMode.Faulted, current.Epoch, reason, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (SlabException)
+                {
+                    // The cluster state says catching-up until the next resync attempt changes it.
+                }
+            }
+        }
+        finally
+        {
+            _changeLock.Release();
+        }
+
+        await SaveMapAsync(run.Slot, run.Map, CancellationToken.None).ConfigureAwait(false);
+        LogCatchUpFailed(_logger, VolumeName, slot.NodeName, reason);
+    }
+
+    /// <summary>A faulted replica's map and the generation its last save covered.</summary>
+    private sealed class TrackedMap(DirtyRegionMap map)
+    {
+        public DirtyRegionMap Map { get; } = map;
+
+        public SemaphoreSlim SaveLock { get; } = new(1, 1);
+
+        public long SavedGeneration { get; set; }
+    }
+
+    /// <summary>One resync: which regions are left, which is being copied, which have writes in flight.</summary>
+    private sealed class ResyncRun(int slot, TrackedMap map, bool full, DateTimeOffset started)
+    {
+        public const long Done = -1;
+        public const long Busy = -2;
+
+        private readonly Lock _lock = new();
+        private readonly Dictionary<long, int> _writes = [];
+        private long _copying = -1;
+        private TaskCompletionSource? _idle;
+
+        public long BytesCopied;
+        public long RegionsDone;
+
+        public int Slot { get; } = slot;
+
+        public TrackedMap Map { get; } = map;
+
+        public bool Full { get; } = full;
+
+        public DateTimeOffset Started { get; } = started;
+
+        public long RegionsTotal { get; } = map.Map.DirtyCount;
+
+        /// <summary>Registers a write of [offset, +length); true when it may go to the catching-up replica (every region it touches is copied already).</summary>
+        public bool Enter(long offset, long length)
+        {
+            var (first, last) = Regions(offset, length);
+            lock (_lock)
+            {
+                var send = true;
+                for (var region = first; region <= last; region++)
+                {
+                    _writes[region] = _writes.GetValueOrDefault(region) + 1;
+                    send &= region != _copying && !Map.Map.IsSet(region);
+                }
+
+                return send;
+            }
+        }
+
+        public void Exit(long offset, long length)
+        {
+            var (first, last) = Regions(offset, length);
+            lock (_lock)
+            {
+                for (var region = first; region <= last; region++)
+                {
+                    if (_writes[region] == 1)
+                    {
+                        _writes.Remove(region);
+                    }
+                    else
+                    {
+                        _writes[region]--;
+                    }
+                }
+
+                _idle?.TrySetResult();
+                _idle = null;
+            }
+        }
+
+        /// <summary>Takes the next region to copy that no write is touching; <see cref="Done"/> when none is left, <see cref="Busy"/> (with a task to wait for) when all left are being written.</summary>
+        public long TakeNext(ref long cursor, out TaskCompletionSource? idle)
+        {
+            idle = null;
+            lock (_lock)
+            {
+                var first = Map.Map.NextSet(cursor);
+                if (first < 0)
+                {
+                    return Done;
+                }
+
+                var region = first;
+                do
+                {
+                    if (!_writes.ContainsKey(region) && Map.Map.TryTake(region))
+                    {
+                        _copying = region;
+                        cursor = region + 1 < Map.Map.RegionCount ? region + 1 : 0;
+                        return region;
+                    }
+
+                    region = Map.Map.NextSet(region + 1 < Map.Map.RegionCount ? region + 1 : 0);
+                }
+                while (region >= 0 && region != first);
+
+                _idle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                idle = _idle;
+                return Busy;
+            }
+        }
+
+        public void EndCopy()
+        {
+            lock (_lock)
+            {
+                _copying = -1;
+            }
+        }
+
+        private (long First, long Last) Regions(long offset, long length)
+        {
+            var size = Map.Map.RegionBytes;
+            return (offset / size, Math.Min((offset + Math.Max(length, 1) - 1) / size, Map.Map.RegionCount - 1));
+        }
+    }
+
+    [LoggerMessage(EventId = 43, Level = LogLevel.Information, Message = "volume {Volume}: resync of replica on {Node} started ({Kind}, {Regions} regions)")]
+    private static partial void LogResyncStarted(ILogger logger, string volume, string node, string kind, long regions);
+
+    [LoggerMessage(EventId = 44, Level = LogLevel.Information, Message = "volume {Volume}: resync of replica on {Node} done ({Kind}): {Regions} regions, {Bytes} bytes copied in {Seconds:0.0} s; in sync at epoch {Epoch}")]
+    private static partial void LogResyncDone(ILogger logger, string volume, string node, string kind, long regions, long bytes, double seconds, long epoch);
+
+    [LoggerMessage(EventId = 45, Level = LogLevel.Warning, Message = "volume {Volume}: the dirty-region map of the replica on {Node} could not be saved or removed ({Reason}); a resync after a crash copies everything")]
+    private static partial void LogMapNotSaved(ILogger logger, string volume, string node, string reason);
+}
+
+/// <summary>A resync under way: which replica, whether it copies everything, how far it is.</summary>
+public sealed record ResyncProgress(string NodeName, bool Full, long RegionsDone, long RegionsTotal, long BytesCopied, DateTimeOffset Started);
