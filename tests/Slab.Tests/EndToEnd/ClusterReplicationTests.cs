@@ -96,6 +96,50 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         await cluster[3].CliOkAsync("volume", "delete", name);
     }
 
+    [Fact]
+    public async Task When_the_controllers_node_dies_another_node_takes_over_every_replica_and_reads_every_acknowledged_write()
+    {
+        HostCommand.RequireTool("dd", "coreutils");
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var name = LocalCluster.UniqueName("rto");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2", "--nodes", "node-1,node-2");
+
+        // The controller runs on node-3, which holds no replica: every write crosses to node-1 and node-2.
+        var device = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
+        var written = new List<(long Offset, byte[] Data)>();
+        for (var i = 0; i < 16; i++)
+        {
+            var data = TestData.Pattern(Block, 400 + i);
+            Assert.Equal(0, (await DirectBlockIo.WriteAsync(device, i * 17L * Block, data)).ExitCode);
+            written.Add((i * 17L * Block, data));
+        }
+
+        var epochBefore = LocalCluster.EpochOf(await InspectAsync(cluster, 1, name));
+        var killed = DateTimeOffset.UtcNow;
+        await cluster[3].KillAsync();
+        await Poll.UntilAsync(async () => (await cluster.StatusesAsync(1))["node-3"] == "offline", TimeSpan.FromSeconds(30), "node-3 offline");
+        var seenOffline = DateTimeOffset.UtcNow;
+
+        // node-1 takes the attachment over (epoch bump): both replicas refuse node-3's epoch from now on.
+        var taken = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
+        var next = TestData.Pattern(Block, 500);
+        Assert.Equal(0, (await DirectBlockIo.WriteAsync(taken, 3 * Block, next)).ExitCode);
+        var firstWrite = DateTimeOffset.UtcNow;
+        output.WriteLine($"RTO: {(firstWrite - killed).TotalSeconds:0.0} s from the kill, {(firstWrite - seenOffline).TotalSeconds:0.0} s after node-3 was seen offline");
+
+        var inspected = await InspectAsync(cluster, 2, name);
+        Assert.True(LocalCluster.EpochOf(inspected) > epochBefore);
+        Assert.Equal("up", inspected.GetProperty("state").GetString());
+        foreach (var (offset, data) in written)
+        {
+            Assert.Equal(data, await DirectBlockIo.ReadAsync(taken, offset, Block));
+        }
+
+        Assert.Equal(next, await DirectBlockIo.ReadAsync(taken, 3 * Block, Block));
+        await cluster[1].CliOkAsync("host", "detach", name);
+        await cluster[1].CliOkAsync("volume", "delete", name);
+    }
+
     private static async Task<JsonElement> InspectAsync(LocalCluster cluster, int from, string name)
         => LocalCluster.First(await cluster[from].CliJsonAsync("volume", "inspect", name));
 }
