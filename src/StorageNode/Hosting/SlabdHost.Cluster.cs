@@ -43,7 +43,6 @@ public static partial class SlabdHost
             Labels = options.Labels.ToImmutableSortedDictionary(StringComparer.Ordinal),
             DataDirectory = Path.Combine(options.DataDirectory, "cluster"),
             OvercommitRatio = options.OvercommitRatio,
-            Version = Version,
         });
         services.AddSingleton<ClusterRuntime>();
         services.AddSingleton<PeerApi>();

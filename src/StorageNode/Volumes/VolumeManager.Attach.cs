@@ -17,8 +17,6 @@ public sealed partial class VolumeManager
     /// <summary>Number of volumes attached on this host now.</summary>
     public int AttachedCount => Volatile.Read(ref _attachments).Count;
 
-    /// <summary>Ids of the volumes attached on this host now.</summary>
-    public IReadOnlyCollection<string> AttachedVolumeIds => Volatile.Read(ref _attachments).Keys.ToList();
 
     public AttachmentInfo? GetAttachment(string volumeId)
     {

@@ -24,7 +24,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         await using var cluster = await LocalCluster.StartAsync(3);
         var name = LocalCluster.UniqueName("repl");
         await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2", "--nodes", "node-1,node-2");
-        var created = await InspectAsync(cluster, 3, name);
+        var created = await cluster.InspectAsync(3, name);
         Assert.Equal("up", created.GetProperty("state").GetString());
         Assert.Equal(2, created.GetProperty("replicas").GetArrayLength());
 
@@ -38,7 +38,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
             before.Add((i * 64L * Block, data));
         }
 
-        var epochBefore = LocalCluster.EpochOf(await InspectAsync(cluster, 1, name));
+        var epochBefore = LocalCluster.EpochOf(await cluster.InspectAsync(1, name));
         await cluster[2].KillAsync();
 
         // The next writes find node-2 gone: it is dropped (epoch bump in Raft), then they are acknowledged.
@@ -51,7 +51,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
             after.Add(((i * 64L + 1) * Block, data));
         }
 
-        var degraded = await InspectAsync(cluster, 3, name);
+        var degraded = await cluster.InspectAsync(3, name);
         output.WriteLine(degraded.ToString());
         Assert.Equal("degraded", degraded.GetProperty("state").GetString());
         Assert.True(LocalCluster.EpochOf(degraded) > epochBefore, $"epoch {LocalCluster.EpochOf(degraded)} after the drop, {epochBefore} before");
@@ -69,10 +69,10 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         // meanwhile) and promotes it with another epoch bump.
         await cluster.RestartAsync(2);
         await Poll.UntilAsync(
-            async () => (await InspectAsync(cluster, 1, name)).GetProperty("state").GetString() == "up",
+            async () => (await cluster.InspectAsync(1, name)).GetProperty("state").GetString() == "up",
             TimeSpan.FromSeconds(90),
             "node-2's replica back in sync");
-        var resynced = await InspectAsync(cluster, 1, name);
+        var resynced = await cluster.InspectAsync(1, name);
         Assert.True(LocalCluster.EpochOf(resynced) > LocalCluster.EpochOf(degraded));
         Assert.Contains($"resync of replica on node-2 done (delta)", cluster[1].Log, StringComparison.Ordinal);
         output.WriteLine(cluster[1].Log.Split('\n').First(l => l.Contains("resync of replica on node-2 done", StringComparison.Ordinal)));
@@ -114,7 +114,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
             written.Add((i * 17L * Block, data));
         }
 
-        var epochBefore = LocalCluster.EpochOf(await InspectAsync(cluster, 1, name));
+        var epochBefore = LocalCluster.EpochOf(await cluster.InspectAsync(1, name));
         var killed = DateTimeOffset.UtcNow;
         await cluster[3].KillAsync();
         await Poll.UntilAsync(async () => (await cluster.StatusesAsync(1))["node-3"] == "offline", TimeSpan.FromSeconds(30), "node-3 offline");
@@ -127,7 +127,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         var firstWrite = DateTimeOffset.UtcNow;
         output.WriteLine($"RTO: {(firstWrite - killed).TotalSeconds:0.0} s from the kill, {(firstWrite - seenOffline).TotalSeconds:0.0} s after node-3 was seen offline");
 
-        var inspected = await InspectAsync(cluster, 2, name);
+        var inspected = await cluster.InspectAsync(2, name);
         Assert.True(LocalCluster.EpochOf(inspected) > epochBefore);
         Assert.Equal("up", inspected.GetProperty("state").GetString());
         foreach (var (offset, data) in written)
@@ -139,7 +139,4 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         await cluster[1].CliOkAsync("host", "detach", name);
         await cluster[1].CliOkAsync("volume", "delete", name);
     }
-
-    private static async Task<JsonElement> InspectAsync(LocalCluster cluster, int from, string name)
-        => LocalCluster.First(await cluster[from].CliJsonAsync("volume", "inspect", name));
 }

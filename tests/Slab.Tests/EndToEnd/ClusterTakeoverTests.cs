@@ -28,7 +28,7 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
         var staleDevice = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
         var first = TestData.Pattern(Block, 1);
         Assert.Equal(0, (await DirectBlockIo.WriteAsync(staleDevice, 0, first)).ExitCode);
-        var epochBefore = LocalCluster.EpochOf(await InspectAsync(cluster, 1, name));
+        var epochBefore = LocalCluster.EpochOf(await cluster.InspectAsync(1, name));
 
         // A live holder keeps its attachment.
         var refused = await cluster[1].CliAsync("host", "attach", name);
@@ -44,7 +44,7 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
 
             // node-3 looks dead: node-1 takes the attachment over, which bumps the epoch.
             device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
-            var taken = await InspectAsync(cluster, 1, name);
+            var taken = await cluster.InspectAsync(1, name);
             Assert.Equal("node-1", taken.GetProperty("attachment").GetProperty("nodeName").GetString());
             var epochAfter = LocalCluster.EpochOf(taken);
             Assert.True(epochAfter > epochBefore, $"epoch {epochAfter} after the takeover, {epochBefore} before");
@@ -80,15 +80,10 @@ public sealed class ClusterTakeoverTests(ITestOutputHelper output)
 
         // node-3 tears down its fenced device; node-1's attachment is untouched.
         await cluster[3].CliOkAsync("host", "detach", name);
-        Assert.Equal("node-1", (await InspectAsync(cluster, 3, name)).GetProperty("attachment").GetProperty("nodeName").GetString());
+        Assert.Equal("node-1", (await cluster.InspectAsync(3, name)).GetProperty("attachment").GetProperty("nodeName").GetString());
         Assert.Equal(second, await DirectBlockIo.ReadAsync(device, 0, Block));
 
         await cluster[1].CliOkAsync("host", "detach", name);
         await cluster[1].CliOkAsync("volume", "delete", name);
-    }
-
-    private static async Task<JsonElement> InspectAsync(LocalCluster cluster, int from, string name)
-    {
-        return LocalCluster.First(await cluster[from].CliJsonAsync("volume", "inspect", name));
     }
 }

@@ -48,6 +48,9 @@ public sealed class LocalCluster : IAsyncDisposable
     /// <summary>The first element of slabctl's JSON when it printed an array (inspect), else the value.</summary>
     public static JsonElement First(JsonElement json) => json.ValueKind == JsonValueKind.Array ? json[0] : json;
 
+    /// <summary><c>volume inspect NAME --json</c> asked of node <paramref name="from"/>.</summary>
+    public async Task<JsonElement> InspectAsync(int from, string name) => First(await this[from].CliJsonAsync("volume", "inspect", name));
+
     /// <summary>A volume's epoch from <c>volume inspect --json</c> (a 64-bit number, which protobuf's JSON prints as a string).</summary>
     public static long EpochOf(JsonElement volume)
     {

@@ -397,16 +397,24 @@ public sealed class VolumeControllerTests
         Assert.False(controller.TryStartResync("n2"));
     }
 
+    /// <summary>Two replicas: n1 in sync, n2 faulted when the controller opened (nothing known about what it misses).</summary>
+    private static (FaultyReplica A, FaultyReplica B, TestAuthority Authority, VolumeController Controller) OpenWithFaultedSecond(long size)
+    {
+        var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
+        var authority = new TestAuthority(1);
+        authority.OutAtStart.Add("n2");
+        var controller = new VolumeController("vol1", "db", size, 1,
+            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, false), new ReplicaMember("n2", "node-2", b, ReplicaMode.Faulted, false)],
+            authority, NullLogger.Instance);
+        return (a, b, authority, controller);
+    }
+
     [Fact]
     public async Task Writes_during_a_resync_reach_the_replica_behind_the_cursor_and_nothing_is_lost()
     {
         const long size = 32 << 20;
-        var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
-        var authority = new TestAuthority(1);
-        using var controller = new VolumeController("vol1", "db", size, 1,
-            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, false), new ReplicaMember("n2", "node-2", b, ReplicaMode.Faulted, false)],
-            authority, NullLogger.Instance);
-        authority.OutAtStart.Add("n2");
+        var (a, b, authority, controller) = OpenWithFaultedSecond(size);
+        using var disposeController = controller;
         var random = new Random(7);
         for (var i = 0; i < 64; i++)
         {
@@ -433,12 +441,8 @@ public sealed class VolumeControllerTests
     public async Task A_resync_that_fails_leaves_the_replica_faulted_and_a_later_one_finishes_it()
     {
         const long size = 8 << 20;
-        var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
-        var authority = new TestAuthority(1);
-        using var controller = new VolumeController("vol1", "db", size, 1,
-            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, false), new ReplicaMember("n2", "node-2", b, ReplicaMode.Faulted, false)],
-            authority, NullLogger.Instance);
-        authority.OutAtStart.Add("n2");
+        var (a, b, authority, controller) = OpenWithFaultedSecond(size);
+        using var disposeController = controller;
         await controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default);
 
         b.Fail = BlockError.IOError;

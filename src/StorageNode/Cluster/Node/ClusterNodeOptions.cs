@@ -47,9 +47,6 @@ public sealed record ClusterNodeOptions
     /// <summary>Pools take no new replica once this share of them is used.</summary>
     public double FullFraction { get; init; } = 0.95;
 
-    public string Version { get; init; } = "";
-
-
     public IPEndPoint ApiEndPoint => new(Advertise, ApiPort);
 
     public IPEndPoint ReplicationEndPoint => new(Advertise, ReplicationPort);

@@ -45,8 +45,6 @@ public interface IClusterStateStore
     /// <exception cref="ClusterStateException">As <see cref="ProposeAsync"/>.</exception>
     Task<CommandResult> ProposePreparedAsync(ClusterCommand command, CancellationToken cancellationToken);
 
-    /// <summary>True when this node is a Raft voter; false for a client that keeps a read copy.</summary>
-    bool IsVoter { get; }
 
     /// <summary>True while this node knows a leader that holds a majority (writes can succeed).</summary>
     bool HasQuorum { get; }

@@ -72,8 +72,6 @@ public sealed partial class ClusterStateClient : IClusterStateStore, IAsyncDispo
             .Select(m => new ClusterMemberInfo(m.MemberId, IPEndPoint.TryParse(m.RaftEndPoint, out var ep) ? ep : new IPEndPoint(IPAddress.None, 0), m.IsLeader, false, Fresh && m.IsAvailable))
             .ToList();
 
-    /// <inheritdoc />
-    public bool IsVoter => false;
 
     /// <inheritdoc />
     public bool HasQuorum => Fresh && _info.HasQuorum;

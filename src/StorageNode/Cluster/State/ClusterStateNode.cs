@@ -92,8 +92,6 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
     /// <inheritdoc />
     public event EventHandler<ClusterState>? CurrentChanged;
 
-    /// <inheritdoc />
-    public bool IsVoter => true;
 
     /// <inheritdoc />
     public bool HasQuorum => HasWorkingLeader();
