@@ -54,7 +54,10 @@ public static class HostCleanup
             await HostCommand.RunAsync("umount", ["-l", mount]);
         }
 
-        foreach (var loop in await LoopDevicesUnderAsync(prefix))
+        // Loops listed before the unmounts too: once a FUSE mount under the root is detached, a loop
+        // over a file in it no longer names the root (a killed slabd's attachment).
+        loops.UnionWith(await LoopDevicesUnderAsync(prefix));
+        foreach (var loop in loops)
         {
             await HostCommand.RunAsync("losetup", ["-d", loop]);
         }
