@@ -76,6 +76,26 @@ public sealed class EpochGate
         return epoch < floor ? EpochAdmission.Stale : EpochAdmission.Ahead;
     }
 
+    /// <summary>
+    /// Enters at <paramref name="epoch"/>; when it is ahead of the gate, asks
+    /// <paramref name="advance"/> once (which raises the gate when the control plane has committed
+    /// that epoch) and tries again. Returns <see cref="EpochAdmission.Admitted"/> (the caller must
+    /// <see cref="Exit"/>), <see cref="EpochAdmission.Stale"/>, or <see cref="EpochAdmission.Ahead"/>
+    /// when the epoch was not confirmed; with the epoch the replica holds. The state argument keeps
+    /// callers free of closures.
+    /// </summary>
+    public async ValueTask<(EpochAdmission Admission, long Current)> EnterAsync<TState>(
+        long epoch, TState state, Func<TState, long, CancellationToken, ValueTask<bool>> advance, CancellationToken cancellationToken)
+    {
+        var admission = TryEnter(epoch, out var current);
+        if (admission == EpochAdmission.Ahead && await advance(state, epoch, cancellationToken).ConfigureAwait(false))
+        {
+            admission = TryEnter(epoch, out current);
+        }
+
+        return (admission, current);
+    }
+
     /// <summary>Ends an admission that <see cref="TryEnter"/> granted.</summary>
     public void Exit()
     {

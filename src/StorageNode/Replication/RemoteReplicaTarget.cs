@@ -114,16 +114,7 @@ public sealed partial class RemoteReplicaTarget : IReplicaTarget, IAsyncDisposab
     public void Grow(long newSizeBytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(newSizeBytes);
-        long current;
-        do
-        {
-            current = Volatile.Read(ref _size);
-            if (newSizeBytes <= current)
-            {
-                return;
-            }
-        }
-        while (Interlocked.CompareExchange(ref _size, newSizeBytes, current) != current);
+        Common.AtomicMax.Raise(ref _size, newSizeBytes);
     }
 
     /// <summary>Closes the connections in the background (the volume layer closes controllers synchronously).</summary>

@@ -261,36 +261,30 @@ internal sealed partial class ReplicaServerConnection
     private async ValueTask<(ReplicaStatus Status, int DataLength)> AdmitAndExecuteAsync(ReplicaHandle replica, ReplicaServerSlot slot)
     {
         var header = slot.Header;
-        var epoch = (long)header.Epoch;
-        var advanced = false;
-        while (true)
+        var (admission, current) = await replica.Gate.EnterAsync(
+            (long)header.Epoch,
+            (_server.Resolver, header.VolumeId),
+            static (s, epoch, ct) => s.Resolver.TryAdvanceEpochAsync(s.VolumeId, epoch, ct),
+            _requestToken);
+        switch (admission)
         {
-            switch (replica.Gate.TryEnter(epoch, out var current))
-            {
-                case EpochAdmission.Admitted:
-                    try
-                    {
-                        return (ReplicaStatus.Ok, await ExecuteAsync(replica.Target, slot));
-                    }
-                    finally
-                    {
-                        replica.Gate.Exit();
-                    }
+            case EpochAdmission.Admitted:
+                try
+                {
+                    return (ReplicaStatus.Ok, await ExecuteAsync(replica.Target, slot));
+                }
+                finally
+                {
+                    replica.Gate.Exit();
+                }
 
-                case EpochAdmission.Stale:
-                    ReplicaLog.StaleEpoch(_logger, _connectionId, header.VolumeId, header.Epoch, current);
-                    return (ReplicaStatus.StaleEpoch, 0);
+            case EpochAdmission.Stale:
+                ReplicaLog.StaleEpoch(_logger, _connectionId, header.VolumeId, header.Epoch, current);
+                return (ReplicaStatus.StaleEpoch, 0);
 
-                default:
-                    if (advanced || !await _server.Resolver.TryAdvanceEpochAsync(header.VolumeId, epoch, _requestToken))
-                    {
-                        ReplicaLog.EpochRejected(_logger, _connectionId, header.VolumeId, header.Epoch, current);
-                        return (ReplicaStatus.EpochRejected, 0);
-                    }
-
-                    advanced = true;
-                    break;
-            }
+            default:
+                ReplicaLog.EpochRejected(_logger, _connectionId, header.VolumeId, header.Epoch, current);
+                return (ReplicaStatus.EpochRejected, 0);
         }
     }
 

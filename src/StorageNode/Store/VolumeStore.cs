@@ -175,6 +175,10 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
         }
     }
 
+    /// <summary>Saves the filesystem flags of <paramref name="flags"/> on this node's record of the same volume; returns the record as saved.</summary>
+    public Task<VolumeRecord> SaveFilesystemFlagsAsync(VolumeRecord local, VolumeRecord flags, CancellationToken cancellationToken)
+        => SaveVolumeAsync(local with { Formatted = flags.Formatted, FilesystemGrowPending = flags.FilesystemGrowPending }, cancellationToken);
+
     public async Task<VolumeRecord> SaveVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken)
     {
         await _mutation.WaitAsync(cancellationToken).ConfigureAwait(false);

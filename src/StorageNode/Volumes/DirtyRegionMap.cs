@@ -105,26 +105,6 @@ public sealed class DirtyRegionMap
         return (Volatile.Read(ref _words[region >> 6]) & bit) != 0;
     }
 
-    /// <summary>True when a region that [offset, offset + length) touches is set.</summary>
-    public bool AnySet(long offset, long length)
-    {
-        if (length <= 0 || RegionCount == 0)
-        {
-            return false;
-        }
-
-        var last = Math.Min((offset + length - 1) / RegionBytes, RegionCount - 1);
-        for (var region = offset / RegionBytes; region <= last; region++)
-        {
-            if (IsSet(region))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
     /// <summary>Clears <paramref name="region"/>; true when it was set (the caller then owns copying it).</summary>
     public bool TryTake(long region)
     {

@@ -208,28 +208,20 @@ public sealed class LocalReplicaTarget : IReplicaTarget
     /// <summary>Enters the gate at <paramref name="epoch"/>, advancing it once if the epoch is committed; throws when refused.</summary>
     private async ValueTask AdmitAsync(long epoch, CancellationToken cancellationToken)
     {
-        var advanced = false;
-        while (true)
+        var (admission, current) = await _replica.Gate.EnterAsync(
+            epoch, _replica, static (r, e, ct) => r.TryAdvanceAsync(e, ct), cancellationToken).ConfigureAwait(false);
+        switch (admission)
         {
-            switch (_replica.Gate.TryEnter(epoch, out var current))
-            {
-                case EpochAdmission.Admitted:
-                    return;
-                case EpochAdmission.Stale:
-                    throw new BlockTargetException(
-                        BlockError.Fenced,
-                        $"volume {_replica.VolumeId}: the local replica is at epoch {current} and refuses epoch {epoch}; another controller owns the volume");
-                default:
-                    if (advanced || !await _replica.TryAdvanceAsync(epoch, cancellationToken).ConfigureAwait(false))
-                    {
-                        throw new BlockTargetException(
-                            BlockError.IOError,
-                            $"volume {_replica.VolumeId}: the local replica has not accepted epoch {epoch} (it is at {current}; the cluster state has not committed it here)");
-                    }
-
-                    advanced = true;
-                    break;
-            }
+            case EpochAdmission.Admitted:
+                return;
+            case EpochAdmission.Stale:
+                throw new BlockTargetException(
+                    BlockError.Fenced,
+                    $"volume {_replica.VolumeId}: the local replica is at epoch {current} and refuses epoch {epoch}; another controller owns the volume");
+            default:
+                throw new BlockTargetException(
+                    BlockError.IOError,
+                    $"volume {_replica.VolumeId}: the local replica has not accepted epoch {epoch} (it is at {current}; the cluster state has not committed it here)");
         }
     }
 }

@@ -60,8 +60,7 @@ public sealed partial class VolumeController
                 case ReplicaMode.CatchingUp:
                     // Not counted for acknowledgement: the resync stops, the replica stays out.
                     Volatile.Write(ref _view, current.With(index, ReplicaMode.Faulted, current.Epoch));
-                    LogCatchUpFailed(_logger, VolumeName, slot.NodeName, cause.Message);
-                    OnCatchUpFailed(slot.NodeId);
+                    LogCatchUpFailed(_logger, VolumeName, slot.NodeName, cause.Message); // the copier sees the mode and stops
                     return;
             }
 
@@ -113,9 +112,6 @@ public sealed partial class VolumeController
 
     /// <summary>Hook for dirty tracking and resync: an in-sync replica was dropped (called under the change lock).</summary>
     partial void OnReplicaDropped(string nodeId);
-
-    /// <summary>Hook for resync: a catching-up replica failed (called under the change lock).</summary>
-    partial void OnCatchUpFailed(string nodeId);
 
     [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "volume {Volume}: replica on {Node} dropped from the in-sync set, epoch {OldEpoch} -> {NewEpoch}: {Reason}")]
     private static partial void LogReplicaDropped(ILogger logger, string volume, string node, long oldEpoch, long newEpoch, string reason);

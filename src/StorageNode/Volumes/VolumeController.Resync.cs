@@ -23,11 +23,6 @@ public sealed partial class VolumeController
     private CancellationTokenSource? _resyncStop;
     private Task _resyncTask = Task.CompletedTask;
 
-    /// <summary>The resync under way now, or null.</summary>
-    public ResyncProgress? Resync => Volatile.Read(ref _resync) is { } run
-        ? new ResyncProgress(Volatile.Read(ref _view).Slots[run.Slot].NodeName, run.Full, run.RegionsDone, run.RegionsTotal, Interlocked.Read(ref run.BytesCopied), run.Started)
-        : null;
-
     /// <summary>
     /// Starts resyncing the faulted replica on <paramref name="nodeId"/> in the background unless a
     /// resync runs already. True when one was started. The resync ends by promoting the replica (epoch
@@ -57,16 +52,26 @@ public sealed partial class VolumeController
 
     private void InitializeMaps(IReadOnlyList<ReplicaMember> members)
     {
-        var maps = new TrackedMap?[members.Count];
         for (var i = 0; i < members.Count; i++)
         {
             if (members[i].Mode != ReplicaMode.InSync && _dirtyMaps?.Load(VolumeId, members[i].NodeId, Size) is { } saved)
             {
-                maps[i] = new TrackedMap(saved) { SavedGeneration = saved.Generation };
+                SetMap(i, new TrackedMap(saved) { SavedGeneration = saved.Generation });
             }
         }
+    }
 
-        _maps = maps;
+    /// <summary>
+    /// Publishes slot <paramref name="index"/>'s map (null: untracked) by copy-on-write. The array
+    /// stays empty while no replica is tracked, so writes skip marking without looking further.
+    /// Called under the change lock, or before the controller is shared.
+    /// </summary>
+    private void SetMap(int index, TrackedMap? map)
+    {
+        var maps = new TrackedMap?[Volatile.Read(ref _view).Slots.Length];
+        Volatile.Read(ref _maps).CopyTo(maps, 0);
+        maps[index] = map;
+        Volatile.Write(ref _maps, Array.TrueForAll(maps, m => m is null) ? [] : maps);
     }
 
     /// <summary>An in-sync replica was dropped (under the change lock, before the write that dropped it is acknowledged): track what it misses.</summary>
@@ -86,14 +91,7 @@ public sealed partial class VolumeController
             LogMapNotSaved(_logger, VolumeName, view.Slots[index].NodeName, e.Message);
         }
 
-        var maps = (TrackedMap?[])Volatile.Read(ref _maps).Clone();
-        maps[index] = tracked;
-        Volatile.Write(ref _maps, maps);
-    }
-
-    partial void OnCatchUpFailed(string nodeId)
-    {
-        // The copier sees the mode change and stops; its map keeps what is left to copy.
+        SetMap(index, tracked);
     }
 
     /// <summary>
@@ -173,16 +171,14 @@ public sealed partial class VolumeController
                 }
 
                 var maps = Volatile.Read(ref _maps);
-                var tracked = maps[slot];
+                var tracked = maps.Length > 0 ? maps[slot] : null;
                 var full = tracked is null;
                 if (tracked is null)
                 {
                     // Nothing is known about what it misses (dropped by another controller, or its map was lost): copy everything.
                     tracked = new TrackedMap(new DirtyRegionMap(Size));
                     tracked.Map.MarkAll();
-                    var updated = (TrackedMap?[])maps.Clone();
-                    updated[slot] = tracked;
-                    Volatile.Write(ref _maps, updated);
+                    SetMap(slot, tracked);
                 }
 
                 var result = await _authority!.ChangeReplicaAsync(VolumeId, view.Slots[slot].NodeId, ReplicaMode.CatchingUp, view.Epoch, "resync", cancellationToken).ConfigureAwait(false);
@@ -344,9 +340,7 @@ public sealed partial class VolumeController
                 other.Target.Epoch = result.Epoch;
             }
 
-            var maps = (TrackedMap?[])Volatile.Read(ref _maps).Clone();
-            maps[run.Slot] = null;
-            Volatile.Write(ref _maps, maps);
+            SetMap(run.Slot, null);
             Volatile.Write(ref _view, current.With(run.Slot, ReplicaMode.InSync, result.Epoch));
             Volatile.Write(ref _resync, null);
         }
@@ -529,6 +523,3 @@ public sealed partial class VolumeController
     [LoggerMessage(EventId = 45, Level = LogLevel.Warning, Message = "volume {Volume}: the dirty-region map of the replica on {Node} could not be saved or removed ({Reason}); a resync after a crash copies everything")]
     private static partial void LogMapNotSaved(ILogger logger, string volume, string node, string reason);
 }
-
-/// <summary>A resync under way: which replica, whether it copies everything, how far it is.</summary>
-public sealed record ResyncProgress(string NodeName, bool Full, long RegionsDone, long RegionsTotal, long BytesCopied, DateTimeOffset Started);

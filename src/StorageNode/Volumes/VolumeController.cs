@@ -156,7 +156,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
             {
                 return await view.Slots[index].Target.GetExtentsAsync(offset, length, destination, cancellationToken).ConfigureAwait(false);
             }
-            catch (BlockTargetException e) when (view.Slots.Length > 1 && FaultsReplica(e.Error))
+            catch (BlockTargetException e) when (view.Slots.Length > 1 && TriesAnotherReplica(e.Error))
             {
                 await HandleFailuresAsync(view, 1 << index, e, cancellationToken).ConfigureAwait(false);
             }
@@ -204,16 +204,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
             slot.Target.Grow(newSizeBytes);
         }
 
-        long current;
-        do
-        {
-            current = Volatile.Read(ref _size);
-            if (newSizeBytes <= current)
-            {
-                return;
-            }
-        }
-        while (Interlocked.CompareExchange(ref _size, newSizeBytes, current) != current);
+        Common.AtomicMax.Raise(ref _size, newSizeBytes);
     }
 
     public void Dispose()
@@ -317,7 +308,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
                 }
 
                 // Every in-sync replica left has it; what the others missed is recorded before it is acknowledged.
-                if (operation.IsWrite && Volatile.Read(ref _maps).Length > 0)
+                if (operation.IsWrite && Volatile.Read(ref _maps).Length != 0)
                 {
                     await MarkMissedAsync(sent & ~failed, operation.Offset, operation.Length, cancellationToken).ConfigureAwait(false);
                 }
@@ -343,7 +334,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
                 await operation.Run(view.Slots[index].Target, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (BlockTargetException e) when (FaultsReplica(e.Error) || e.Error == BlockError.Fenced)
+            catch (BlockTargetException e) when (TriesAnotherReplica(e.Error))
             {
                 await HandleFailuresAsync(view, 1 << index, e, cancellationToken).ConfigureAwait(false);
             }
@@ -381,6 +372,9 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
 
     /// <summary>Errors that mean the replica could not do a well-formed request (as opposed to a bad request, which fails on every replica alike).</summary>
     private static bool FaultsReplica(BlockError error) => error is BlockError.IOError or BlockError.NoSpace or BlockError.Closed;
+
+    /// <summary>A read that failed so is handled (the replica dropped, or the epoch checked) and tried again; others fail the read.</summary>
+    private static bool TriesAnotherReplica(BlockError error) => FaultsReplica(error) || error == BlockError.Fenced;
 
     private static BlockTargetException Worse(BlockTargetException? first, BlockTargetException next)
         => first is null || (next.Error == BlockError.Fenced && first.Error != BlockError.Fenced) ? next : first;

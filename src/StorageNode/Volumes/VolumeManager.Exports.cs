@@ -90,7 +90,7 @@ public sealed partial class VolumeManager : IExportCatalog
     }
 
     /// <summary>This node's open replica of the volume, if one is open.</summary>
-    internal LocalReplica? FindOpenReplica(string volumeId)
+    private LocalReplica? FindOpenReplica(string volumeId)
     {
         lock (_openLock)
         {
@@ -110,17 +110,28 @@ public sealed partial class VolumeManager : IExportCatalog
     /// <summary>
     /// Raises the epoch this node's replica of <paramref name="volumeId"/> accepts to what the control
     /// plane committed: drains older requests now if it is open, else persists it for the next open.
+    /// False (nothing done) when the replica accepts that epoch already.
     /// </summary>
-    public async Task FenceReplicaAsync(string volumeId, long epoch, CancellationToken cancellationToken)
+    public async Task<bool> FenceReplicaAsync(string volumeId, long epoch, CancellationToken cancellationToken)
     {
         if (FindOpenReplica(volumeId) is { } open)
         {
+            if (open.Gate.Epoch >= epoch)
+            {
+                return false;
+            }
+
             await open.RaiseAsync(epoch, cancellationToken).ConfigureAwait(false);
+            return true;
         }
-        else
+
+        if (_store.FindVolume(volumeId) is not { } record || record.Epoch >= epoch)
         {
-            await PersistEpochAsync(volumeId, epoch, cancellationToken).ConfigureAwait(false);
+            return false;
         }
+
+        await PersistEpochAsync(volumeId, epoch, cancellationToken).ConfigureAwait(false);
+        return true;
     }
 
     private void ReleaseReplica(LocalReplica replica)
@@ -158,7 +169,7 @@ public sealed partial class VolumeManager : IExportCatalog
     }
 
     /// <summary>This node's replica of the volume as a controller's target, starting at <paramref name="epoch"/> (the controller sets its own).</summary>
-    internal IReplicaTarget OpenLocalReplicaTarget(VolumeRecord volume, long epoch)
+    private IReplicaTarget OpenLocalReplicaTarget(VolumeRecord volume, long epoch)
     {
         var lease = OpenLocalReplica(volume);
         return new LocalReplicaTarget(lease.Replica, lease, epoch);

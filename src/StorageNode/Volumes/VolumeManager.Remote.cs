@@ -109,8 +109,7 @@ public sealed partial class VolumeManager
             throw new SlabException(SlabErrorCode.NotFound, $"volume '{volume.Name}' not found");
         }
 
-        return await _store.SaveVolumeAsync(local with { Formatted = volume.Formatted, FilesystemGrowPending = volume.FilesystemGrowPending }, cancellationToken)
-            .ConfigureAwait(false);
+        return await _store.SaveFilesystemFlagsAsync(local, volume, cancellationToken).ConfigureAwait(false);
     }
 
     private void ForgetRemote(string volumeId)

@@ -169,10 +169,14 @@ public sealed class VolumeControllerTests
     private const long Size = 1 << 20;
 
     private static VolumeController Open(TestAuthority? authority, params (FaultyReplica Replica, ReplicaMode Mode, bool Local)[] replicas)
+        => Open(Size, authority, replicas);
+
+    /// <summary>A controller of volume "db" over the replicas as nodes n1, n2, ... (names node-1, ...).</summary>
+    private static VolumeController Open(long size, TestAuthority? authority, params (FaultyReplica Replica, ReplicaMode Mode, bool Local)[] replicas)
         => new(
             "vol1",
             "db",
-            Size,
+            size,
             authority?.Epoch ?? 1,
             [.. replicas.Select((r, i) => new ReplicaMember($"n{i + 1}", $"node-{i + 1}", r.Replica, r.Mode, r.Local))],
             authority,
@@ -372,9 +376,7 @@ public sealed class VolumeControllerTests
         const long size = 16 << 20; // 16 regions of 1 MiB
         var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
         var authority = new TestAuthority(1);
-        using var controller = new VolumeController("vol1", "db", size, 1,
-            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, true), new ReplicaMember("n2", "node-2", b, ReplicaMode.InSync, false)],
-            authority, NullLogger.Instance);
+        using var controller = Open(size, authority, (a, ReplicaMode.InSync, true), (b, ReplicaMode.InSync, false));
         for (var region = 0; region < 16; region++)
         {
             await controller.WriteAsync(region * (1L << 20), Block((byte)region), BlockWriteFlags.None, default);
@@ -403,9 +405,7 @@ public sealed class VolumeControllerTests
         var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
         var authority = new TestAuthority(1);
         authority.OutAtStart.Add("n2");
-        var controller = new VolumeController("vol1", "db", size, 1,
-            [new ReplicaMember("n1", "node-1", a, ReplicaMode.InSync, false), new ReplicaMember("n2", "node-2", b, ReplicaMode.Faulted, false)],
-            authority, NullLogger.Instance);
+        var controller = Open(size, authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.Faulted, false));
         return (a, b, authority, controller);
     }
 

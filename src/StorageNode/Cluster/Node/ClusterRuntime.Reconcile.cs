@@ -214,7 +214,7 @@ public sealed partial class ClusterRuntime
     /// </summary>
     private void ResyncReturnedReplicas(ClusterState state, VolumeInfo volume)
     {
-        if (_volumes.ControllerOf(volume.Id) is not { } controller || controller.Resync is not null)
+        if (_volumes.ControllerOf(volume.Id) is not { } controller)
         {
             return;
         }
@@ -326,10 +326,9 @@ public sealed partial class ClusterRuntime
             Log.Reconciled(_logger, volume.Name, "grown");
         }
 
-        if (local.Epoch < volume.Epoch || _volumes.FindOpenReplica(volume.Id) is { Gate.Epoch: var open } && open < volume.Epoch)
+        // Fence older controllers now rather than at the new controller's first request.
+        if (await _volumes.FenceReplicaAsync(volume.Id, volume.Epoch, cancellationToken).ConfigureAwait(false))
         {
-            // Fence older controllers now rather than at the new controller's first request.
-            await _volumes.FenceReplicaAsync(volume.Id, volume.Epoch, cancellationToken).ConfigureAwait(false);
             local = _store.FindVolume(volume.Id) ?? local;
         }
 

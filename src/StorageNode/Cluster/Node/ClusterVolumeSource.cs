@@ -128,8 +128,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
                 var local = runtime.Store.FindVolume(info.Id);
                 if (local is not null)
                 {
-                    local = await runtime.Store.SaveVolumeAsync(local with { Formatted = volume.Formatted, FilesystemGrowPending = volume.FilesystemGrowPending }, cancellationToken)
-                        .ConfigureAwait(false);
+                    local = await runtime.Store.SaveFilesystemFlagsAsync(local, volume, cancellationToken).ConfigureAwait(false);
                     saved ??= local;
                 }
 
@@ -138,7 +137,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
 
             if (!state.Nodes.TryGetValue(replica.NodeId, out var node) || !runtime.IsAlive(node.Id))
             {
-                continue; // it learns the flags when it is resynced or rebuilt from a replica that has them
+                continue; // it keeps its old flags; attaching elsewhere reads them from an in-sync replica that is online first
             }
 
             try
