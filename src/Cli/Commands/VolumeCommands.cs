@@ -7,7 +7,7 @@ using Slab.Cli.Parsing;
 
 namespace Slab.Cli.Commands;
 
-/// <summary><c>slabctl volume</c> (alias <c>v</c>): create, list, inspect, update, delete, clone, restore.</summary>
+/// <summary><c>slabctl volume</c> (alias <c>v</c>): create, list, inspect, update, ha-update, check, delete, clone, restore.</summary>
 internal static class VolumeCommands
 {
     private static readonly ArgSpec _name = new("NAME");
@@ -66,6 +66,25 @@ internal static class VolumeCommands
                 Args = [_name],
                 Flags = [SizeFlag(required: false), LabelFlag("labels to set; k= removes label k")],
                 Handler = UpdateAsync,
+            },
+            new CommandNode("ha-update", "Raise or lower a volume's replica count online")
+            {
+                Details = "Raising places a new replica by policy (or on --node) and rebuilds it from an in-sync replica " +
+                    "where the volume is attached; lowering removes --node's replica, else the least useful one. Cluster only.",
+                Args = [_name],
+                Flags =
+                [
+                    new() { Name = "repl", Short = 'r', ValueName = "N", Description = "the replica count wanted, 1-3", Required = true },
+                    new() { Name = "node", Short = 'n', ValueName = "NODE", Description = "raising: the node for the new replica; lowering: the node whose replica goes" },
+                    new() { Name = "wait", Description = "wait until every replica is in sync, showing the rebuild's progress" },
+                ],
+                Handler = HaUpdateAsync,
+            },
+            new CommandNode("check", "Compare a volume's in-sync replicas region by region")
+            {
+                Details = "Like pxctl verify-checksum. Runs where the volume is attached; exits 1 when a region differs.",
+                Args = [_name],
+                Handler = CheckAsync,
             },
             new CommandNode("delete", "Delete a volume (refused while attached)", "d")
             {
@@ -154,6 +173,43 @@ internal static class VolumeCommands
 
         var volume = await ctx.Api.Volumes.UpdateAsync(request, ctx.Api.Options());
         return ctx.Print(volume, $"Update Volume: Volume update successful for volume {ctx.Arg(0)}");
+    }
+
+    private static async Task<int> HaUpdateAsync(CommandContext ctx)
+    {
+        var request = new HaUpdateVolumeRequest { Volume = ctx.Arg(0), Repl = ParseRepl(ctx.Flag("repl")!), Node = ctx.OptionalName("node") ?? "" };
+        var volume = await ctx.Api.Volumes.HaUpdateAsync(request, ctx.Api.Options());
+        if (!ctx.Parse.IsSet("wait") || ctx.Json)
+            return ctx.Print(volume, $"Update Volume Replication: Replication update started successfully for volume {volume.Name}");
+
+        await ctx.Out.WriteLineAsync($"Update Volume Replication: Replication update started successfully for volume {volume.Name}");
+        var progress = new ProgressLine(ctx.Out);
+        while (true)
+        {
+            var copying = volume.Replicas.Where(r => r.State != "in-sync").ToList();
+            if (copying.Count == 0)
+            {
+                progress.Done($"Every replica of {volume.Name} is in sync (epoch {volume.Epoch}).");
+                return CliApp.Success;
+            }
+
+            if (volume.Attachment is null)
+            {
+                progress.Done($"Volume {volume.Name} is not attached: its replica on {copying[0].NodeName} is rebuilt when the volume is attached.");
+                return CliApp.Success;
+            }
+
+            progress.Show(copying[0].NodeName, copying[0].State, copying[0].Progress);
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            volume = await ctx.Api.Volumes.InspectAsync(new InspectVolumeRequest { Volume = volume.Id }, ctx.Api.Options());
+        }
+    }
+
+    private static async Task<int> CheckAsync(CommandContext ctx)
+    {
+        var report = await ctx.Api.Volumes.CheckAsync(new CheckVolumeRequest { Volume = ctx.Arg(0) }, ctx.Api.Options());
+        ctx.Print(report, VolumeViews.CheckSummary(ctx.Arg(0), report));
+        return report.DifferingRegions == 0 ? CliApp.Success : CliApp.Failure;
     }
 
     private static async Task<int> DeleteAsync(CommandContext ctx)

@@ -59,13 +59,35 @@ internal static class VolumeViews
         {
             var pool = r.PoolId.Length > 0 ? $" (Pool {r.PoolId})" : "";
             var state = (r.State.Length > 0 ? $", {r.State}" : "") + (r.NodeOnline ? "" : ", node offline");
-            block.Raw($"\t  Node  :  {Formats.Node(r.NodeName, r.NodeId)}{pool}{state}");
+            var progress = r.Progress is { } p ? ", " + Progress(p) : "";
+            block.Raw($"\t  Node  :  {Formats.Node(r.NodeName, r.NodeId)}{pool}{state}{progress}");
         }
         block
             .Add("Used", Sizes.Format(v.UsedBytes))
             .Add("Snapshots", v.SnapshotCount.ToString(CultureInfo.InvariantCulture))
             .Add("Source", v.Source.Length == 0 ? "-" : v.Source)
             .Write(o, "");
+    }
+
+    /// <summary>"42.0% (120 MiB copied, 85.3 MiB/s, ETA 3s)".</summary>
+    public static string Progress(ResyncProgress p)
+    {
+        var eta = p.EtaSeconds > 0 ? $", ETA {TimeSpan.FromSeconds(Math.Ceiling(p.EtaSeconds)):g}" : "";
+        var kind = p.Rebuild ? "rebuild" : "resync";
+        return $"{kind} {p.Percent.ToString("0.0", CultureInfo.InvariantCulture)}% ({Sizes.Format(p.BytesCopied)} copied, {Sizes.Format((ulong)p.BytesPerSecond)}/s{eta})";
+    }
+
+    /// <summary>What <c>volume check</c> prints.</summary>
+    public static string CheckSummary(string volume, CheckVolumeResponse r)
+    {
+        if (r.Replicas.Count < 2)
+            return $"Volume {volume}: {r.Replicas.Count} in-sync replica ({string.Join(", ", r.Replicas)}); nothing to compare.";
+        var head = $"Volume {volume}: compared {Sizes.Format(r.BytesCompared)} on replicas {string.Join(", ", r.Replicas)} (on {r.NodeName}): ";
+        if (r.DifferingRegions == 0)
+            return head + "no differences.";
+        var listed = string.Join(", ", r.DifferingOffsets.Take(10).Select(o => $"@{o}"));
+        var more = r.DifferingRegions > 10 ? $" and {r.DifferingRegions - 10} more" : "";
+        return head + $"{r.DifferingRegions} region(s) of {Sizes.Format(r.RegionBytes)} differ: {listed}{more}.";
     }
 
     public static void WriteSnapshots(IEnumerable<Snapshot> snapshots, TextWriter o) => Table.From(snapshots, _snapshotColumns).Write(o);

@@ -47,6 +47,32 @@ internal static class ProtoMapping
         return volume;
     }
 
+    public static V1.ResyncProgress ToProto(ResyncProgress progress) => new()
+    {
+        Rebuild = progress.IsRebuild,
+        Percent = progress.Percent,
+        BytesCopied = (ulong)progress.BytesCopied,
+        BytesPerSecond = progress.BytesPerSecond,
+        EtaSeconds = progress.Remaining?.TotalSeconds ?? 0,
+        RegionsLeft = (ulong)progress.RegionsLeft,
+        RegionsTotal = (ulong)progress.RegionsTotal,
+        RegionBytes = (uint)progress.RegionBytes,
+    };
+
+    public static V1.CheckVolumeResponse ToProto(ReplicaCheckReport report, string nodeName)
+    {
+        var response = new V1.CheckVolumeResponse
+        {
+            BytesCompared = (ulong)report.BytesCompared,
+            DifferingRegions = (ulong)report.DifferingCount,
+            RegionBytes = DirtyRegionMap.DefaultRegionBytes,
+            NodeName = nodeName,
+        };
+        response.Replicas.Add(report.ReplicasCompared);
+        response.DifferingOffsets.Add(report.DifferingRegions.Select(o => (ulong)o));
+        return response;
+    }
+
     public static V1.Attachment ToProto(AttachmentInfo attachment)
     {
         var message = new V1.Attachment

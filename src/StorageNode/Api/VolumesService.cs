@@ -54,6 +54,20 @@ public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node
         var view = await volumes.CloneAsync(request.Source, request.Name, request.Labels, context.CancellationToken).ConfigureAwait(false);
         return ProtoMapping.ToProto(view, node);
     }
+
+    public override Task<V1.Volume> HaUpdate(V1.HaUpdateVolumeRequest request, ServerCallContext context)
+    {
+        volumes.Inspect(request.Volume); // an unknown volume is reported as such first
+        throw new Common.SlabException(
+            Common.SlabErrorCode.FailedPrecondition,
+            "ha-update needs a cluster: a volume on a node started without --cluster-id has exactly one replica; start slabd with --cluster-id to replicate volumes");
+    }
+
+    public override async Task<V1.CheckVolumeResponse> Check(V1.CheckVolumeRequest request, ServerCallContext context)
+    {
+        var report = await volumes.CheckReplicasAsync(request.Volume, context.CancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToProto(report, node.NodeName);
+    }
 }
 
 /// <summary>The Snapshots service.</summary>

@@ -148,6 +148,13 @@ public sealed class DirtyRegionMap
         return bytes;
     }
 
+    /// <summary>Sets <paramref name="region"/> in an encoding made by <see cref="Encode"/> (a region being copied, which the map no longer holds).</summary>
+    public static void MarkEncoded(Span<byte> encoded, long region)
+    {
+        var word = encoded.Slice(HeaderBytes + (int)((region >> 6) * 8), 8);
+        BinaryPrimitives.WriteUInt64LittleEndian(word, BinaryPrimitives.ReadUInt64LittleEndian(word) | (1UL << (int)(region & 63)));
+    }
+
     /// <summary>Decodes a saved map for a volume of <paramref name="volumeBytes"/>; null when it is not one (wrong magic, format or size).</summary>
     public static DirtyRegionMap? Decode(ReadOnlySpan<byte> bytes, long volumeBytes)
     {

@@ -38,26 +38,31 @@ public sealed partial class VolumeController
         {
             if ((failed & (1 << i)) != 0 && seen.Modes[i] != ReplicaMode.Faulted)
             {
-                await DropAsync(i, failure, cancellationToken).ConfigureAwait(false);
+                await DropAsync(seen.Slots[i], failure, cancellationToken).ConfigureAwait(false);
             }
         }
 
         return false;
     }
 
-    /// <summary>Takes slot <paramref name="index"/> out of the set (in sync: through the authority, raising the epoch).</summary>
-    private async ValueTask DropAsync(int index, BlockTargetException cause, CancellationToken cancellationToken)
+    /// <summary>Takes <paramref name="slot"/> out of the set (in sync: through the authority, raising the epoch).</summary>
+    private async ValueTask DropAsync(ReplicaSlot slot, BlockTargetException cause, CancellationToken cancellationToken)
     {
         await _changeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var current = Volatile.Read(ref _view);
-            var slot = current.Slots[index];
+            var index = Array.IndexOf(current.Slots, slot); // slots are shared by views; a removed one is not found
+            if (index < 0)
+            {
+                return; // removed from the set meanwhile
+            }
+
             switch (current.Modes[index])
             {
                 case ReplicaMode.Faulted:
                     return; // another request dropped it already
-                case ReplicaMode.CatchingUp:
+                case ReplicaMode.CatchingUp or ReplicaMode.Rebuilding:
                     // Not counted for acknowledgement: the resync stops, the replica stays out.
                     Volatile.Write(ref _view, current.With(index, ReplicaMode.Faulted, current.Epoch));
                     LogCatchUpFailed(_logger, VolumeName, slot.NodeName, cause.Message); // the copier sees the mode and stops
@@ -85,6 +90,14 @@ public sealed partial class VolumeController
                     BlockError.IOError,
                     $"volume '{VolumeName}': replica on {slot.NodeName} failed ({cause.Message}) and could not be taken out of the in-sync set ({e.Message}); the request is not acknowledged",
                     e);
+            }
+
+            if (result.Outcome == ReplicaChangeOutcome.NotAMember)
+            {
+                // ha-update removed it; the set follows shortly. It is no longer counted.
+                Volatile.Write(ref _view, current.With(index, ReplicaMode.Faulted, current.Epoch));
+                LogReplicaDropped(_logger, VolumeName, slot.NodeName, current.Epoch, current.Epoch, "it was removed from the volume's replica set");
+                return;
             }
 
             if (result.Outcome == ReplicaChangeOutcome.Fenced)

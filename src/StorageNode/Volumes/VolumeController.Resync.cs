@@ -42,19 +42,61 @@ public sealed partial class VolumeController
             return false;
         }
 
-        _resyncStop ??= new CancellationTokenSource();
-        _resyncTask = Task.Run(() => ResyncAsync(slot, _resyncStop.Token));
+        var stop = new CancellationTokenSource();
+        Volatile.Write(ref _resyncStop, stop);
+        _resyncTask = Task.Run(() => ResyncAsync(slot, stop.Token));
         return true;
     }
 
     /// <summary>Waits for the resync under way (if any) to end; for shutdown and tests.</summary>
     public Task WaitForResyncAsync() => _resyncTask;
 
+    /// <summary>The resync under way, if any: whose, how far, how fast.</summary>
+    public ResyncProgress? Resync
+    {
+        get
+        {
+            if (Volatile.Read(ref _resync) is not { } run)
+            {
+                return null;
+            }
+
+            var slot = Volatile.Read(ref _view).Slots[run.Slot];
+            return new ResyncProgress(
+                slot.NodeId,
+                slot.NodeName,
+                run.Mode == ReplicaMode.Rebuilding,
+                run.RegionsTotal,
+                run.Map.Map.DirtyCount,
+                (long)run.Map.Map.RegionBytes,
+                Interlocked.Read(ref run.BytesCopied),
+                System.Diagnostics.Stopwatch.GetElapsedTime(run.Started));
+        }
+    }
+
+    /// <summary>Stops the resync under way (if any) and waits for it to end; the replica keeps its mode in the cluster state and its map, so the next resync resumes.</summary>
+    private async Task StopResyncAsync()
+    {
+        if (Volatile.Read(ref _resyncStop) is { } stop)
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+        }
+
+        try
+        {
+            await _resyncTask.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or BlockTargetException or SlabException or IOException)
+        {
+            // the resync logged its own end
+        }
+    }
+
     private void InitializeMaps(IReadOnlyList<ReplicaMember> members)
     {
         for (var i = 0; i < members.Count; i++)
         {
-            if (members[i].Mode != ReplicaMode.InSync && _dirtyMaps?.Load(VolumeId, members[i].NodeId, Size) is { } saved)
+            if (members[i].Mode != ReplicaMode.InSync && _dirtyMaps?.Load(VolumeId, _view.Slots[i].MapKey, Size) is { } saved)
             {
                 SetMap(i, new TrackedMap(saved) { SavedGeneration = saved.Generation });
             }
@@ -83,7 +125,7 @@ public sealed partial class VolumeController
         try
         {
             // Saved empty now: its existence proves that tracking began when the replica was dropped.
-            _dirtyMaps?.Save(VolumeId, nodeId, tracked.Map);
+            _dirtyMaps?.Save(VolumeId, view.Slots[index].MapKey, tracked.Map);
         }
         catch (IOException e)
         {
@@ -129,21 +171,29 @@ public sealed partial class VolumeController
             }
 
             var generation = tracked.Map.Generation;
-            var nodeId = Volatile.Read(ref _view).Slots[index].NodeId;
+            var key = Volatile.Read(ref _view).Slots[index].MapKey;
             try
             {
-                _dirtyMaps.Save(VolumeId, nodeId, tracked.Map);
+                // Encoded before the copying region is read: a region taken for copying after the
+                // encoding is still set in it; one taken before is added back (not copied yet).
+                var bytes = tracked.Map.Encode();
+                if (Volatile.Read(ref _resync) is { } run && run.Map == tracked && run.CopyingRegion is >= 0 and var copying)
+                {
+                    DirtyRegionMap.MarkEncoded(bytes, copying);
+                }
+
+                _dirtyMaps.Save(VolumeId, key, bytes);
             }
             catch (IOException e)
             {
                 // A stale saved map would under-report after a crash: remove it (a missing map means a full copy).
                 try
                 {
-                    _dirtyMaps.Delete(VolumeId, nodeId);
+                    _dirtyMaps.Delete(VolumeId, key);
                 }
                 catch (IOException)
                 {
-                    throw new BlockTargetException(BlockError.IOError, $"volume '{VolumeName}': cannot record what the replica on {nodeId} misses: {e.Message}", e);
+                    throw new BlockTargetException(BlockError.IOError, $"volume '{VolumeName}': cannot record what the replica {key} misses: {e.Message}", e);
                 }
             }
 
@@ -175,37 +225,40 @@ public sealed partial class VolumeController
                 var full = tracked is null;
                 if (tracked is null)
                 {
-                    // Nothing is known about what it misses (dropped by another controller, or its map was lost): copy everything.
+                    // Nothing is known about what it misses (new, dropped by another controller, or its map was lost): copy everything.
                     tracked = new TrackedMap(new DirtyRegionMap(Size));
                     tracked.Map.MarkAll();
                     SetMap(slot, tracked);
                 }
 
-                var result = await _authority!.ChangeReplicaAsync(VolumeId, view.Slots[slot].NodeId, ReplicaMode.CatchingUp, view.Epoch, "resync", cancellationToken).ConfigureAwait(false);
-                if (result.Outcome == ReplicaChangeOutcome.Fenced)
+                // A new replica's copy, even resumed from a saved map, is a rebuild.
+                var mode = full || view.Slots[slot].NeedsRebuild ? ReplicaMode.Rebuilding : ReplicaMode.CatchingUp;
+                var result = await _authority!.ChangeReplicaAsync(VolumeId, view.Slots[slot].NodeId, mode, view.Epoch, full ? "rebuild" : "resync", cancellationToken).ConfigureAwait(false);
+                if (result.Outcome != ReplicaChangeOutcome.Committed)
                 {
                     return;
                 }
 
-                run = new ResyncRun(slot, tracked, full, DateTimeOffset.UtcNow);
+                view.Slots[slot].NeedsRebuild = mode == ReplicaMode.Rebuilding;
+                run = new ResyncRun(slot, tracked, mode, System.Diagnostics.Stopwatch.GetTimestamp());
                 Volatile.Write(ref _resync, run);
-                Volatile.Write(ref _view, view.With(slot, ReplicaMode.CatchingUp, view.Epoch));
+                Volatile.Write(ref _view, view.With(slot, mode, view.Epoch));
             }
             finally
             {
                 _changeLock.Release();
             }
 
-            LogResyncStarted(_logger, VolumeName, nodeName, run.Full ? "full copy" : "delta", run.RegionsTotal);
+            LogResyncStarted(_logger, VolumeName, nodeName, run.Kind, run.RegionsTotal);
             await CopyAndPromoteAsync(run, cancellationToken).ConfigureAwait(false);
-            var seconds = (DateTimeOffset.UtcNow - run.Started).TotalSeconds;
-            LogResyncDone(_logger, VolumeName, nodeName, run.Full ? "full copy" : "delta", run.RegionsDone, run.BytesCopied, seconds, Epoch);
+            var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(run.Started).TotalSeconds;
+            LogResyncDone(_logger, VolumeName, nodeName, run.Kind, run.RegionsDone, run.BytesCopied, seconds, Epoch);
         }
         catch (Exception e) when (e is BlockTargetException or SlabException or IOException or OperationCanceledException)
         {
             if (run is not null)
             {
-                await AbandonResyncAsync(run, e.Message).ConfigureAwait(false);
+                await AbandonResyncAsync(run, e.Message, stopped: cancellationToken.IsCancellationRequested).ConfigureAwait(false);
             }
             else if (e is not OperationCanceledException)
             {
@@ -218,6 +271,7 @@ public sealed partial class VolumeController
     {
         var buffer = AlignedBufferPool.Shared.Rent(run.Map.Map.RegionBytes);
         var extents = new BlockExtent[64];
+        var saved = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             while (true)
@@ -225,6 +279,7 @@ public sealed partial class VolumeController
                 long cursor = 0;
                 while (true)
                 {
+                    cancellationToken.ThrowIfCancellationRequested(); // replicas need not watch the token between requests
                     var region = run.TakeNext(ref cursor, out var idle);
                     if (region == ResyncRun.Done)
                     {
@@ -249,6 +304,12 @@ public sealed partial class VolumeController
                     finally
                     {
                         run.EndCopy();
+                    }
+
+                    if (System.Diagnostics.Stopwatch.GetElapsedTime(saved) >= ProgressSaveInterval)
+                    {
+                        await SaveProgressAsync(run, cancellationToken).ConfigureAwait(false);
+                        saved = System.Diagnostics.Stopwatch.GetTimestamp();
                     }
                 }
 
@@ -280,7 +341,7 @@ public sealed partial class VolumeController
     private async Task CopyRegionAsync(ResyncRun run, long region, AlignedBuffer buffer, BlockExtent[] extents, CancellationToken cancellationToken)
     {
         var view = Volatile.Read(ref _view);
-        if (view.Modes[run.Slot] != ReplicaMode.CatchingUp)
+        if (view.Modes[run.Slot] != run.Mode)
         {
             throw new BlockTargetException(BlockError.IOError, "the replica failed a write during its resync");
         }
@@ -324,12 +385,17 @@ public sealed partial class VolumeController
         try
         {
             var current = Volatile.Read(ref _view);
-            if (current.Modes[run.Slot] != ReplicaMode.CatchingUp)
+            if (current.Modes[run.Slot] != run.Mode)
             {
                 throw new BlockTargetException(BlockError.IOError, "the replica failed a write during its resync");
             }
 
             var result = await _authority!.ChangeReplicaAsync(VolumeId, slot.NodeId, ReplicaMode.InSync, current.Epoch, "resynced", cancellationToken).ConfigureAwait(false);
+            if (result.Outcome == ReplicaChangeOutcome.NotAMember)
+            {
+                throw new BlockTargetException(BlockError.IOError, "the replica was removed from the volume's replica set");
+            }
+
             if (result.Outcome == ReplicaChangeOutcome.Fenced)
             {
                 throw new BlockTargetException(BlockError.Fenced, $"volume '{VolumeName}': epoch {current.Epoch} is no longer the volume's (now {result.Epoch}); another controller owns it");
@@ -341,6 +407,7 @@ public sealed partial class VolumeController
             }
 
             SetMap(run.Slot, null);
+            slot.NeedsRebuild = false;
             Volatile.Write(ref _view, current.With(run.Slot, ReplicaMode.InSync, result.Epoch));
             Volatile.Write(ref _resync, null);
         }
@@ -351,7 +418,7 @@ public sealed partial class VolumeController
 
         try
         {
-            _dirtyMaps?.Delete(VolumeId, slot.NodeId);
+            _dirtyMaps?.Delete(VolumeId, slot.MapKey);
         }
         catch (IOException e)
         {
@@ -359,21 +426,26 @@ public sealed partial class VolumeController
         }
     }
 
-    /// <summary>A resync failed: the replica is faulted again (no epoch change: it was not in sync); its map keeps what is left.</summary>
-    private async Task AbandonResyncAsync(ResyncRun run, string reason)
+    /// <summary>
+    /// A resync failed or was stopped: the replica is faulted again (no epoch change: it was not in
+    /// sync); its map keeps what is left. A failure is recorded in the cluster state; a stop
+    /// (<paramref name="stopped"/>: the set changes, the controller closes) leaves the replica's
+    /// state there as it is, for the next resync to resume.
+    /// </summary>
+    private async Task AbandonResyncAsync(ResyncRun run, string reason, bool stopped)
     {
         var slot = Volatile.Read(ref _view).Slots[run.Slot];
         await _changeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
             var current = Volatile.Read(ref _view);
-            if (current.Modes[run.Slot] == ReplicaMode.CatchingUp)
+            if (current.Modes[run.Slot] == run.Mode)
             {
                 Volatile.Write(ref _view, current.With(run.Slot, ReplicaMode.Faulted, current.Epoch));
             }
 
             Volatile.Write(ref _resync, null);
-            if (current.Modes[run.Slot] != ReplicaMode.InSync && _authority is not null)
+            if (!stopped && current.Modes[run.Slot] != ReplicaMode.InSync && _authority is not null)
             {
                 try
                 {
@@ -390,8 +462,56 @@ public sealed partial class VolumeController
             _changeLock.Release();
         }
 
-        await SaveMapAsync(run.Slot, run.Map, CancellationToken.None).ConfigureAwait(false);
-        LogCatchUpFailed(_logger, VolumeName, slot.NodeName, reason);
+        try
+        {
+            await SaveProgressAsync(run, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (BlockTargetException e)
+        {
+            // Not flushed: the map on disk stays as last saved (it over-reports what is left: safe).
+            reason += $"; its progress was not saved ({e.Message})";
+        }
+
+        LogCatchUpFailed(_logger, VolumeName, slot.NodeName, stopped ? "stopped (it resumes at the next resync)" : reason);
+    }
+
+    /// <summary>
+    /// Makes what the copy wrote durable on the replica, then saves its map, so a resync after a
+    /// restart of either side resumes where this one got to. Called by the copier between regions.
+    /// </summary>
+    private async Task SaveProgressAsync(ResyncRun run, CancellationToken cancellationToken)
+    {
+        if (_dirtyMaps is null)
+        {
+            return;
+        }
+
+        var slot = Volatile.Read(ref _view).Slots[run.Slot];
+        await slot.Target.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await run.Map.SaveLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var generation = run.Map.Map.Generation;
+            var bytes = run.Map.Map.Encode();
+            if (run.CopyingRegion is >= 0 and var copying)
+            {
+                DirtyRegionMap.MarkEncoded(bytes, copying);
+            }
+
+            try
+            {
+                _dirtyMaps.Save(VolumeId, slot.MapKey, bytes);
+                run.Map.SavedGeneration = generation;
+            }
+            catch (IOException e)
+            {
+                LogMapNotSaved(_logger, VolumeName, slot.NodeName, e.Message);
+            }
+        }
+        finally
+        {
+            run.Map.SaveLock.Release();
+        }
     }
 
     /// <summary>A faulted replica's map and the generation its last save covered.</summary>
@@ -405,7 +525,7 @@ public sealed partial class VolumeController
     }
 
     /// <summary>One resync: which regions are left, which is being copied, which have writes in flight.</summary>
-    private sealed class ResyncRun(int slot, TrackedMap map, bool full, DateTimeOffset started)
+    private sealed class ResyncRun(int slot, TrackedMap map, ReplicaMode mode, long started)
     {
         public const long Done = -1;
         public const long Busy = -2;
@@ -422,9 +542,25 @@ public sealed partial class VolumeController
 
         public TrackedMap Map { get; } = map;
 
-        public bool Full { get; } = full;
+        /// <summary><see cref="ReplicaMode.CatchingUp"/> (delta) or <see cref="ReplicaMode.Rebuilding"/> (full copy, or a new replica's).</summary>
+        public ReplicaMode Mode { get; } = mode;
 
-        public DateTimeOffset Started { get; } = started;
+        public string Kind => Mode == ReplicaMode.Rebuilding ? "rebuild" : "delta";
+
+        /// <summary>When it began (<see cref="System.Diagnostics.Stopwatch"/> timestamp).</summary>
+        public long Started { get; } = started;
+
+        /// <summary>The region being copied now (taken from the map but not yet written), else -1.</summary>
+        public long CopyingRegion
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _copying;
+                }
+            }
+        }
 
         public long RegionsTotal { get; } = map.Map.DirtyCount;
 
@@ -513,6 +649,9 @@ public sealed partial class VolumeController
             return (offset / size, Math.Min((offset + Math.Max(length, 1) - 1) / size, Map.Map.RegionCount - 1));
         }
     }
+
+    /// <summary>How often a running resync makes its progress durable (replica flushed, map saved), so a restart resumes it.</summary>
+    private static readonly TimeSpan ProgressSaveInterval = TimeSpan.FromSeconds(2);
 
     [LoggerMessage(EventId = 43, Level = LogLevel.Information, Message = "volume {Volume}: resync of replica on {Node} started ({Kind}, {Regions} regions)")]
     private static partial void LogResyncStarted(ILogger logger, string volume, string node, string kind, long regions);

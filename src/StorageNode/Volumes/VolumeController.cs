@@ -83,7 +83,10 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
             member.Target.Epoch = epoch;
         }
 
-        _view = new ReplicaSetView(epoch, [.. members.Select(m => new ReplicaSlot(m.NodeId, m.NodeName, m.Target, m.IsLocal))], [.. members.Select(m => m.Mode)]);
+        _view = new ReplicaSetView(
+            epoch,
+            [.. members.Select(m => new ReplicaSlot(m.NodeId, m.NodeName, m.Target, m.IsLocal, m.Incarnation, needsRebuild: m.Mode == ReplicaMode.Rebuilding))],
+            [.. members.Select(m => m.Mode is ReplicaMode.InSync ? ReplicaMode.InSync : ReplicaMode.Faulted)]);
         var features = BlockTargetFeatures.Flush | BlockTargetFeatures.ForceUnitAccess | BlockTargetFeatures.Trim | BlockTargetFeatures.WriteZeroes
             | BlockTargetFeatures.BlockStatus | BlockTargetFeatures.MultiConnection | BlockTargetFeatures.ReadOnly;
         var maximum = int.MaxValue;
@@ -209,7 +212,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
 
     public void Dispose()
     {
-        _resyncStop?.Cancel();
+        Volatile.Read(ref _resyncStop)?.Cancel();
         try
         {
             _resyncTask.Wait(TimeSpan.FromSeconds(10));
@@ -264,7 +267,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
                     {
                         pending[i] = default;
                         var mode = view.Modes[i];
-                        if (mode == ReplicaMode.Faulted || (mode == ReplicaMode.CatchingUp && operation.IsWrite && !(toCatchingUp && resync!.Slot == i)))
+                        if (mode == ReplicaMode.Faulted || (IsCopyTarget(mode) && operation.IsWrite && !(toCatchingUp && resync!.Slot == i)))
                         {
                             continue; // a write it misses is marked in its map below
                         }
@@ -370,6 +373,9 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         return 0; // unreachable: a view always has an in-sync replica
     }
 
+    /// <summary>A replica a resync copies into: it gets writes behind the copy cursor, is not counted for acknowledgement and is never read.</summary>
+    private static bool IsCopyTarget(ReplicaMode mode) => mode is ReplicaMode.CatchingUp or ReplicaMode.Rebuilding;
+
     /// <summary>Errors that mean the replica could not do a well-formed request (as opposed to a bad request, which fails on every replica alike).</summary>
     private static bool FaultsReplica(BlockError error) => error is BlockError.IOError or BlockError.NoSpace or BlockError.Closed;
 
@@ -401,5 +407,21 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         }
     }
 
-    private sealed record ReplicaSlot(string NodeId, string NodeName, IReplicaTarget Target, bool IsLocal);
+    /// <summary>One replica of the set; views share slots, so a slot is found again by reference.</summary>
+    private sealed class ReplicaSlot(string nodeId, string nodeName, IReplicaTarget target, bool isLocal, string incarnation, bool needsRebuild)
+    {
+        public string NodeId { get; } = nodeId;
+
+        public string NodeName { get; } = nodeName;
+
+        public IReplicaTarget Target { get; } = target;
+
+        public bool IsLocal { get; } = isLocal;
+
+        /// <summary>Names this replica's dirty map: the node, and the incarnation when it has one.</summary>
+        public string MapKey { get; } = incarnation.Length == 0 ? nodeId : $"{nodeId}-{incarnation}";
+
+        /// <summary>Placed new and not yet in sync: its resync is a rebuild. Changed under the change lock.</summary>
+        public bool NeedsRebuild { get; set; } = needsRebuild;
+    }
 }

@@ -28,6 +28,13 @@ public interface IClusterVolumeSource
     /// <exception cref="SlabException">No in-sync replica can be reached.</exception>
     VolumeController OpenController(VolumeRecord volume, Func<Block.IReplicaTarget> openLocal);
 
+    /// <summary>
+    /// Opens the replica of <paramref name="volume"/> on <paramref name="nodeId"/> as the cluster
+    /// state describes it, for a controller open here (a replica added while it is open).
+    /// </summary>
+    /// <exception cref="SlabException">The volume has no replica there, or its node cannot be addressed.</exception>
+    ReplicaMember OpenMember(VolumeRecord volume, string nodeId, Func<Block.IReplicaTarget> openLocal);
+
     /// <summary>Persists <see cref="VolumeRecord.Formatted"/> and <see cref="VolumeRecord.FilesystemGrowPending"/> on the replicas' nodes; returns the record as saved.</summary>
     Task<VolumeRecord> SaveFlagsAsync(VolumeRecord volume, CancellationToken cancellationToken);
 }
@@ -117,6 +124,89 @@ public sealed partial class VolumeManager
         if (_store.FindVolume(volumeId) is null)
         {
             _remote.TryRemove(volumeId, out _);
+        }
+    }
+
+    /// <summary>
+    /// Brings the controller open here for <paramref name="volumeId"/> (if any) to the cluster's
+    /// replica set <paramref name="nodeIds"/>: opens the replicas added to it (they are rebuilt by the
+    /// controller's next resync) and stops using the replicas removed from it. False when no
+    /// controller is open here or nothing changed.
+    /// </summary>
+    public async Task<bool> FollowReplicaSetAsync(string volumeId, IReadOnlyCollection<string> nodeIds, CancellationToken cancellationToken)
+    {
+        if (OpenController(volumeId) is not { } controller || ClusterVolumes is not { } cluster)
+        {
+            return false;
+        }
+
+        var changed = false;
+        var current = controller.Replicas.Select(r => r.NodeId).ToHashSet(StringComparer.Ordinal);
+        foreach (var nodeId in current)
+        {
+            if (!nodeIds.Contains(nodeId))
+            {
+                changed |= await controller.RemoveReplicaAsync(nodeId, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        foreach (var nodeId in nodeIds)
+        {
+            if (current.Contains(nodeId))
+            {
+                continue;
+            }
+
+            var known = _remote.GetValueOrDefault(volumeId) ?? _store.FindVolume(volumeId)
+                ?? throw new SlabException(SlabErrorCode.NotFound, $"volume {volumeId} is open here but not known");
+            var member = cluster.OpenMember(known with { SizeBytes = controller.Size }, nodeId, () => OpenLocalReplicaTarget(known, epoch: 0));
+            if (!await controller.AddReplicaAsync(member, cancellationToken).ConfigureAwait(false))
+            {
+                member.Target.Dispose();
+                continue;
+            }
+
+            changed = true;
+        }
+
+        return changed;
+    }
+
+    /// <summary>
+    /// Compares the in-sync replicas of a volume (<see cref="VolumeController.CheckAsync"/>) through
+    /// its controller here when it is open here, else through a controller opened for the check.
+    /// </summary>
+    /// <exception cref="SlabException">Unknown volume; no replica reachable; a replica failed a read (Unavailable).</exception>
+    public async Task<ReplicaCheckReport> CheckReplicasAsync(string nameOrId, CancellationToken cancellationToken)
+    {
+        var volume = await RequireForAttachAsync(nameOrId, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (ControllerOf(volume.Id) is { } open)
+            {
+                return await open.CheckAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            var lease = OpenVolumeLease(volume);
+            try
+            {
+                return await lease.Controller.CheckAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await lease.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Block.BlockTargetException e)
+        {
+            throw new SlabException(SlabErrorCode.Unavailable, $"volume '{volume.Name}' could not be checked: {e.Message}", e);
+        }
+        finally
+        {
+            if (GetAttachment(volume.Id) is null)
+            {
+                ForgetRemote(volume.Id);
+            }
         }
     }
 

@@ -23,6 +23,13 @@ public enum ReplicaMode
 
     /// <summary>Failed or unreachable: receives nothing; the controller records what it misses.</summary>
     Faulted,
+
+    /// <summary>
+    /// A new replica being copied in full (or one whose copy was interrupted): like
+    /// <see cref="CatchingUp"/> while its copy runs. Handed to a controller at open it means "new,
+    /// not copied yet": the controller treats it as faulted until it starts the rebuild.
+    /// </summary>
+    Rebuilding,
 }
 
 /// <summary>One replica handed to a controller: where it is, how to reach it, the part it plays.</summary>
@@ -31,7 +38,8 @@ public enum ReplicaMode
 /// <param name="Target">Carries the controller's epoch on every request; the controller disposes it.</param>
 /// <param name="Mode">Its mode when the controller opens.</param>
 /// <param name="IsLocal">On this node: preferred for reads.</param>
-public sealed record ReplicaMember(string NodeId, string NodeName, IReplicaTarget Target, ReplicaMode Mode, bool IsLocal);
+/// <param name="Incarnation">Tells this replica apart from an earlier one on the same node (what the controller records about it, e.g. its dirty map, belongs to one incarnation).</param>
+public sealed record ReplicaMember(string NodeId, string NodeName, IReplicaTarget Target, ReplicaMode Mode, bool IsLocal, string Incarnation = "");
 
 /// <summary>What <see cref="IReplicaSetAuthority.ChangeReplicaAsync"/> achieved.</summary>
 public enum ReplicaChangeOutcome
@@ -41,6 +49,9 @@ public enum ReplicaChangeOutcome
 
     /// <summary>The volume's epoch had moved on: another controller owns the volume; this one must stop.</summary>
     Fenced,
+
+    /// <summary>The replica is no longer one of the volume's (removed by <c>ha-update</c>): the controller stops using it, nothing else changes.</summary>
+    NotAMember,
 }
 
 /// <summary>The outcome of a replica change and the volume's epoch after it.</summary>
@@ -75,3 +86,46 @@ public interface IEpochSource
     /// <summary>True when <paramref name="epoch"/> is committed for <paramref name="volumeId"/>; never throws except on cancellation.</summary>
     ValueTask<bool> IsCommittedAsync(string volumeId, long epoch, CancellationToken cancellationToken);
 }
+
+/// <summary>A resync or rebuild under way, as its controller sees it.</summary>
+/// <param name="NodeId">The replica's node.</param>
+/// <param name="NodeName">Its name.</param>
+/// <param name="IsRebuild">A full copy (a new replica, or one whose misses are unknown) rather than a delta.</param>
+/// <param name="RegionsTotal">Regions to copy when it began.</param>
+/// <param name="RegionsLeft">Regions still to copy (writes meanwhile may add some back).</param>
+/// <param name="RegionBytes">Bytes per region.</param>
+/// <param name="BytesCopied">Data bytes copied so far (holes are not counted: they cost no transfer).</param>
+/// <param name="Elapsed">Since it began.</param>
+public readonly record struct ResyncProgress(
+    string NodeId,
+    string NodeName,
+    bool IsRebuild,
+    long RegionsTotal,
+    long RegionsLeft,
+    long RegionBytes,
+    long BytesCopied,
+    TimeSpan Elapsed)
+{
+    /// <summary>0..100.</summary>
+    public double Percent => RegionsTotal == 0 ? 100 : Math.Clamp(100.0 * (RegionsTotal - RegionsLeft) / RegionsTotal, 0, 100);
+
+    /// <summary>Data bytes copied per second so far.</summary>
+    public double BytesPerSecond => Elapsed.TotalSeconds > 0 ? BytesCopied / Elapsed.TotalSeconds : 0;
+
+    /// <summary>Time left at the rate so far (regions per second); null until a region is done.</summary>
+    public TimeSpan? Remaining
+    {
+        get
+        {
+            var done = RegionsTotal - RegionsLeft;
+            return done > 0 && Elapsed > TimeSpan.Zero ? Elapsed * ((double)RegionsLeft / done) : null;
+        }
+    }
+}
+
+/// <summary>What <see cref="VolumeController.CheckAsync"/> found.</summary>
+/// <param name="ReplicasCompared">The in-sync replicas compared (names).</param>
+/// <param name="BytesCompared">Bytes of the volume compared.</param>
+/// <param name="DifferingRegions">Byte offsets of the regions (<see cref="DirtyRegionMap.DefaultRegionBytes"/> each) whose content differs between them, also with writes paused; at most 1000 listed.</param>
+/// <param name="DifferingCount">How many regions differ.</param>
+public sealed record ReplicaCheckReport(IReadOnlyList<string> ReplicasCompared, long BytesCompared, IReadOnlyList<long> DifferingRegions, long DifferingCount);

@@ -194,6 +194,51 @@ public sealed class ClusterStateTransitionsTests
     }
 
     [Fact]
+    public void Ha_update_changes_the_replica_count_without_an_epoch_bump_and_rebuilds_promote()
+    {
+        // v2: repl 2 on a and b, both in sync.
+        var state = Build(ThreeNodesOneVolume(), Volume("v2", repl: 2, inSyncNodes: ["a", "b"]));
+        var rebuilding = Replica("c", ReplicaState.Rebuilding) with { Incarnation = "i1" };
+        state = Ok(state, new ChangeReplication { Volume = "v2", Repl = 3, Replicas = [Replica("a", ReplicaState.InSync), Replica("b", ReplicaState.InSync), rebuilding] });
+        var v2 = state.FindVolume("v2")!;
+        Assert.Equal((3, 3, 1L), (v2.Spec.Repl, v2.Replicas.Length, v2.Epoch));
+        Assert.Equal("i1", v2.FindReplica("c")!.Incarnation);
+
+        // The rebuild ends like a resync: into the in-sync set by an epoch bump.
+        state = Ok(state, new SetReplicaState { Volume = "v2", NodeId = "c", State = ReplicaState.InSync, ExpectedEpoch = 1 });
+        Assert.Equal(2, state.FindVolume("v2")!.Epoch);
+
+        // Lowering to 1 removes in-sync replicas without a bump (they are deleted, never read again).
+        state = Ok(state, new ChangeReplication { Volume = "v2", Repl = 1, Replicas = [Replica("c", ReplicaState.InSync) with { Incarnation = "i1" }] });
+        v2 = state.FindVolume("v2")!;
+        Assert.Equal((1, "c", 2L), (v2.Spec.Repl, v2.Replicas.Single().NodeId, v2.Epoch));
+    }
+
+    [Fact]
+    public void Ha_update_rejections()
+    {
+        var state = Build(ThreeNodesOneVolume(), Volume("v2", repl: 2, inSyncNodes: ["a", "b"]));
+        var both = ImmutableArray.Create(Replica("a", ReplicaState.InSync), Replica("b", ReplicaState.InSync));
+        var newC = Replica("c", ReplicaState.Rebuilding) with { Incarnation = "i1" };
+        Rejected(state, new ChangeReplication { Volume = "nope", Repl = 3, Replicas = both.Add(newC) }, Rejection.VolumeNotFound);
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 4, Replicas = both.Add(newC) }, Rejection.InvalidArgument);
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 2, Replicas = both }, Rejection.InvalidArgument); // no change
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 3 }, Rejection.InvalidArgument); // not prepared
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 3, Replicas = both.Add(Replica("c", ReplicaState.InSync) with { Incarnation = "i1" }) }, Rejection.InvalidArgument);
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 3, Replicas = both.Add(Replica("c", ReplicaState.Rebuilding)) }, Rejection.InvalidArgument); // no incarnation
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 3, Replicas = [Replica("a", ReplicaState.Out), Replica("b", ReplicaState.InSync), newC] }, Rejection.InvalidArgument); // kept replicas stay as they are
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 3, Replicas = both.Add(newC with { NodeId = "a" }) }, Rejection.InvalidArgument);
+        Rejected(state, new ChangeReplication { Volume = "v2", Repl = 1, Replicas = [Replica("c", ReplicaState.InSync)] }, Rejection.InvalidArgument); // lowering only removes
+
+        var offline = Ok(state, new SetNodeStatus { NodeId = "c", Status = NodeStatus.Offline });
+        Rejected(offline, new ChangeReplication { Volume = "v2", Repl = 3, Replicas = both.Add(newC) }, Rejection.NodeUnavailable);
+
+        // Lowering may not leave the volume without an in-sync replica.
+        var oneOut = Ok(state, new SetReplicaState { Volume = "v2", NodeId = "b", State = ReplicaState.Out });
+        Rejected(oneOut, new ChangeReplication { Volume = "v2", Repl = 1, Replicas = [Replica("b", ReplicaState.Out)] }, Rejection.LastInSyncReplica);
+    }
+
+    [Fact]
     public void Replica_rejections()
     {
         var state = ThreeNodesOneVolume();

@@ -12,6 +12,7 @@ internal sealed class FaultyReplica(long size = 1 << 20) : IReplicaTarget
     private readonly MemoryBlockTarget _memory = new(size);
     private int _writes;
     private int _reads;
+    private int _waiting;
 
     public MemoryBlockTarget Memory => _memory;
 
@@ -35,7 +36,10 @@ internal sealed class FaultyReplica(long size = 1 << 20) : IReplicaTarget
 
     public BlockGeometry Geometry => _memory.Geometry;
 
-    public bool Disposed { get; private set; }
+    public bool Disposed { get; set; }
+
+    /// <summary>Writes waiting for <see cref="Hold"/> now.</summary>
+    public int Waiting => Volatile.Read(ref _waiting);
 
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
@@ -49,7 +53,9 @@ internal sealed class FaultyReplica(long size = 1 << 20) : IReplicaTarget
         Check();
         if (Hold is { } hold)
         {
+            Interlocked.Increment(ref _waiting);
             await hold.Task;
+            Interlocked.Decrement(ref _waiting);
         }
 
         await _memory.WriteAsync(offset, source, flags, cancellationToken);
@@ -114,10 +120,18 @@ internal sealed class TestAuthority(long epoch) : IReplicaSetAuthority
     /// <summary>Nodes whose replica was out of the in-sync set when the controller opened.</summary>
     public HashSet<string> OutAtStart { get; } = [];
 
+    /// <summary>Nodes whose replica was removed from the set (ha-update): changes of it are answered NotAMember.</summary>
+    public HashSet<string> Removed { get; } = [];
+
     public async Task<ReplicaChangeResult> ChangeReplicaAsync(string volumeId, string nodeId, ReplicaMode mode, long expectedEpoch, string reason, CancellationToken cancellationToken)
     {
         lock (_lock)
         {
+            if (Removed.Contains(nodeId))
+            {
+                return new ReplicaChangeResult(ReplicaChangeOutcome.NotAMember, Epoch);
+            }
+
             Changes.Add((nodeId, mode));
             if (mode == ReplicaMode.Faulted)
             {
@@ -172,7 +186,7 @@ public sealed class VolumeControllerTests
         => Open(Size, authority, replicas);
 
     /// <summary>A controller of volume "db" over the replicas as nodes n1, n2, ... (names node-1, ...).</summary>
-    private static VolumeController Open(long size, TestAuthority? authority, params (FaultyReplica Replica, ReplicaMode Mode, bool Local)[] replicas)
+    internal static VolumeController Open(long size, TestAuthority? authority, params (FaultyReplica Replica, ReplicaMode Mode, bool Local)[] replicas)
         => new(
             "vol1",
             "db",
@@ -182,14 +196,14 @@ public sealed class VolumeControllerTests
             authority,
             NullLogger.Instance);
 
-    private static byte[] Block(byte value)
+    internal static byte[] Block(byte value)
     {
         var data = new byte[4096];
         data.AsSpan().Fill(value);
         return data;
     }
 
-    private static async Task<byte[]> ReadAsync(IBlockTarget target, long offset)
+    internal static async Task<byte[]> ReadAsync(IBlockTarget target, long offset)
     {
         var data = new byte[4096];
         await target.ReadAsync(offset, data, default);
@@ -361,7 +375,7 @@ public sealed class VolumeControllerTests
         Assert.Empty(authority.Calls);
     }
 
-    private static async Task AssertSameAsync(FaultyReplica expected, FaultyReplica actual, long size)
+    internal static async Task AssertSameAsync(FaultyReplica expected, FaultyReplica actual, long size)
     {
         var a = new byte[size];
         var b = new byte[size];

@@ -13,7 +13,8 @@ internal static class ClusterProtoMapping
     /// liveness: "up" when every replica is in sync on a node that is online, "degraded" when at least
     /// one in-sync replica is on an online node but not all replicas are, "down" when none is.
     /// </summary>
-    public static V1.Volume ToProto(VolumeInfo volume, ClusterState state, long usedBytes, Volumes.AttachmentInfo? localAttachment, Func<string, bool> isAlive)
+    /// <param name="resync">The resync the volume's controller runs, when the answering node knows it; shown on its replica.</param>
+    public static V1.Volume ToProto(VolumeInfo volume, ClusterState state, long usedBytes, Volumes.AttachmentInfo? localAttachment, Func<string, bool> isAlive, V1.ResyncStatusResponse? resync = null)
     {
         var message = new V1.Volume
         {
@@ -49,9 +50,11 @@ internal static class ClusterProtoMapping
                 {
                     ReplicaState.InSync => "in-sync",
                     ReplicaState.CatchingUp => "catching-up",
+                    ReplicaState.Rebuilding => "rebuilding",
                     _ => "faulted",
                 },
                 NodeOnline = isAlive(replica.NodeId),
+                Progress = resync?.NodeId == replica.NodeId && replica.State != ReplicaState.InSync ? resync.Progress : null,
             });
         }
 

@@ -175,6 +175,100 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
     public override Task<V1.Volume> Clone(V1.CloneVolumeRequest request, ServerCallContext context)
         => throw ClusterRefusals.SnapshotsNotYet("clone");
 
+    /// <summary>
+    /// ha-update: the leader places (or picks) the replica, the change is committed, a new replica's
+    /// node makes it before the answer (else the change is taken back), and the controller (where the
+    /// volume is attached) rebuilds it in the background; inspect shows the progress.
+    /// </summary>
+    public override async Task<V1.Volume> HaUpdate(V1.HaUpdateVolumeRequest request, ServerCallContext context)
+    {
+        var volume = Require(request.Volume);
+        if (request.Repl is < 1 or > ClusterStateTransitions.MaxRepl)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, $"--repl {request.Repl} is not allowed: use 1, 2 or 3");
+        }
+
+        if (request.Repl == volume.Replicas.Length)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, $"volume '{volume.Name}' already has {volume.Replicas.Length} replica(s); give another --repl");
+        }
+
+        if (Math.Abs((int)request.Repl - volume.Replicas.Length) > 1 && request.Node.Length > 0)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "--node names one replica: change --repl by one at a time when you give --node");
+        }
+
+        var before = volume.Replicas.Select(r => r.NodeId).ToHashSet(StringComparer.Ordinal);
+        var result = await runtime.ProposeOrThrowAsync(
+            new ChangeReplication { Volume = volume.Id, Repl = (int)request.Repl, Node = request.Node },
+            prepared: true,
+            context.CancellationToken).ConfigureAwait(false);
+        await runtime.WaitForRevisionAsync(result.Revision, TimeSpan.FromSeconds(5), context.CancellationToken).ConfigureAwait(false);
+        volume = runtime.State.Current.FindVolume(volume.Id) ?? volume;
+        foreach (var added in volume.Replicas.Where(r => !before.Contains(r.NodeId)))
+        {
+            try
+            {
+                await SyncReplicaAsync(volume, added.NodeId, result.Revision, context.CancellationToken).ConfigureAwait(false);
+            }
+            catch (SlabException e)
+            {
+                // Nothing half-made: take the replica back out of the set (its node removes any file it made).
+                try
+                {
+                    await runtime.ProposeOrThrowAsync(
+                        new ChangeReplication { Volume = volume.Id, Repl = volume.Replicas.Length - 1, Node = added.NodeId }, prepared: true, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (SlabException)
+                {
+                    // It stays in the set, rebuilding once its node can make it; ha-update down removes it.
+                }
+
+                throw new SlabException(e.Code, $"volume '{volume.Name}' keeps {before.Count} replica(s): the new replica could not be made: {e.Message}", e);
+            }
+        }
+
+        // Where the volume is attached here, follow at once rather than at the next reconcile.
+        if (volume.Attachment?.NodeId == runtime.LocalNodeId)
+        {
+            await volumes.FollowReplicaSetAsync(volume.Id, [.. volume.Replicas.Select(r => r.NodeId)], context.CancellationToken).ConfigureAwait(false);
+        }
+
+        return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Checks where the volume is attached (its controller sees every write), else here.</summary>
+    public override async Task<V1.CheckVolumeResponse> Check(V1.CheckVolumeRequest request, ServerCallContext context)
+    {
+        var volume = Require(request.Volume);
+        var state = runtime.State.Current;
+        if (volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId && state.Nodes.TryGetValue(attachment.NodeId, out var holder))
+        {
+            if (!runtime.IsAlive(holder.Id))
+            {
+                throw new SlabException(SlabErrorCode.Unavailable, $"volume '{volume.Name}' is attached on {holder.Name}, which is offline; attach it elsewhere (takeover) or wait for it, then check");
+            }
+
+            try
+            {
+                return await new V1.Volumes.VolumesClient(peers.ChannelTo(holder)).CheckAsync(request, PeerApi.Call(context.CancellationToken));
+            }
+            catch (RpcException e)
+            {
+                throw PeerApi.Translate(e, holder);
+            }
+        }
+
+        var report = await volumes.CheckReplicasAsync(volume.Id, context.CancellationToken).ConfigureAwait(false);
+        if (report.DifferingCount > 0 && runtime.State.Current.FindVolume(volume.Id)?.Attachment is { } now && now.NodeId != runtime.LocalNodeId)
+        {
+            // Attached elsewhere during the check: its writes may account for the differences.
+            throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' was attached on another node during the check; run it again");
+        }
+
+        return ProtoMapping.ToProto(report, runtime.Options.NodeName);
+    }
+
     private VolumeInfo Require(string nameOrId)
     {
         if (string.IsNullOrEmpty(nameOrId))
@@ -225,7 +319,35 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
             }
         }
 
-        return ClusterProtoMapping.ToProto(volume, runtime.State.Current, used, volumes.GetAttachment(volume.Id), runtime.IsAlive);
+        return ClusterProtoMapping.ToProto(volume, runtime.State.Current, used, volumes.GetAttachment(volume.Id), runtime.IsAlive, await ResyncOfAsync(volume, cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>The resync the volume's controller runs, from this node or the attached one; null when none runs or it cannot be asked.</summary>
+    private async Task<V1.ResyncStatusResponse?> ResyncOfAsync(VolumeInfo volume, CancellationToken cancellationToken)
+    {
+        if (volume.Replicas.All(r => r.State == ReplicaState.InSync) || volume.Attachment is not { } attachment)
+        {
+            return null;
+        }
+
+        if (attachment.NodeId == runtime.LocalNodeId)
+        {
+            return NodeInternalService.DescribeResync(volumes, volume.Id);
+        }
+
+        if (!runtime.State.Current.Nodes.TryGetValue(attachment.NodeId, out var holder) || !runtime.IsAlive(holder.Id))
+        {
+            return null;
+        }
+
+        try
+        {
+            return await peers.Internal(holder).ResyncStatusAsync(new V1.ResyncStatusRequest { VolumeId = volume.Id }, PeerApi.Call(cancellationToken));
+        }
+        catch (RpcException)
+        {
+            return null; // progress is informational; the rest of the answer stands
+        }
     }
 
     private long LocalUsedBytes(string volumeId) => volumes.Store.FindVolume(volumeId) is { } local ? volumes.Store.AllocatedBytes(local) : 0;

@@ -7,8 +7,17 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api.Cluster;
 
 /// <summary>Node-to-node calls answered by the node that holds a replica.</summary>
-public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore store) : V1.NodeInternal.NodeInternalBase
+public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore store, Volumes.VolumeManager volumes) : V1.NodeInternal.NodeInternalBase
 {
+    public override Task<V1.ResyncStatusResponse> ResyncStatus(V1.ResyncStatusRequest request, ServerCallContext context)
+        => Task.FromResult(DescribeResync(volumes, request.VolumeId));
+
+    /// <summary>The resync the controller of <paramref name="volumeId"/> on this node runs; empty when none.</summary>
+    internal static V1.ResyncStatusResponse DescribeResync(Volumes.VolumeManager volumes, string volumeId)
+        => volumes.ControllerOf(volumeId)?.Resync is { } progress
+            ? new V1.ResyncStatusResponse { NodeId = progress.NodeId, Progress = ProtoMapping.ToProto(progress) }
+            : new V1.ResyncStatusResponse();
+
     public override async Task<V1.LocalReplica> SyncReplica(V1.SyncReplicaRequest request, ServerCallContext context)
     {
         var local = await runtime.SyncReplicaAsync(request.VolumeId, (long)Math.Min(request.MinRevision, long.MaxValue), context.CancellationToken)

@@ -202,19 +202,38 @@ public sealed partial class ClusterRuntime
 
         foreach (var volume in state.Volumes.Values)
         {
+            await FollowReplicaSetAsync(volume, cancellationToken).ConfigureAwait(false);
             ResyncReturnedReplicas(state, volume);
             WarnIfTakenOver(state, volume);
             await ClearStaleAttachmentRecordAsync(volume, "detached in the cluster state (this node no longer has it attached)", cancellationToken).ConfigureAwait(false);
         }
     }
 
+    /// <summary>Where the volume's controller is open here: opens replicas ha-update added and lets go of those it removed.</summary>
+    private async Task FollowReplicaSetAsync(VolumeInfo volume, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (await _volumes.FollowReplicaSetAsync(volume.Id, [.. volume.Replicas.Select(r => r.NodeId)], cancellationToken).ConfigureAwait(false))
+            {
+                Log.Reconciled(_logger, volume.Name, "controller follows the replica set");
+            }
+        }
+        catch (SlabException e)
+        {
+            Log.ReconcileFailed(_logger, volume.Name, e.Message);
+        }
+    }
+
     /// <summary>
-    /// Where this node runs the volume's controller: starts a resync of a replica that is out of the
-    /// in-sync set while its node is online (by delta when the controller knows what it missed).
+    /// Where the volume is attached here (its controller owns resyncs): starts a resync of a replica
+    /// that is out of the in-sync set while its node is online (by delta when the controller knows
+    /// what it missed, else a rebuild).
     /// </summary>
     private void ResyncReturnedReplicas(ClusterState state, VolumeInfo volume)
     {
-        if (_volumes.ControllerOf(volume.Id) is not { } controller)
+        // A controller open here without the attachment (a check, a fenced one) must not copy: the attached one writes meanwhile.
+        if (volume.Attachment?.NodeId != _options.NodeId || _volumes.ControllerOf(volume.Id) is not { } controller)
         {
             return;
         }

@@ -79,27 +79,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
         {
             foreach (var replica in info.Replicas)
             {
-                var mode = replica.State == ReplicaState.InSync ? ReplicaMode.InSync : ReplicaMode.Faulted;
-                if (replica.NodeId == runtime.LocalNodeId)
-                {
-                    members.Add(new ReplicaMember(replica.NodeId, runtime.Options.NodeName, openLocal(), mode, IsLocal: true));
-                    continue;
-                }
-
-                var node = state.Nodes.GetValueOrDefault(replica.NodeId)
-                    ?? throw new SlabException(SlabErrorCode.FailedPrecondition, $"a replica of volume '{info.Name}' is on node {replica.NodeId}, which is not in the cluster");
-                var data = NodeEndpoints.Parse(NodeEndpoints.From(node.Addresses).Replication)
-                    ?? throw new SlabException(SlabErrorCode.Unavailable, $"node {node.Name} has no replication endpoint in the cluster state");
-                var target = new RemoteReplicaTarget(
-                    Guid.ParseExact(info.Id, "N"),
-                    volume.SizeBytes,
-                    info.Epoch,
-                    new TcpReplicaConnector(data, node.Name, runtime.Options.Advertise),
-                    replication,
-                    Guid.ParseExact(runtime.LocalNodeId, "N"),
-                    time,
-                    _remoteLogger);
-                members.Add(new ReplicaMember(replica.NodeId, node.Name, target, mode, IsLocal: false));
+                members.Add(OpenMember(state, info, replica, volume.SizeBytes, openLocal));
             }
 
             return new VolumeController(info.Id, info.Name, volume.SizeBytes, info.Epoch, members, this, _controllerLogger, _dirtyMaps.Value);
@@ -113,6 +93,44 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
 
             throw;
         }
+    }
+
+    public ReplicaMember OpenMember(VolumeRecord volume, string nodeId, Func<IReplicaTarget> openLocal)
+    {
+        var state = runtime.State.Current;
+        var info = state.FindVolume(volume.Id) ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{volume.Name}' not found in the cluster");
+        var replica = info.FindReplica(nodeId) ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{info.Name}' has no replica on node {nodeId}");
+        return OpenMember(state, info, replica, volume.SizeBytes, openLocal);
+    }
+
+    /// <summary>One replica as a controller member: this node's through <paramref name="openLocal"/>, another node's over the replication protocol.</summary>
+    private ReplicaMember OpenMember(ClusterState state, VolumeInfo info, ReplicaInfo replica, long sizeBytes, Func<IReplicaTarget> openLocal)
+    {
+        var mode = replica.State switch
+        {
+            ReplicaState.InSync => ReplicaMode.InSync,
+            ReplicaState.Rebuilding => ReplicaMode.Rebuilding,
+            _ => ReplicaMode.Faulted,
+        };
+        if (replica.NodeId == runtime.LocalNodeId)
+        {
+            return new ReplicaMember(replica.NodeId, runtime.Options.NodeName, openLocal(), mode, IsLocal: true, replica.Incarnation);
+        }
+
+        var node = state.Nodes.GetValueOrDefault(replica.NodeId)
+            ?? throw new SlabException(SlabErrorCode.FailedPrecondition, $"a replica of volume '{info.Name}' is on node {replica.NodeId}, which is not in the cluster");
+        var data = NodeEndpoints.Parse(NodeEndpoints.From(node.Addresses).Replication)
+            ?? throw new SlabException(SlabErrorCode.Unavailable, $"node {node.Name} has no replication endpoint in the cluster state");
+        var target = new RemoteReplicaTarget(
+            Guid.ParseExact(info.Id, "N"),
+            sizeBytes,
+            info.Epoch,
+            new TcpReplicaConnector(data, node.Name, runtime.Options.Advertise),
+            replication,
+            Guid.ParseExact(runtime.LocalNodeId, "N"),
+            time,
+            _remoteLogger);
+        return new ReplicaMember(replica.NodeId, node.Name, target, mode, IsLocal: false, replica.Incarnation);
     }
 
     public async Task<VolumeRecord> SaveFlagsAsync(VolumeRecord volume, CancellationToken cancellationToken)
@@ -162,6 +180,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
         {
             ReplicaMode.InSync => ReplicaState.InSync,
             ReplicaMode.CatchingUp => ReplicaState.CatchingUp,
+            ReplicaMode.Rebuilding => ReplicaState.Rebuilding,
             _ => ReplicaState.Out,
         };
         State.CommandResult result;
@@ -179,6 +198,11 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
         if (result.IsSuccess)
         {
             return new ReplicaChangeResult(ReplicaChangeOutcome.Committed, result.Epoch ?? runtime.State.Current.FindVolume(volumeId)?.Epoch ?? expectedEpoch);
+        }
+
+        if (result.Rejection is Rejection.ReplicaNotFound or Rejection.VolumeNotFound)
+        {
+            return new ReplicaChangeResult(ReplicaChangeOutcome.NotAMember, expectedEpoch);
         }
 
         if (result.Rejection == Rejection.StaleEpoch)

@@ -14,6 +14,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
     {
         CreateVolume create when create.Replicas.IsDefaultOrEmpty => PlaceVolume(create, current),
         AttachVolume attach when attach.TakeOverFrom is null => CheckAttach(attach, current),
+        ChangeReplication change when change.Replicas.IsDefault => PrepareReplication(change, current),
         _ => CommandPreparation.Replicate(command),
     };
 
@@ -45,6 +46,71 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
         {
             // A new volume is empty, so every replica starts with every acknowledged write.
             Replicas = [.. placed.Replicas.Select(r => new ReplicaInfo { NodeId = r.NodeId, PoolId = r.PoolId, State = ReplicaState.InSync })],
+        });
+    }
+
+    /// <summary>
+    /// ha-update: raising places the new replicas by policy (or on <c>--node</c>) as rebuilding;
+    /// lowering removes <c>--node</c>'s replica, else the least useful ones: out, then catching up or
+    /// rebuilding, then in sync on a node other than the attached one, last placed first.
+    /// </summary>
+    private CommandPreparation PrepareReplication(ChangeReplication change, ClusterState current)
+    {
+        if (current.FindVolume(change.Volume) is not { } volume || change.Repl is < 1 or > ClusterStateTransitions.MaxRepl || change.Repl == volume.Replicas.Length)
+        {
+            return CommandPreparation.Replicate(change with { Replicas = [] }); // apply gives the precise refusal
+        }
+
+        State.NodeInfo? named = null;
+        if (change.Node.Length > 0 && (named = current.FindNode(change.Node)) is null)
+        {
+            return CommandPreparation.Refuse(Rejection.NodeNotFound, $"no node named or with id '{change.Node}'; list nodes with 'slabctl cluster list'");
+        }
+
+        if (change.Repl < volume.Replicas.Length)
+        {
+            if (named is not null && volume.FindReplica(named.Id) is null)
+            {
+                return CommandPreparation.Refuse(Rejection.ReplicaNotFound, $"node {named.Name} holds no replica of volume '{volume.Name}'");
+            }
+
+            var removed = named is not null
+                ? [named.Id]
+                : volume.Replicas
+                    .Select((replica, index) => (replica, index))
+                    .OrderBy(r => r.replica.State switch { ReplicaState.Out => 0, ReplicaState.CatchingUp or ReplicaState.Rebuilding => 1, _ => 2 })
+                    .ThenBy(r => r.replica.NodeId == volume.Attachment?.NodeId ? 1 : 0)
+                    .ThenByDescending(r => r.index)
+                    .Take(volume.Replicas.Length - change.Repl)
+                    .Select(r => r.replica.NodeId)
+                    .ToHashSet(StringComparer.Ordinal);
+            return CommandPreparation.Replicate(change with { Replicas = [.. volume.Replicas.Where(r => !removed.Contains(r.NodeId))] });
+        }
+
+        var options = runtime.Options;
+        var topology = PlacementTopology.FromState(current, runtime.IsAlive, LiveUsage, options.OvercommitRatio, options.FullFraction);
+        var request = new PlacementRequest(volume.Id, change.Repl, volume.Spec.SizeBytes)
+        {
+            IoPriority = volume.Spec.IoPriority,
+            NodeSelector = named is not null ? [named.Id] : volume.Spec.Nodes.IsDefault ? [] : volume.Spec.Nodes,
+            RequiredLabels = volume.Spec.NodeSelector,
+            PlacedReplicas = [.. volume.Replicas.Select(r => new ReplicaLocation(r.NodeId, r.PoolId))],
+        };
+        var placed = PlacementEngine.Place(topology, request);
+        if (!placed.Succeeded)
+        {
+            return CommandPreparation.Refuse(Rejection.PlacementViolation, $"cannot place another replica of volume '{volume.Name}': {placed.Failure.Message}");
+        }
+
+        return CommandPreparation.Replicate(change with
+        {
+            Replicas = volume.Replicas.AddRange(placed.Replicas.Select(r => new ReplicaInfo
+            {
+                NodeId = r.NodeId,
+                PoolId = r.PoolId,
+                State = ReplicaState.Rebuilding,
+                Incarnation = Guid.NewGuid().ToString("N"),
+            })),
         });
     }
 

@@ -19,6 +19,7 @@ namespace Slab.Cluster.State;
 [JsonDerivedType(typeof(UpdateVolume), "updateVolume")]
 [JsonDerivedType(typeof(SetReplicaSet), "setReplicaSet")]
 [JsonDerivedType(typeof(SetReplicaState), "setReplicaState")]
+[JsonDerivedType(typeof(ChangeReplication), "changeReplication")]
 [JsonDerivedType(typeof(AttachVolume), "attach")]
 [JsonDerivedType(typeof(DetachVolume), "detach")]
 [JsonDerivedType(typeof(CreateSnapshot), "createSnapshot")]
@@ -143,6 +144,30 @@ public sealed record SetReplicaState : ClusterCommand
 
     /// <summary>When set, the command applies only if the volume's epoch still equals it (compare-and-set).</summary>
     public long? ExpectedEpoch { get; init; }
+}
+
+/// <summary>
+/// Changes a volume's replica count (<c>volume ha-update</c>): the leader's preparation fills
+/// <see cref="Replicas"/> with the new set (new replicas placed by policy, rebuilding; removed ones
+/// left out), then apply checks it and records it with <see cref="Repl"/>. Keeps the epoch: a new
+/// replica is not in sync, and a removed one is deleted and never read again, so no controller needs
+/// fencing from it.
+/// </summary>
+public sealed record ChangeReplication : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    /// <summary>The replica count wanted, 1..3; differs from the current count by the change.</summary>
+    public required int Repl { get; init; }
+
+    /// <summary>
+    /// <c>--node</c>: raising, the node (id or name) the new replica goes to; lowering, the node
+    /// whose replica is removed. Empty lets placement choose.
+    /// </summary>
+    public string Node { get; init; } = "";
+
+    /// <summary>The new replica set, filled by the leader; a command without it is refused by apply.</summary>
+    public ImmutableArray<ReplicaInfo> Replicas { get; init; }
 }
 
 /// <summary>

@@ -31,6 +31,13 @@ public enum ReplicaState
 
     /// <summary>Failed or cut off; receives nothing until it is resynced.</summary>
     Out,
+
+    /// <summary>
+    /// A new replica (<c>ha-update</c> up, a replacement) being copied in full from an in-sync one;
+    /// receives new writes behind the copy cursor; not counted for acknowledgement, never read.
+    /// Promoted to <see cref="InSync"/> like a catching-up replica.
+    /// </summary>
+    Rebuilding,
 }
 
 /// <summary>Capacity summary of one storage pool of a node.</summary>
@@ -107,6 +114,13 @@ public sealed record ReplicaInfo
     public required string PoolId { get; init; }
 
     public ReplicaState State { get; init; } = ReplicaState.CatchingUp;
+
+    /// <summary>
+    /// Tells this replica apart from an earlier one of the same volume on the same node (chosen by
+    /// the proposer when the replica is placed; empty for replicas placed at create). What a
+    /// controller records about a replica (its dirty-region map) belongs to one incarnation only.
+    /// </summary>
+    public string Incarnation { get; init; } = "";
 }
 
 /// <summary>Where a volume is attached (exclusively).</summary>

@@ -34,6 +34,7 @@ public static class ClusterStateTransitions
             UpdateVolume c => UpdateVolume(state, c),
             SetReplicaSet c => SetReplicaSet(state, c),
             SetReplicaState c => SetReplicaState(state, c),
+            ChangeReplication c => ChangeReplication(state, c),
             AttachVolume c => Attach(state, c),
             DetachVolume c => Detach(state, c),
             CreateSnapshot c => CreateSnapshot(state, c),
@@ -380,10 +381,10 @@ public static class ClusterStateTransitions
                 $"the replica on node {c.NodeId} is the last in-sync replica of volume '{volume.Name}'; it cannot leave the in-sync set");
         }
 
-        if (c.State == ReplicaState.InSync && current.State != ReplicaState.CatchingUp && inSync.Count > 0)
+        if (c.State == ReplicaState.InSync && current.State is not (ReplicaState.CatchingUp or ReplicaState.Rebuilding) && inSync.Count > 0)
         {
             return Reject(state, Rejection.InvalidArgument,
-                $"the replica on node {c.NodeId} is {current.State}; it must be catching up (resyncing) before it can be in sync");
+                $"the replica on node {c.NodeId} is {current.State}; it must be catching up or rebuilding before it can be in sync");
         }
 
         var changesInSyncSet = (current.State == ReplicaState.InSync) != (c.State == ReplicaState.InSync);
@@ -393,6 +394,72 @@ public static class ClusterStateTransitions
             Epoch = changesInSyncSet ? volume.Epoch + 1 : volume.Epoch,
         };
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
+    }
+
+    private static ApplyOutcome ChangeReplication(ClusterState state, ChangeReplication c)
+    {
+        if (state.FindVolume(c.Volume) is not { } volume)
+        {
+            return VolumeNotFound(state, c.Volume);
+        }
+
+        if (c.Repl is < 1 or > MaxRepl)
+        {
+            return Reject(state, Rejection.InvalidArgument, $"repl {c.Repl} must be between 1 and {MaxRepl}");
+        }
+
+        var old = volume.Replicas;
+        if (c.Repl == old.Length)
+        {
+            return Reject(state, Rejection.InvalidArgument, $"volume '{volume.Name}' already has {old.Length} replica(s)");
+        }
+
+        if (c.Replicas.IsDefault || c.Replicas.Length != c.Repl)
+        {
+            return Reject(state, Rejection.InvalidArgument,
+                $"the new replica set of volume '{volume.Name}' must hold {c.Repl} replica(s); the leader prepares it");
+        }
+
+        var raising = c.Repl > old.Length;
+        foreach (var replica in c.Replicas)
+        {
+            if (replica is null)
+            {
+                return Reject(state, Rejection.InvalidArgument, "a replica is missing");
+            }
+
+            if (volume.FindReplica(replica.NodeId) is { } kept)
+            {
+                if (kept != replica)
+                {
+                    return Reject(state, Rejection.InvalidArgument,
+                        $"the replica on node {replica.NodeId} must stay as it is ({kept.State}, pool {kept.PoolId}) while the replica count changes");
+                }
+            }
+            else if (!raising)
+            {
+                return Reject(state, Rejection.InvalidArgument, $"lowering repl removes replicas; node {replica.NodeId} holds none of volume '{volume.Name}'");
+            }
+            else if (replica.State != ReplicaState.Rebuilding || string.IsNullOrEmpty(replica.Incarnation))
+            {
+                return Reject(state, Rejection.InvalidArgument, $"the new replica on node {replica.NodeId} must start rebuilding, with an incarnation");
+            }
+        }
+
+        var changed = volume with { Spec = volume.Spec with { Repl = c.Repl } };
+        if (ValidateReplicaSet(state, changed, c.Replicas) is { } invalid)
+        {
+            return new ApplyOutcome(state, invalid);
+        }
+
+        if (InSyncNodes(old).Count > 0 && InSyncNodes(c.Replicas).Count == 0)
+        {
+            return Reject(state, Rejection.LastInSyncReplica,
+                $"volume '{volume.Name}' would have no in-sync replica; keep one of {string.Join(", ", InSyncNodes(old))}");
+        }
+
+        changed = changed with { Replicas = c.Replicas };
+        return Ok(state with { Volumes = state.Volumes.SetItem(changed.Id, changed) }, CommandResult.Ok(changed));
     }
 
     private static ApplyOutcome Attach(ClusterState state, AttachVolume c)
