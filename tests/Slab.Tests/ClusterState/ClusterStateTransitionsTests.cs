@@ -426,6 +426,8 @@ public sealed class ClusterStateTransitionsTests
             new SetReplicaSet { Volume = "v", Replicas = [Replica("a", ReplicaState.Out)], ExpectedEpoch = 3 },
             new SetReplicaState { Volume = "v", NodeId = "a", State = ReplicaState.CatchingUp }, new AttachVolume { Volume = "v", NodeId = "a", TakeOverFrom = "b" },
             new DetachVolume { Volume = "v", NodeId = "a" }, new CreateSnapshot { Volume = "v", SnapshotId = "s", Name = "n" }, new DeleteSnapshot { Volume = "v", Snapshot = "n" },
+            new ChangeReplication { Volume = "v", Repl = 2, Node = "b" }, // as proposed, before the leader prepares it
+            new ChangeReplication { Volume = "v", Repl = 2, Replicas = [Replica("a", ReplicaState.InSync), Replica("b", ReplicaState.Rebuilding) with { Incarnation = "i" }] },
         ];
         foreach (var command in commands)
         {

@@ -14,7 +14,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
     {
         CreateVolume create when create.Replicas.IsDefaultOrEmpty => PlaceVolume(create, current),
         AttachVolume attach when attach.TakeOverFrom is null => CheckAttach(attach, current),
-        ChangeReplication change when change.Replicas.IsDefault => PrepareReplication(change, current),
+        ChangeReplication change when change.Replicas.IsDefaultOrEmpty => PrepareReplication(change, current),
         _ => CommandPreparation.Replicate(command),
     };
 
@@ -58,7 +58,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
     {
         if (current.FindVolume(change.Volume) is not { } volume || change.Repl is < 1 or > ClusterStateTransitions.MaxRepl || change.Repl == volume.Replicas.Length)
         {
-            return CommandPreparation.Replicate(change with { Replicas = [] }); // apply gives the precise refusal
+            return CommandPreparation.Replicate(change); // apply gives the precise refusal
         }
 
         State.NodeInfo? named = null;

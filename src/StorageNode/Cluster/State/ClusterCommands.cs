@@ -166,8 +166,8 @@ public sealed record ChangeReplication : ClusterCommand
     /// </summary>
     public string Node { get; init; } = "";
 
-    /// <summary>The new replica set, filled by the leader; a command without it is refused by apply.</summary>
-    public ImmutableArray<ReplicaInfo> Replicas { get; init; }
+    /// <summary>The new replica set, filled by the leader (empty until then); a command without it is refused by apply.</summary>
+    public ImmutableArray<ReplicaInfo> Replicas { get; init; } = [];
 }
 
 /// <summary>

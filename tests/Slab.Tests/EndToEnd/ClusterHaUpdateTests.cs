@@ -1,0 +1,94 @@
+using System.Text.Json;
+using Slab.Tests.Infrastructure;
+using Slab.Tests.Replication;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Slab.Tests.EndToEnd;
+
+/// <summary>
+/// ha-update and volume check with real slabd processes: a replica added to an attached volume is
+/// rebuilt from an in-sync one while the volume stays in use, then counts; <c>volume check</c>
+/// compares the in-sync replicas and finds a block corrupted behind Slab's back; lowering the count
+/// removes the replica named.
+/// </summary>
+[Collection(ClusterCollection.Name)]
+public sealed class ClusterHaUpdateTests(ITestOutputHelper output)
+{
+    private const int Block = 4096;
+
+    [Fact]
+    public async Task Ha_update_rebuilds_a_new_replica_online_and_check_finds_a_corrupted_block()
+    {
+        HostCommand.RequireTool("dd", "coreutils");
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var name = LocalCluster.UniqueName("ha");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2");
+        var placed = (await cluster.InspectAsync(1, name)).GetProperty("replicas").EnumerateArray().Select(r => r.GetProperty("nodeName").GetString()!).ToList();
+        var (holder, other) = (NodeIndex(placed[0]), NodeIndex(placed[1]));
+        var spare = 6 - holder - other; // the node without a replica gets the new one
+        var device = (await cluster[holder].CliOkAsync("host", "attach", name)).Trim();
+        var written = new List<(long Offset, byte[] Data)>();
+        for (var i = 0; i < 12; i++)
+        {
+            var data = TestData.Pattern(Block, 700 + i);
+            var offset = i * (3L << 20) + (i * Block); // spread over regions, not region-aligned
+            await DirectBlockIo.WriteCheckedAsync(device, offset, data);
+            written.Add((offset, data));
+        }
+
+        var refused = await cluster[spare].CliAsync("volume", "ha-update", name, "--repl", "2");
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("already has 2", refused.Stderr, StringComparison.Ordinal);
+
+        // Raised from a node that is not attached; the attached node's controller opens the new replica and rebuilds it.
+        var raised = await cluster[spare].CliOkAsync("volume", "ha-update", name, "--repl", "3", "--wait");
+        output.WriteLine(raised);
+        Assert.Contains("in sync", raised, StringComparison.Ordinal);
+        var volume = await cluster.InspectAsync(other, name);
+        Assert.Equal("up", volume.GetProperty("state").GetString());
+        Assert.Equal(3, volume.GetProperty("spec").GetProperty("repl").GetInt32());
+        Assert.All(volume.GetProperty("replicas").EnumerateArray(), r => Assert.Equal("in-sync", r.GetProperty("state").GetString()));
+        var rebuilt = cluster[holder].Log.Split('\n').First(l => l.Contains($"resync of replica on node-{spare} done (rebuild)", StringComparison.Ordinal));
+        output.WriteLine(rebuilt);
+
+        // Written while three replicas are in sync, then compared from a node that is not attached (forwarded).
+        var last = TestData.Pattern(Block, 799);
+        await DirectBlockIo.WriteCheckedAsync(device, 5L << 20, last);
+        written.Add((5L << 20, last));
+        var clean = await cluster[spare].CliOkAsync("volume", "check", name);
+        output.WriteLine(clean);
+        Assert.Contains("no differences", clean, StringComparison.Ordinal);
+        Assert.Contains($"node-{spare}", clean, StringComparison.Ordinal);
+
+        // A block of the new replica changed behind Slab's back is found.
+        var file = ReplicaFile(cluster[spare], volume.GetProperty("id").GetString()!);
+        await DirectBlockIo.WriteCheckedAsync(file, (7L << 20) + Block, TestData.Pattern(Block, 12345));
+        var check = await cluster[other].CliAsync("volume", "check", name);
+        output.WriteLine(check.Stdout + check.Stderr);
+        Assert.Equal(1, check.ExitCode);
+        Assert.Contains("1 region(s)", check.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"@{7L << 20}", check.Stdout, StringComparison.Ordinal);
+
+        // Lowered by the bad replica: the others agree, its node deletes its file.
+        await cluster[holder].CliOkAsync("volume", "ha-update", name, "--repl", "2", "--node", $"node-{spare}");
+        volume = await cluster.InspectAsync(holder, name);
+        Assert.Equal(placed.Order(), volume.GetProperty("replicas").EnumerateArray().Select(r => r.GetProperty("nodeName").GetString()!).Order());
+        Assert.Contains("no differences", await cluster[holder].CliOkAsync("volume", "check", name), StringComparison.Ordinal);
+        await Poll.UntilAsync(() => !File.Exists(file), TimeSpan.FromSeconds(60), "the removed replica's node deletes it");
+
+        foreach (var (offset, data) in written)
+        {
+            Assert.Equal(data, await DirectBlockIo.ReadAsync(device, offset, Block));
+        }
+
+        await cluster[holder].CliOkAsync("host", "detach", name);
+        await cluster[holder].CliOkAsync("volume", "delete", name);
+    }
+
+    private static int NodeIndex(string nodeName) => int.Parse(nodeName["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The data file of <paramref name="node"/>'s replica of a volume.</summary>
+    private static string ReplicaFile(SlabNode node, string volumeId)
+        => Directory.GetFiles(node.Root, "data", SearchOption.AllDirectories).Single(p => Path.GetFileName(Path.GetDirectoryName(p)) == volumeId);
+}
