@@ -193,12 +193,6 @@ internal static class VolumeCommands
                 return CliApp.Success;
             }
 
-            if (volume.Attachment is null)
-            {
-                progress.Done($"Volume {volume.Name} is not attached: its replica on {copying[0].NodeName} is rebuilt when the volume is attached.");
-                return CliApp.Success;
-            }
-
             progress.Show(copying[0].NodeName, copying[0].State, copying[0].Progress);
             await Task.Delay(TimeSpan.FromSeconds(1));
             volume = await ctx.Api.Volumes.InspectAsync(new InspectVolumeRequest { Volume = volume.Id }, ctx.Api.Options());

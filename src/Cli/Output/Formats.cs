@@ -65,11 +65,16 @@ internal static class Formats
     }
 
     /// <summary>"up - attached on node-2" or "up - detached", as in pxctl's volume list.</summary>
+    /// <summary>The attachment method of a detached volume's internal resync attachment (no host device).</summary>
+    public const string ResyncMethod = "resync";
+
     public static string VolumeStatus(Volume volume)
     {
         var state = string.IsNullOrEmpty(volume.State) ? "unknown" : volume.State;
         if (volume.Attachment is null)
             return $"{state} - detached";
+        if (volume.Attachment.Method == ResyncMethod)
+            return $"{state} - detached, resync by {Node(volume.Attachment.NodeName, volume.Attachment.NodeId)}";
         return $"{state} - attached on {Node(volume.Attachment.NodeName, volume.Attachment.NodeId)}";
     }
 

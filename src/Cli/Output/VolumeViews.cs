@@ -48,7 +48,9 @@ internal static class VolumeViews
             .Add("Labels", Formats.Labels(v.Spec?.Labels ?? []))
             .Add("Status", string.IsNullOrEmpty(v.State) ? "unknown" : v.State)
             .Add("Epoch", v.Epoch.ToString(CultureInfo.InvariantCulture))
-            .Add("State", a is null ? "Detached" : $"Attached: {Formats.Node(a.NodeName, a.NodeId)}{(a.Method.Length > 0 ? $" ({a.Method})" : "")}")
+            .Add("State", a is null ? "Detached"
+                : a.Method == Formats.ResyncMethod ? $"Detached (its replicas are resynced by {Formats.Node(a.NodeName, a.NodeId)})"
+                : $"Attached: {Formats.Node(a.NodeName, a.NodeId)}{(a.Method.Length > 0 ? $" ({a.Method})" : "")}")
             .Add("Device Path", a is null || a.DevicePath.Length == 0 ? "-" : a.DevicePath)
             .Add("Mount paths", a is null || a.MountPaths.Count == 0 ? "-" : string.Join(", ", a.MountPaths))
             .Raw("Replica sets on nodes:")

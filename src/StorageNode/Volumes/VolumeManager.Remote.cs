@@ -173,6 +173,38 @@ public sealed partial class VolumeManager
     }
 
     /// <summary>
+    /// Opens the volume's controller on this node with no host device, so it can resync or rebuild
+    /// a replica while the volume is detached (cluster mode, an internal resync attachment). The
+    /// controller stays open until the result is disposed (and while a host attachment here shares it).
+    /// </summary>
+    /// <exception cref="SlabException">Unknown volume; no in-sync replica reachable.</exception>
+    public async Task<IAsyncDisposable> OpenForResyncAsync(string volumeId, CancellationToken cancellationToken)
+    {
+        var volume = await RequireForAttachAsync(volumeId, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return new ResyncLease(this, volume.Id, OpenVolumeLease(volume));
+        }
+        catch
+        {
+            ForgetRemote(volume.Id);
+            throw;
+        }
+    }
+
+    private sealed class ResyncLease(VolumeManager owner, string volumeId, IAsyncDisposable lease) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await lease.DisposeAsync().ConfigureAwait(false);
+            if (owner.GetAttachment(volumeId) is null)
+            {
+                owner.ForgetRemote(volumeId);
+            }
+        }
+    }
+
+    /// <summary>
     /// Compares the in-sync replicas of a volume (<see cref="VolumeController.CheckAsync"/>) through
     /// its controller here when it is open here, else through a controller opened for the check.
     /// </summary>

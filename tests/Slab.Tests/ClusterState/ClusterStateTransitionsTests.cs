@@ -281,6 +281,33 @@ public sealed class ClusterStateTransitionsTests
     // ---- attach ----
 
     [Fact]
+    public void A_resync_attachment_yields_to_a_host_attach_and_a_purpose_detach_spares_a_host_attach()
+    {
+        var state = ThreeNodesOneVolume();
+        var resync = new AttachVolume { Volume = "v1", NodeId = "a", Purpose = AttachPurpose.Resync };
+        state = Ok(state, resync);
+        Assert.Equal(AttachPurpose.Resync, state.FindVolume("v1")!.Attachment!.Purpose);
+        Rejected(state, resync with { NodeId = "b" }, Rejection.AttachedElsewhere);
+
+        // Delete does not wait for an internal resync; a host attach elsewhere takes it over and fences it.
+        Ok(state, new DeleteVolume { Volume = "v1" });
+        var moved = Ok(state, new AttachVolume { Volume = "v1", NodeId = "b", Device = "/dev/nbd0" });
+        Assert.Equal(("b", AttachPurpose.Host, 2L), (moved.FindVolume("v1")!.Attachment!.NodeId, moved.FindVolume("v1")!.Attachment!.Purpose, moved.FindVolume("v1")!.Epoch));
+
+        // On the resyncing node a host attach shares its controller: no fencing. A resync attach never downgrades it.
+        var here = Ok(state, new AttachVolume { Volume = "v1", NodeId = "a", Device = "/dev/nbd1" });
+        Assert.Equal((AttachPurpose.Host, 1L), (here.FindVolume("v1")!.Attachment!.Purpose, here.FindVolume("v1")!.Epoch));
+        here = Ok(here, resync);
+        Assert.Equal(AttachPurpose.Host, here.FindVolume("v1")!.Attachment!.Purpose);
+
+        // The resync's release leaves the host attach made meanwhile; a plain detach removes either.
+        here = Ok(here, new DetachVolume { Volume = "v1", NodeId = "a", Purpose = AttachPurpose.Resync });
+        Assert.NotNull(here.FindVolume("v1")!.Attachment);
+        Assert.Null(Ok(state, new DetachVolume { Volume = "v1", NodeId = "a", Purpose = AttachPurpose.Resync }).FindVolume("v1")!.Attachment);
+        Rejected(state, new AttachVolume { Volume = "v1", NodeId = "a", Purpose = (AttachPurpose)9 }, Rejection.InvalidArgument);
+    }
+
+    [Fact]
     public void Attach_is_exclusive_and_takeover_bumps_the_epoch()
     {
         var state = Ok(ThreeNodesOneVolume(), new AttachVolume { Volume = "v1", NodeId = "a", Device = "/dev/nbd0", Timestamp = T0.AddMinutes(1) });

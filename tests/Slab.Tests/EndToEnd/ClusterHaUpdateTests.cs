@@ -88,6 +88,47 @@ public sealed class ClusterHaUpdateTests(ITestOutputHelper output)
 
     private static int NodeIndex(string nodeName) => int.Parse(nodeName["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
 
+    [Fact]
+    public async Task A_detached_volume_gets_its_new_replica_rebuilt_through_an_internal_resync_attachment()
+    {
+        HostCommand.RequireTool("dd", "coreutils");
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var name = LocalCluster.UniqueName("hadet");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "1", "--nodes", "node-1");
+        var device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
+        var written = new List<(long Offset, byte[] Data)>();
+        for (var i = 0; i < 8; i++)
+        {
+            var data = TestData.Pattern(Block, 900 + i);
+            await DirectBlockIo.WriteCheckedAsync(device, i * (5L << 20), data);
+            written.Add((i * (5L << 20), data));
+        }
+
+        await cluster[1].CliOkAsync("host", "detach", name);
+
+        // Nobody has it attached: node-1 (its in-sync replica's node) attaches it internally to rebuild node-2's.
+        output.WriteLine(await cluster[3].CliOkAsync("volume", "ha-update", name, "--repl", "2", "--node", "node-2", "--wait"));
+        await Poll.UntilAsync(
+            async () => !(await cluster.InspectAsync(3, name)).TryGetProperty("attachment", out _),
+            TimeSpan.FromSeconds(30),
+            "the internal resync attachment released");
+        var volume = await cluster.InspectAsync(3, name);
+        Assert.All(volume.GetProperty("replicas").EnumerateArray(), r => Assert.Equal("in-sync", r.GetProperty("state").GetString()));
+        Assert.Contains("attached internally to resync it", cluster[1].Log, StringComparison.Ordinal);
+        Assert.Contains("resync of replica on node-2 done (rebuild)", cluster[1].Log, StringComparison.Ordinal);
+
+        // The only original copy's node dies: node-3 attaches and reads everything from the rebuilt replica.
+        await cluster[1].KillAsync();
+        var remote = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
+        foreach (var (offset, data) in written)
+        {
+            Assert.Equal(data, await DirectBlockIo.ReadAsync(remote, offset, Block));
+        }
+
+        await cluster[3].CliOkAsync("host", "detach", name);
+        await cluster[3].CliOkAsync("volume", "delete", name);
+    }
+
     /// <summary>The data file of <paramref name="node"/>'s replica of a volume.</summary>
     private static string ReplicaFile(SlabNode node, string volumeId)
         => Directory.GetFiles(node.Root, "data", SearchOption.AllDirectories).Single(p => Path.GetFileName(Path.GetDirectoryName(p)) == volumeId);

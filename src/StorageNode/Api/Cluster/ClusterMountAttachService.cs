@@ -39,6 +39,11 @@ public sealed class ClusterMountAttachService(ClusterRuntime runtime, VolumeMana
     public override async Task<V1.DetachResponse> Detach(V1.DetachRequest request, ServerCallContext context)
     {
         var volume = Require(request.Volume);
+        if (volumes.GetAttachment(volume.Id) is null && volume.Attachment is { Purpose: AttachPurpose.Resync })
+        {
+            return new V1.DetachResponse(); // not attached to a host: a node only resyncs it
+        }
+
         if (volumes.GetAttachment(volume.Id) is null && volume.Attachment is { } recorded && recorded.NodeId != runtime.LocalNodeId)
         {
             var where = runtime.State.Current.Nodes.TryGetValue(recorded.NodeId, out var node) ? node.Name : recorded.NodeId;

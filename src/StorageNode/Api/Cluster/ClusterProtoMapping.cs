@@ -70,6 +70,7 @@ internal static class ClusterProtoMapping
                 NodeName = NameOf(state, attachment.NodeId),
                 DevicePath = attachment.Device,
                 AttachedUnixMs = attachment.Since.ToUnixTimeMilliseconds(),
+                Method = attachment.Purpose == AttachPurpose.Resync ? "resync" : "",
             };
         }
 

@@ -160,8 +160,9 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
     public override async Task<V1.DeleteVolumeResponse> Delete(V1.DeleteVolumeRequest request, ServerCallContext context)
     {
         var volume = Require(request.Volume);
-        if (volume.Attachment is { } attachment)
+        if (volume.Attachment is { Purpose: AttachPurpose.Host } attachment)
         {
+            // An internal resync attachment does not hold a delete back: its node lets go when the volume is gone.
             var state = runtime.State.Current;
             var where = state.Nodes.TryGetValue(attachment.NodeId, out var node) ? node.Name : attachment.NodeId;
             throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is attached on {where}; detach it first");

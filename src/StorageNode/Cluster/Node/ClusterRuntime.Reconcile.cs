@@ -176,6 +176,7 @@ public sealed partial class ClusterRuntime
             }
         }
 
+        await ReleaseResyncLeasesOfDeletedVolumesAsync(state).ConfigureAwait(false);
         foreach (var local in _store.ListVolumes())
         {
             if (local.ClusterId != _options.ClusterId)
@@ -202,6 +203,7 @@ public sealed partial class ClusterRuntime
 
         foreach (var volume in state.Volumes.Values)
         {
+            await ReconcileResyncAttachmentAsync(state, volume, cancellationToken).ConfigureAwait(false);
             await FollowReplicaSetAsync(volume, cancellationToken).ConfigureAwait(false);
             ResyncReturnedReplicas(state, volume);
             WarnIfTakenOver(state, volume);
@@ -273,7 +275,9 @@ public sealed partial class ClusterRuntime
     private async Task ClearStaleAttachmentRecordAsync(VolumeInfo volume, string action, CancellationToken cancellationToken)
     {
         // Checked in this order: an attach marks itself before it records and unmarks after it attached.
-        if (volume.Attachment?.NodeId != _options.NodeId || _attaching.ContainsKey(volume.Id) || _volumes.GetAttachment(volume.Id) is not null)
+        // Internal resync attachments are the resync reconciler's.
+        if (volume.Attachment is not { Purpose: AttachPurpose.Host } attachment || attachment.NodeId != _options.NodeId
+            || _attaching.ContainsKey(volume.Id) || _volumes.GetAttachment(volume.Id) is not null)
         {
             return;
         }
@@ -307,6 +311,15 @@ public sealed partial class ClusterRuntime
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
+        try
+        {
+            await ReleaseResyncAttachmentsAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return;
+        }
+
         foreach (var volume in State.Current.Volumes.Values)
         {
             try

@@ -123,9 +123,10 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
                 $"node {node.Name} is in {node.Status.ToString().ToLowerInvariant()}: it takes no new attachments; attach on another node, or exit maintenance there (slabctl service maintenance --exit)");
         }
 
-        if (current.FindVolume(attach.Volume) is not { Attachment: { } holder } volume || holder.NodeId == attach.NodeId)
+        if (current.FindVolume(attach.Volume) is not { Attachment: { } holder } volume || holder.NodeId == attach.NodeId
+            || (holder.Purpose == State.AttachPurpose.Resync && attach.Purpose == State.AttachPurpose.Host))
         {
-            return CommandPreparation.Replicate(attach);
+            return CommandPreparation.Replicate(attach); // apply takes a resync attachment over for a host attach
         }
 
         var holderName = current.Nodes.TryGetValue(holder.NodeId, out var holderNode) ? holderNode.Name : holder.NodeId;

@@ -185,6 +185,9 @@ public sealed record AttachVolume : ClusterCommand
 
     /// <summary>The node id of a holder known to be dead, whose attachment may be taken over.</summary>
     public string? TakeOverFrom { get; init; }
+
+    /// <summary>Host (default) or an internal resync attachment, which only a detached volume takes.</summary>
+    public AttachPurpose Purpose { get; init; } = AttachPurpose.Host;
 }
 
 /// <summary>Detaches a volume from a node; succeeds if it is not attached at all.</summary>
@@ -193,6 +196,9 @@ public sealed record DetachVolume : ClusterCommand
     public required string Volume { get; init; }
 
     public required string NodeId { get; init; }
+
+    /// <summary>When set, detaches only an attachment of this purpose (an ended resync must not end a host attach made meanwhile); otherwise changes nothing.</summary>
+    public AttachPurpose? Purpose { get; init; }
 }
 
 public sealed record CreateSnapshot : ClusterCommand

@@ -123,10 +123,26 @@ public sealed record ReplicaInfo
     public string Incarnation { get; init; } = "";
 }
 
+/// <summary>Why a volume is attached on a node.</summary>
+public enum AttachPurpose
+{
+    /// <summary>A block device on the host (attach, mount): the volume is in use there.</summary>
+    Host,
+
+    /// <summary>
+    /// Internal: a node runs the detached volume's controller only to resync or rebuild a replica.
+    /// A host attach on any node takes it over (on another node with an epoch bump that fences the
+    /// resyncing controller); delete does not wait for it.
+    /// </summary>
+    Resync,
+}
+
 /// <summary>Where a volume is attached (exclusively).</summary>
 public sealed record AttachmentInfo
 {
     public required string NodeId { get; init; }
+
+    public AttachPurpose Purpose { get; init; } = AttachPurpose.Host;
 
     /// <summary>The block device on that node, e.g. <c>/dev/nbd0</c>.</summary>
     public string Device { get; init; } = "";

@@ -241,7 +241,7 @@ public static class ClusterStateTransitions
             return VolumeNotFound(state, c.Volume);
         }
 
-        if (volume.Attachment is { } attachment)
+        if (volume.Attachment is { Purpose: AttachPurpose.Host } attachment)
         {
             return Reject(state, Rejection.VolumeAttached,
                 $"volume '{volume.Name}' is attached on node {attachment.NodeId} ({attachment.Device}); detach it before deleting");
@@ -474,9 +474,21 @@ public static class ClusterStateTransitions
             return NodeNotFound(state, c.NodeId);
         }
 
+        if (!Enum.IsDefined(c.Purpose))
+        {
+            return Reject(state, Rejection.InvalidArgument, $"unknown attach purpose {(int)c.Purpose}");
+        }
+
         if (volume.Attachment is { } current && current.NodeId == c.NodeId)
         {
-            return Ok(state, CommandResult.Ok(volume)); // already attached here: idempotent
+            if (current.Purpose == c.Purpose || c.Purpose == AttachPurpose.Resync)
+            {
+                return Ok(state, CommandResult.Ok(volume)); // already attached here: idempotent (a resync never replaces a host attach)
+            }
+
+            // A host attach where this node runs a resync: it shares the controller open here, so no fencing.
+            volume = volume with { Attachment = current with { Purpose = AttachPurpose.Host, Device = c.Device, Since = c.Timestamp } };
+            return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
         }
 
         if (node.Status != NodeStatus.Online)
@@ -486,7 +498,11 @@ public static class ClusterStateTransitions
         }
 
         var epoch = volume.Epoch;
-        if (volume.Attachment is { } holder)
+        if (volume.Attachment is { Purpose: AttachPurpose.Resync } && c.Purpose == AttachPurpose.Host)
+        {
+            epoch++; // a host attach takes a resync over: fence the resyncing controller
+        }
+        else if (volume.Attachment is { } holder)
         {
             if (c.TakeOverFrom != holder.NodeId)
             {
@@ -500,7 +516,7 @@ public static class ClusterStateTransitions
 
         volume = volume with
         {
-            Attachment = new AttachmentInfo { NodeId = c.NodeId, Device = c.Device, Since = c.Timestamp },
+            Attachment = new AttachmentInfo { NodeId = c.NodeId, Device = c.Device, Since = c.Timestamp, Purpose = c.Purpose },
             Epoch = epoch,
         };
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
@@ -513,7 +529,7 @@ public static class ClusterStateTransitions
             return VolumeNotFound(state, c.Volume);
         }
 
-        if (volume.Attachment is null)
+        if (volume.Attachment is null || (c.Purpose is { } purpose && volume.Attachment.Purpose != purpose))
         {
             return Ok(state, CommandResult.Ok(volume));
         }
