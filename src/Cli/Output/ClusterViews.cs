@@ -167,4 +167,9 @@ internal static class ClusterViews
         foreach (var n in nodes.Where(n => n.Status == Offline))
             o.WriteLine($"{indent}Warning: node {Formats.NodeWithId(n.Name, n.Id)} is offline (last seen: {Formats.Age(n.LastSeenUnixMs, now)})");
     }
+
+    public static void WriteOptions(ClusterOptions options, TextWriter o) => new KeyValueBlock()
+        .Add("Replica move timeout", options.ReplMoveTimeoutSeconds == 0 ? "never (0)" : $"{(options.ReplMoveTimeoutSeconds / 60.0).ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} minutes")
+        .Add("Resync rate per node", options.ResyncRateBytesPerSecond == 0 ? "unlimited (0)" : $"{options.ResyncRateBytesPerSecond / 1_000_000} MB/s")
+        .Write(o);
 }

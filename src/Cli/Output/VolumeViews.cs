@@ -61,7 +61,7 @@ internal static class VolumeViews
         {
             var pool = r.PoolId.Length > 0 ? $" (Pool {r.PoolId})" : "";
             var state = (r.State.Length > 0 ? $", {r.State}" : "") + (r.NodeOnline ? "" : ", node offline");
-            var progress = r.Progress is { } p ? ", " + Progress(p) : "";
+            var progress = (r.Replaces.Length > 0 ? $", replaces {r.Replaces}" : "") + (r.Progress is { } p ? ", " + Progress(p) : "");
             block.Raw($"\t  Node  :  {Formats.Node(r.NodeName, r.NodeId)}{pool}{state}{progress}");
         }
         block

@@ -18,6 +18,7 @@ namespace Slab.Volumes;
 public sealed partial class VolumeController
 {
     private readonly DirtyMapStore? _dirtyMaps;
+    private readonly CopyThrottle? _copyThrottle;
     private TrackedMap?[] _maps = [];
     private ResyncRun? _resync;
     private CancellationTokenSource? _resyncStop;
@@ -337,43 +338,70 @@ public sealed partial class VolumeController
         }
     }
 
-    /// <summary>Copies one region from an in-sync replica to the catching-up one: data extents by value, holes as zeroes.</summary>
+    /// <summary>
+    /// Copies one region from an in-sync replica to the catching-up one: data extents by value, holes
+    /// as zeroes. A source that fails is dropped like on any read (epoch bump) and the region is
+    /// copied again from another; a failing target ends the resync.
+    /// </summary>
     private async Task CopyRegionAsync(ResyncRun run, long region, AlignedBuffer buffer, BlockExtent[] extents, CancellationToken cancellationToken)
     {
-        var view = Volatile.Read(ref _view);
-        if (view.Modes[run.Slot] != run.Mode)
-        {
-            throw new BlockTargetException(BlockError.IOError, "the replica failed a write during its resync");
-        }
-
-        var target = view.Slots[run.Slot].Target;
-        var source = view.Slots[PickReadReplica(view)].Target;
         var start = region * run.Map.Map.RegionBytes;
-        var end = Math.Min(start + run.Map.Map.RegionBytes, Size);
-        var position = start;
-        while (position < end)
+        while (true)
         {
-            var count = await source.GetExtentsAsync(position, end - position, extents, cancellationToken).ConfigureAwait(false);
-            for (var i = 0; i < count && position < end; i++)
+            var view = Volatile.Read(ref _view);
+            if (view.Modes[run.Slot] != run.Mode)
             {
-                var length = Math.Min(extents[i].Length, end - position);
-                if ((extents[i].Flags & (ExtentFlags.Hole | ExtentFlags.Zero)) != 0)
-                {
-                    await target.WriteZeroesAsync(position, length, WriteZeroesFlags.None, cancellationToken).ConfigureAwait(false);
-                }
-                else
-                {
-                    var memory = buffer.Memory[..(int)length];
-                    await source.ReadAsync(position, memory, cancellationToken).ConfigureAwait(false);
-                    await target.WriteAsync(position, memory, BlockWriteFlags.None, cancellationToken).ConfigureAwait(false);
-                    Interlocked.Add(ref run.BytesCopied, length);
-                }
-
-                position += length;
+                throw new BlockTargetException(BlockError.IOError, "the replica failed a write during its resync");
             }
-        }
 
-        Interlocked.Increment(ref run.RegionsDone);
+            var target = view.Slots[run.Slot].Target;
+            var sourceIndex = PickReadReplica(view);
+            var source = view.Slots[sourceIndex].Target;
+            var end = Math.Min(start + run.Map.Map.RegionBytes, Size);
+            var position = start;
+            var onSource = true;
+            try
+            {
+                while (position < end)
+                {
+                    onSource = true;
+                    var count = await source.GetExtentsAsync(position, end - position, extents, cancellationToken).ConfigureAwait(false);
+                    for (var i = 0; i < count && position < end; i++)
+                    {
+                        var length = Math.Min(extents[i].Length, end - position);
+                        if ((extents[i].Flags & (ExtentFlags.Hole | ExtentFlags.Zero)) != 0)
+                        {
+                            onSource = false;
+                            await target.WriteZeroesAsync(position, length, WriteZeroesFlags.None, cancellationToken).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            var memory = buffer.Memory[..(int)length];
+                            if (_copyThrottle is { } throttle)
+                            {
+                                await throttle.AcquireAsync(length, cancellationToken).ConfigureAwait(false);
+                            }
+
+                            onSource = true;
+                            await source.ReadAsync(position, memory, cancellationToken).ConfigureAwait(false);
+                            onSource = false;
+                            await target.WriteAsync(position, memory, BlockWriteFlags.None, cancellationToken).ConfigureAwait(false);
+                            Interlocked.Add(ref run.BytesCopied, length);
+                        }
+
+                        position += length;
+                    }
+                }
+            }
+            catch (BlockTargetException e) when (onSource && TriesAnotherReplica(e.Error))
+            {
+                await HandleFailuresAsync(view, 1 << sourceIndex, e, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            Interlocked.Increment(ref run.RegionsDone);
+            return;
+        }
     }
 
     /// <summary>With writes paused and nothing left to copy: makes the copy durable and brings the replica into the in-sync set (epoch bump).</summary>

@@ -46,6 +46,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
     /// <param name="authority">Records replica faults; null when the set cannot change (a single node), so a failing replica fails the I/O.</param>
     /// <param name="logger">Destination of replica-set changes.</param>
     /// <param name="dirtyMaps">Where the maps of faulted replicas are kept on this node; null keeps them in memory only (a resync after a restart then copies everything).</param>
+    /// <param name="copyThrottle">The node's limit on resync and rebuild copies; null copies as fast as the replicas go.</param>
     public VolumeController(
         string volumeId,
         string volumeName,
@@ -54,7 +55,8 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         IReadOnlyList<ReplicaMember> members,
         IReplicaSetAuthority? authority,
         ILogger logger,
-        DirtyMapStore? dirtyMaps = null)
+        DirtyMapStore? dirtyMaps = null,
+        CopyThrottle? copyThrottle = null)
     {
         ArgumentNullException.ThrowIfNull(members);
         if (members.Count == 0 || members.Count > ReplicaSetView.MaxMembers)
@@ -78,6 +80,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         _authority = authority;
         _logger = logger;
         _dirtyMaps = dirtyMaps;
+        _copyThrottle = copyThrottle;
         foreach (var member in members)
         {
             member.Target.Epoch = epoch;

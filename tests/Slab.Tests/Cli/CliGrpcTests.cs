@@ -293,7 +293,7 @@ public sealed class CliGrpcTests : FakeServerTest
     [InlineData("volume create v --size 10 --nodes ,", "invalid value \",\" for --nodes: a name is empty")]
     [InlineData("volume create v --size 10 --nodes a,b,a", "invalid value \"a,b,a\" for --nodes: \"a\" is given twice")]
     [InlineData("volume create v --size 10 --nodes a --nodes b,a", "invalid value \"b,a\" for --nodes: \"a\" is given twice")]
-    [InlineData("cluster", "missing command for \"slabctl cluster\" (one of: list, inspect, delete)")]
+    [InlineData("cluster", "missing command for \"slabctl cluster\" (one of: list, inspect, delete, options)")]
     [InlineData("cluster bogus", "unknown command \"bogus\" for \"slabctl cluster\"")]
     [InlineData("cluster list extra", "unexpected argument \"extra\"")]
     [InlineData("cluster list --node n1", "unknown flag: --node")]
@@ -563,6 +563,27 @@ public sealed class CliGrpcTests : FakeServerTest
         var missing = await Run("cluster inspect nope");
         AssertFailed(missing, "node \"nope\" not found");
         Assert.Equal("", missing.Out);
+    }
+
+    [Fact]
+    public async Task Cluster_options_show_and_change_in_minutes_and_megabytes()
+    {
+        var list = await Run("cluster options list");
+        AssertOk(list);
+        Assert.Contains("1440 minutes", Text(list));
+        Assert.Contains("unlimited", Text(list));
+
+        var update = await Run("cluster options update --repl-move-timeout 0.5 --resync-rate 120");
+        AssertOk(update);
+        var sent = Assert.IsType<UpdateClusterOptionsRequest>(Server.State.Calls.Single(c => c.Method == "UpdateOptions").Request);
+        Assert.Equal((30u, 120_000_000ul), (sent.ReplMoveTimeoutSeconds, sent.ResyncRateBytesPerSecond));
+        Assert.Contains("0.5 minutes", Text(update));
+        Assert.Contains("120 MB/s", Text(update));
+
+        foreach (var bad in new[] { "cluster options update", "cluster options update --repl-move-timeout -3", "cluster options update --resync-rate fast" })
+        {
+            Assert.Equal(2, (await Run(bad)).ExitCode);
+        }
     }
 
     [Fact]

@@ -90,6 +90,8 @@ internal sealed class FakeSlabServer : IAsyncDisposable
 
         public ClusterInfo Cluster { get; set; } = DefaultCluster();
 
+        public ClusterOptions Options { get; } = new() { ReplMoveTimeoutSeconds = 86_400 };
+
         /// <summary>When set, every Cluster call fails with it (not clustered, no quorum).</summary>
         public Status? ClusterFailure { get; set; }
 
@@ -397,14 +399,33 @@ internal sealed class FakeSlabServer : IAsyncDisposable
                 return n;
             });
 
+        public override Task<ClusterOptions> GetOptions(GetClusterOptionsRequest request, ServerCallContext context) =>
+            Answer(nameof(GetOptions), request, () => state.Options.Clone());
+
+        public override Task<ClusterOptions> UpdateOptions(UpdateClusterOptionsRequest request, ServerCallContext context) =>
+            Answer(nameof(UpdateOptions), request, () =>
+            {
+                if (request.HasReplMoveTimeoutSeconds)
+                    state.Options.ReplMoveTimeoutSeconds = request.ReplMoveTimeoutSeconds;
+                if (request.HasResyncRateBytesPerSecond)
+                    state.Options.ResyncRateBytesPerSecond = request.ResyncRateBytesPerSecond;
+                return state.Options.Clone();
+            });
+
         public override Task<DecommissionResponse> Decommission(DecommissionRequest request, ServerCallContext context) =>
             Answer(nameof(Decommission), request, () =>
             {
                 var n = state.FindNode(request.Node);
                 if (n.AttachedCount > 0)
                     throw new RpcException(new Status(StatusCode.FailedPrecondition, $"node {n.Name} has {n.AttachedCount} attached volume(s); detach them first"));
+                if (n.ReplicaCount > 0)
+                {
+                    n.Status = "decommissioning";
+                    return new DecommissionResponse { ReplicasMoving = n.ReplicaCount };
+                }
+
                 state.Cluster.Nodes.Remove(n);
-                return new DecommissionResponse();
+                return new DecommissionResponse { Removed = true };
             });
 
         private KvdbMembersResponse Members() => new() { Members = { state.Cluster.KvdbMembers } };

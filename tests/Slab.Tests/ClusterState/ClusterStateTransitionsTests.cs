@@ -215,6 +215,40 @@ public sealed class ClusterStateTransitionsTests
     }
 
     [Fact]
+    public void A_moved_replica_leaves_when_its_replacement_is_in_sync()
+    {
+        var state = Build(Node("a"), Node("b"), Node("c"), Volume("v1", repl: 2, inSyncNodes: ["a", "b"]));
+        var replacement = Replica("c", ReplicaState.Rebuilding) with { Incarnation = "i9", Replaces = "b" };
+        Rejected(state, new MoveReplica { Volume = "v1", FromNode = "b" }, Rejection.InvalidArgument); // not placed
+        Rejected(state, new MoveReplica { Volume = "v1", FromNode = "c", Replacement = replacement }, Rejection.ReplicaNotFound);
+        Rejected(state, new MoveReplica { Volume = "v1", FromNode = "b", Replacement = replacement with { NodeId = "a" } }, Rejection.InvalidArgument);
+        Rejected(state, new MoveReplica { Volume = "v1", FromNode = "b", Replacement = replacement with { State = ReplicaState.InSync } }, Rejection.InvalidArgument);
+
+        state = Ok(state, new MoveReplica { Volume = "v1", FromNode = "b", Replacement = replacement });
+        Assert.Equal(3, state.FindVolume("v1")!.Replicas.Length); // one over repl while it moves
+        Rejected(state, new MoveReplica { Volume = "v1", FromNode = "a", Replacement = replacement with { Replaces = "a" } }, Rejection.AlreadyExists);
+        Rejected(state, new ChangeReplication { Volume = "v1", Repl = 3, Replicas = state.FindVolume("v1")!.Replicas }, Rejection.InvalidArgument);
+
+        state = Ok(state, new SetReplicaState { Volume = "v1", NodeId = "c", State = ReplicaState.InSync, ExpectedEpoch = 1 });
+        var v1 = state.FindVolume("v1")!;
+        Assert.Equal(["a", "c"], v1.Replicas.Select(r => r.NodeId));
+        Assert.All(v1.Replicas, r => Assert.Equal((ReplicaState.InSync, ""), (r.State, r.Replaces)));
+        Assert.Equal(2, v1.Epoch);
+    }
+
+    [Fact]
+    public void Cluster_options_change_field_by_field_and_refuse_negative_values()
+    {
+        var state = Ok(CState.Empty, new SetClusterOptions { ResyncBytesPerSecond = 50_000_000 });
+        Assert.Equal((ClusterOptions.DefaultReplMoveTimeoutSeconds, 50_000_000L), (state.Options.ReplMoveTimeoutSeconds, state.Options.ResyncBytesPerSecond));
+        state = Ok(state, new SetClusterOptions { ReplMoveTimeoutSeconds = 0 });
+        Assert.Equal((0, 50_000_000L), (state.Options.ReplMoveTimeoutSeconds, state.Options.ResyncBytesPerSecond));
+        Rejected(state, new SetClusterOptions { ReplMoveTimeoutSeconds = -1 }, Rejection.InvalidArgument);
+        Rejected(state, new SetClusterOptions { ResyncBytesPerSecond = -5 }, Rejection.InvalidArgument);
+        Assert.Equal(state.Options, ClusterStateCodec.DecodeState(ClusterStateCodec.EncodeState(state)).Options);
+    }
+
+    [Fact]
     public void Ha_update_rejections()
     {
         var state = Build(ThreeNodesOneVolume(), Volume("v2", repl: 2, inSyncNodes: ["a", "b"]));
@@ -454,6 +488,7 @@ public sealed class ClusterStateTransitionsTests
             new SetReplicaState { Volume = "v", NodeId = "a", State = ReplicaState.CatchingUp }, new AttachVolume { Volume = "v", NodeId = "a", TakeOverFrom = "b" },
             new DetachVolume { Volume = "v", NodeId = "a" }, new CreateSnapshot { Volume = "v", SnapshotId = "s", Name = "n" }, new DeleteSnapshot { Volume = "v", Snapshot = "n" },
             new ChangeReplication { Volume = "v", Repl = 2, Node = "b" }, // as proposed, before the leader prepares it
+            new MoveReplica { Volume = "v", FromNode = "a" }, new SetClusterOptions { ReplMoveTimeoutSeconds = 60 },
             new ChangeReplication { Volume = "v", Repl = 2, Replicas = [Replica("a", ReplicaState.InSync), Replica("b", ReplicaState.Rebuilding) with { Incarnation = "i" }] },
         ];
         foreach (var command in commands)

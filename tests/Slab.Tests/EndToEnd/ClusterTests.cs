@@ -62,12 +62,15 @@ public sealed class ClusterTests(ITestOutputHelper output)
         Assert.Contains("maintenance", attachOnMaintenance.Stderr, StringComparison.Ordinal);
         await cluster[1].CliOkAsync("service", "maintenance", "--exit", "--node", "node-3");
 
-        // A node holding the only copy of a volume cannot be decommissioned.
+        // A node with a volume attached cannot be decommissioned.
         var holderId = Assert.Single(LocalCluster.First(await cluster[1].CliJsonAsync("volume", "inspect", contested)).GetProperty("replicas").EnumerateArray()).GetProperty("nodeId").GetString();
         var holder = ids.First(kv => kv.Value == holderId).Key;
+        var holderIndex = int.Parse(holder["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        await cluster[holderIndex].CliOkAsync("host", "attach", contested);
         var decommission = await cluster[1].CliAsync("cluster", "delete", holder);
         Assert.NotEqual(0, decommission.ExitCode);
-        Assert.Contains("only copy", decommission.Stderr, StringComparison.Ordinal);
+        Assert.Contains("attached", decommission.Stderr, StringComparison.Ordinal);
+        await cluster[holderIndex].CliOkAsync("host", "detach", contested);
         await cluster[1].CliOkAsync("volume", "delete", contested);
 
         // A replicated volume is placed on distinct nodes, every replica in sync; repl 4 is refused.

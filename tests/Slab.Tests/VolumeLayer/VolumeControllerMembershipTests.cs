@@ -84,6 +84,26 @@ public sealed class VolumeControllerMembershipTests : IDisposable
     }
 
     [Fact]
+    public async Task A_rebuild_whose_source_fails_drops_it_and_copies_from_another_in_sync_replica()
+    {
+        const long size = 4 * RegionBytes;
+        var (a, b, c) = (new FaultyReplica(size), new FaultyReplica(size), new FaultyReplica(size));
+        var authority = new TestAuthority(1);
+        authority.OutAtStart.Add("n3");
+        using var controller = Open(size, authority, (a, ReplicaMode.InSync, true), (b, ReplicaMode.InSync, false));
+        await FillRegionsAsync(controller, size, 40);
+        Assert.True(await controller.AddReplicaAsync(new ReplicaMember("n3", "node-3", c, ReplicaMode.Rebuilding, IsLocal: false, Incarnation: "i2"), default));
+
+        a.Fail = BlockError.IOError; // the local replica, the copy's first choice, has died unnoticed
+        Assert.True(controller.TryStartResync("n3"));
+        await controller.WaitForResyncAsync();
+
+        Assert.Equal((ReplicaMode.Faulted, ReplicaMode.InSync, ReplicaMode.InSync), (controller.Replicas[0].Mode, controller.Replicas[1].Mode, controller.Replicas[2].Mode));
+        Assert.Equal([("n1", 1L)], authority.Calls);
+        await AssertSameAsync(b, c, size);
+    }
+
+    [Fact]
     public async Task A_removed_replica_gets_nothing_more_and_the_last_in_sync_one_cannot_go()
     {
         var (a, b, c) = (new FaultyReplica(), new FaultyReplica(), new FaultyReplica());

@@ -204,11 +204,11 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
             .Where(v => v.FindReplica(node.Id) is not null && !v.Replicas.Any(r => r.State == ReplicaState.InSync && r.NodeId != node.Id))
             .Select(v => v.Name)
             .ToList();
-        if (onlyCopies.Count > 0)
+        if (onlyCopies.Count > 0 && !runtime.IsAlive(node.Id))
         {
             throw new SlabException(
                 SlabErrorCode.FailedPrecondition,
-                $"node {node.Name} holds the only copy of {onlyCopies.Count} volume(s): {string.Join(", ", onlyCopies.Take(10))}{(onlyCopies.Count > 10 ? ", ..." : "")}; delete them or move their data first");
+                $"node {node.Name} is offline and holds the only in-sync copy of {onlyCopies.Count} volume(s): {string.Join(", ", onlyCopies.Take(10))}{(onlyCopies.Count > 10 ? ", ..." : "")}; bring it back so they can move, or delete them");
         }
 
         var attached = state.Volumes.Values.Where(v => v.Attachment?.NodeId == node.Id).Select(v => v.Name).ToList();
@@ -223,9 +223,51 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
             throw new SlabException(SlabErrorCode.FailedPrecondition, $"node {node.Name} is a KVDB member; remove it first (slabctl service kvdb remove-member --node {raft})");
         }
 
+        var holding = state.Volumes.Values.Count(v => v.FindReplica(node.Id) is not null);
+        if (holding > 0)
+        {
+            // The leader moves them (replacements rebuilt elsewhere) and removes the node when it holds nothing.
+            await runtime.ProposeOrThrowAsync(new SetNodeStatus { NodeId = node.Id, Status = NodeStatus.Decommissioning }, prepared: false, context.CancellationToken).ConfigureAwait(false);
+            return new V1.DecommissionResponse { Removed = false, ReplicasMoving = (uint)holding };
+        }
+
         await runtime.ProposeOrThrowAsync(new RemoveNode { NodeId = node.Id }, prepared: false, context.CancellationToken).ConfigureAwait(false);
-        return new V1.DecommissionResponse();
+        return new V1.DecommissionResponse { Removed = true };
     }
+
+    public override Task<V1.ClusterOptions> GetOptions(V1.GetClusterOptionsRequest request, ServerCallContext context)
+        => Task.FromResult(ToProto(RequireCluster().State.Current.Options));
+
+    public override async Task<V1.ClusterOptions> UpdateOptions(V1.UpdateClusterOptionsRequest request, ServerCallContext context)
+    {
+        var runtime = RequireCluster();
+        if (!request.HasReplMoveTimeoutSeconds && !request.HasResyncRateBytesPerSecond)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "nothing to update: give a repl-move timeout and/or a resync rate");
+        }
+
+        if (request.ResyncRateBytesPerSecond > long.MaxValue || request.ReplMoveTimeoutSeconds > int.MaxValue)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "value out of range");
+        }
+
+        var result = await runtime.ProposeOrThrowAsync(
+            new SetClusterOptions
+            {
+                ReplMoveTimeoutSeconds = request.HasReplMoveTimeoutSeconds ? (int)request.ReplMoveTimeoutSeconds : null,
+                ResyncBytesPerSecond = request.HasResyncRateBytesPerSecond ? (long)request.ResyncRateBytesPerSecond : null,
+            },
+            prepared: false,
+            context.CancellationToken).ConfigureAwait(false);
+        await runtime.WaitForRevisionAsync(result.Revision, TimeSpan.FromSeconds(5), context.CancellationToken).ConfigureAwait(false);
+        return ToProto(runtime.State.Current.Options);
+    }
+
+    private static V1.ClusterOptions ToProto(Slab.Cluster.State.ClusterOptions options) => new()
+    {
+        ReplMoveTimeoutSeconds = (uint)options.ReplMoveTimeoutSeconds,
+        ResyncRateBytesPerSecond = (ulong)options.ResyncBytesPerSecond,
+    };
 
     private static V1.KvdbMembersResponse Members(ClusterRuntime runtime)
     {

@@ -55,6 +55,7 @@ internal static class ClusterProtoMapping
                 },
                 NodeOnline = isAlive(replica.NodeId),
                 Progress = resync?.NodeId == replica.NodeId && replica.State != ReplicaState.InSync ? resync.Progress : null,
+                Replaces = replica.Replaces.Length > 0 ? NameOf(state, replica.Replaces) : "",
             });
         }
 

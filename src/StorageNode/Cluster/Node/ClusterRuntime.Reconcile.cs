@@ -209,6 +209,8 @@ public sealed partial class ClusterRuntime
             WarnIfTakenOver(state, volume);
             await ClearStaleAttachmentRecordAsync(volume, "detached in the cluster state (this node no longer has it attached)", cancellationToken).ConfigureAwait(false);
         }
+
+        await RepairReplicasAsync(state, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Where the volume's controller is open here: opens replicas ha-update added and lets go of those it removed.</summary>
@@ -218,7 +220,7 @@ public sealed partial class ClusterRuntime
         {
             if (await _volumes.FollowReplicaSetAsync(volume.Id, [.. volume.Replicas.Select(r => r.NodeId)], cancellationToken).ConfigureAwait(false))
             {
-                Log.Reconciled(_logger, volume.Name, "controller follows the replica set");
+                Log.VolumeReconciled(_logger, volume.Name, "its controller here follows the replica set");
             }
         }
         catch (SlabException e)
@@ -245,7 +247,7 @@ public sealed partial class ClusterRuntime
             if (replica.State != ReplicaState.InSync && IsAlive(replica.NodeId) && state.Nodes.TryGetValue(replica.NodeId, out var node) && controller.TryStartResync(replica.NodeId))
             {
                 var action = "resync of the replica on " + node.Name + " started";
-                Log.Reconciled(_logger, volume.Name, action);
+                Log.VolumeReconciled(_logger, volume.Name, action);
                 return;
             }
         }

@@ -75,10 +75,17 @@ public sealed partial class ClusterRuntime
         => volume.Replicas.Any(r => r.State != ReplicaState.InSync && IsAlive(r.NodeId))
             && volume.Replicas.Any(r => r.State == ReplicaState.InSync && IsAlive(r.NodeId));
 
-    /// <summary>The node that resyncs a detached volume: the first in-sync replica's, online (reads stay local).</summary>
+    /// <summary>
+    /// The node that resyncs a detached volume: the first in-sync replica's that is online (reads stay
+    /// local), else the first online node of a replica being copied (when the in-sync copies are on
+    /// nodes taking no attachments, e.g. decommissioning).
+    /// </summary>
     private string? DesignatedResyncNode(ClusterState state, VolumeInfo volume)
-        => volume.Replicas.FirstOrDefault(r => r.State == ReplicaState.InSync && IsAlive(r.NodeId)
-            && state.Nodes.TryGetValue(r.NodeId, out var node) && node.Status == Slab.Cluster.State.NodeStatus.Online)?.NodeId;
+    {
+        bool Usable(ReplicaInfo r) => IsAlive(r.NodeId) && state.Nodes.TryGetValue(r.NodeId, out var node) && node.Status == Slab.Cluster.State.NodeStatus.Online;
+        return (volume.Replicas.FirstOrDefault(r => r.State == ReplicaState.InSync && Usable(r))
+            ?? volume.Replicas.FirstOrDefault(r => r.State != ReplicaState.InSync && Usable(r)))?.NodeId;
+    }
 
     private async Task OpenForResyncAsync(VolumeInfo volume, CancellationToken cancellationToken)
     {
@@ -100,7 +107,7 @@ public sealed partial class ClusterRuntime
         {
             var result = await ProposeOrThrowAsync(command, prepared: true, cancellationToken).ConfigureAwait(false);
             await WaitForRevisionAsync(result.Revision, TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
-            Log.Reconciled(_logger, volumeName, action);
+            Log.VolumeReconciled(_logger, volumeName, action);
             return true;
         }
         catch (SlabException e)

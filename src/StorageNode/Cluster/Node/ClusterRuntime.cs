@@ -42,6 +42,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
         _logger = loggers.CreateLogger<ClusterRuntime>();
         _time = time;
         Replicas = new StoreReplicaResolver(this, volumes, store);
+        ResyncThrottle = new CopyThrottle(time);
     }
 
     public ClusterNodeOptions Options => _options;
@@ -72,6 +73,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
     /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        _startedAt = _time.GetUtcNow();
         var self = _options.RaftEndPoint;
         if (_options.Kvdb)
         {
@@ -310,6 +312,9 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Replica of volume {Volume} {Action} to match the cluster state")]
         public static partial void Reconciled(ILogger logger, string volume, string action);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Volume}: {Action}")]
+        public static partial void VolumeReconciled(ILogger logger, string volume, string action);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Volume} on this node is not part of cluster {ClusterId} (made before this node joined); it is left alone and not served to the cluster")]
         public static partial void ForeignVolume(ILogger logger, string volume, string clusterId);

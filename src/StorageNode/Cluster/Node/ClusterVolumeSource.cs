@@ -82,7 +82,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
                 members.Add(OpenMember(state, info, replica, volume.SizeBytes, openLocal));
             }
 
-            return new VolumeController(info.Id, info.Name, volume.SizeBytes, info.Epoch, members, this, _controllerLogger, _dirtyMaps.Value);
+            return new VolumeController(info.Id, info.Name, volume.SizeBytes, info.Epoch, members, this, _controllerLogger, _dirtyMaps.Value, runtime.ResyncThrottle);
         }
         catch
         {

@@ -15,6 +15,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
         CreateVolume create when create.Replicas.IsDefaultOrEmpty => PlaceVolume(create, current),
         AttachVolume attach when attach.TakeOverFrom is null => CheckAttach(attach, current),
         ChangeReplication change when change.Replicas.IsDefaultOrEmpty => PrepareReplication(change, current),
+        MoveReplica move when move.Replacement is null => PlaceReplacement(move, current),
         _ => CommandPreparation.Replicate(command),
     };
 
@@ -111,6 +112,45 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
                 State = ReplicaState.Rebuilding,
                 Incarnation = Guid.NewGuid().ToString("N"),
             })),
+        });
+    }
+
+    /// <summary>A replacement for the replica on <c>FromNode</c>: placed by policy away from that node and the volume's other replicas.</summary>
+    private CommandPreparation PlaceReplacement(MoveReplica move, ClusterState current)
+    {
+        if (current.FindVolume(move.Volume) is not { } volume || volume.FindReplica(move.FromNode) is null)
+        {
+            return CommandPreparation.Replicate(move); // apply gives the precise refusal
+        }
+
+        var kept = volume.Replicas.Where(r => r.NodeId != move.FromNode).ToList();
+        var options = runtime.Options;
+        var topology = PlacementTopology.FromState(current, runtime.IsAlive, LiveUsage, options.OvercommitRatio, options.FullFraction);
+        var request = new PlacementRequest(volume.Id, kept.Count + 1, volume.Spec.SizeBytes)
+        {
+            IoPriority = volume.Spec.IoPriority,
+            NodeSelector = volume.Spec.Nodes.IsDefault ? [] : volume.Spec.Nodes,
+            RequiredLabels = volume.Spec.NodeSelector,
+            PlacedReplicas = [.. kept.Select(r => new ReplicaLocation(r.NodeId, r.PoolId))],
+            AvoidNodes = [move.FromNode],
+        };
+        var placed = PlacementEngine.Place(topology, request);
+        if (!placed.Succeeded)
+        {
+            return CommandPreparation.Refuse(Rejection.PlacementViolation, $"cannot place a replacement of volume '{volume.Name}''s replica on {move.FromNode}: {placed.Failure.Message}");
+        }
+
+        var location = placed.Replicas[0];
+        return CommandPreparation.Replicate(move with
+        {
+            Replacement = new ReplicaInfo
+            {
+                NodeId = location.NodeId,
+                PoolId = location.PoolId,
+                State = ReplicaState.Rebuilding,
+                Incarnation = Guid.NewGuid().ToString("N"),
+                Replaces = move.FromNode,
+            },
         });
     }
 

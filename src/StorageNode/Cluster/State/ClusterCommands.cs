@@ -20,6 +20,8 @@ namespace Slab.Cluster.State;
 [JsonDerivedType(typeof(SetReplicaSet), "setReplicaSet")]
 [JsonDerivedType(typeof(SetReplicaState), "setReplicaState")]
 [JsonDerivedType(typeof(ChangeReplication), "changeReplication")]
+[JsonDerivedType(typeof(MoveReplica), "moveReplica")]
+[JsonDerivedType(typeof(SetClusterOptions), "setClusterOptions")]
 [JsonDerivedType(typeof(AttachVolume), "attach")]
 [JsonDerivedType(typeof(DetachVolume), "detach")]
 [JsonDerivedType(typeof(CreateSnapshot), "createSnapshot")]
@@ -168,6 +170,31 @@ public sealed record ChangeReplication : ClusterCommand
 
     /// <summary>The new replica set, filled by the leader (empty until then); a command without it is refused by apply.</summary>
     public ImmutableArray<ReplicaInfo> Replicas { get; init; } = [];
+}
+
+/// <summary>
+/// Starts moving a volume's replica off a node (offline past repl-move-timeout, or decommissioning):
+/// the leader places a replacement by policy, which is added rebuilding with
+/// <see cref="ReplicaInfo.Replaces"/> set; the old replica stays until the replacement is promoted
+/// in sync, which removes it. One move per volume at a time.
+/// </summary>
+public sealed record MoveReplica : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    /// <summary>The node whose replica moves.</summary>
+    public required string FromNode { get; init; }
+
+    /// <summary>The replacement, placed by the leader (null until then; apply refuses a command without it).</summary>
+    public ReplicaInfo? Replacement { get; init; }
+}
+
+/// <summary>Changes cluster options; null fields stay as they are.</summary>
+public sealed record SetClusterOptions : ClusterCommand
+{
+    public int? ReplMoveTimeoutSeconds { get; init; }
+
+    public long? ResyncBytesPerSecond { get; init; }
 }
 
 /// <summary>

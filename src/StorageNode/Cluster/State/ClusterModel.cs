@@ -81,6 +81,25 @@ public sealed record NodeInfo
 
     /// <summary>When the node first registered (the registering command's timestamp).</summary>
     public DateTimeOffset Registered { get; init; }
+
+    /// <summary>When <see cref="Status"/> last changed (the changing command's timestamp).</summary>
+    public DateTimeOffset StatusSince { get; init; }
+}
+
+/// <summary>Cluster-wide settings (<c>slabctl cluster options</c>, pxctl's cluster options).</summary>
+public sealed record ClusterOptions
+{
+    /// <summary>pxctl's default: 1440 minutes (a day).</summary>
+    public const int DefaultReplMoveTimeoutSeconds = 1440 * 60;
+
+    /// <summary>
+    /// Seconds a node may be offline (or in maintenance) before the leader places replacements of its
+    /// replicas on other nodes and rebuilds them; 0 never moves them. slabctl shows and takes minutes.
+    /// </summary>
+    public int ReplMoveTimeoutSeconds { get; init; } = DefaultReplMoveTimeoutSeconds;
+
+    /// <summary>Bytes per second each node copies at most for resyncs and rebuilds together; 0 is unlimited.</summary>
+    public long ResyncBytesPerSecond { get; init; }
 }
 
 /// <summary>What a volume was asked to be. Immutable.</summary>
@@ -121,6 +140,13 @@ public sealed record ReplicaInfo
     /// controller records about a replica (its dirty-region map) belongs to one incarnation only.
     /// </summary>
     public string Incarnation { get; init; } = "";
+
+    /// <summary>
+    /// For a replacement being rebuilt (repl-move-timeout, decommission): the node whose replica it
+    /// replaces. When it is promoted in sync, that replica leaves the set in the same transition.
+    /// Empty otherwise.
+    /// </summary>
+    public string Replaces { get; init; } = "";
 }
 
 /// <summary>Why a volume is attached on a node.</summary>
@@ -239,6 +265,8 @@ public sealed record ClusterState
     public static ClusterState Empty { get; } = new();
 
     public int Format { get; init; } = CurrentFormat;
+
+    public ClusterOptions Options { get; init; } = new();
 
     /// <summary>Number of accepted commands applied so far; increases by one per accepted command.</summary>
     public long Revision { get; init; }

@@ -35,6 +35,8 @@ public static class ClusterStateTransitions
             SetReplicaSet c => SetReplicaSet(state, c),
             SetReplicaState c => SetReplicaState(state, c),
             ChangeReplication c => ChangeReplication(state, c),
+            MoveReplica c => MoveReplica(state, c),
+            SetClusterOptions c => SetClusterOptions(state, c),
             AttachVolume c => Attach(state, c),
             DetachVolume c => Detach(state, c),
             CreateSnapshot c => CreateSnapshot(state, c),
@@ -89,6 +91,7 @@ public static class ClusterStateTransitions
             Pools = c.Pools,
             IsKvdbVoter = c.IsKvdbVoter,
             Registered = existing?.Registered ?? c.Timestamp,
+            StatusSince = existing?.Status is NodeStatus.Maintenance or NodeStatus.Decommissioning or NodeStatus.Online ? existing.StatusSince : c.Timestamp,
 
             // A re-registering node is back; maintenance and decommissioning are operator decisions and stay.
             Status = existing?.Status is NodeStatus.Maintenance or NodeStatus.Decommissioning ? existing.Status : NodeStatus.Online,
@@ -132,7 +135,8 @@ public static class ClusterStateTransitions
             return Reject(state, Rejection.InvalidArgument, $"unknown node status {(int)c.Status}");
         }
 
-        return Ok(state with { Nodes = state.Nodes.SetItem(node.Id, node with { Status = c.Status }) }, CommandResult.Ok());
+        var since = node.Status == c.Status ? node.StatusSince : c.Timestamp;
+        return Ok(state with { Nodes = state.Nodes.SetItem(node.Id, node with { Status = c.Status, StatusSince = since }) }, CommandResult.Ok());
     }
 
     private static ApplyOutcome RemoveNode(ClusterState state, RemoveNode c)
@@ -388,9 +392,16 @@ public static class ClusterStateTransitions
         }
 
         var changesInSyncSet = (current.State == ReplicaState.InSync) != (c.State == ReplicaState.InSync);
+        var replicas = volume.Replicas.SetItem(index, current with { State = c.State });
+        if (c.State == ReplicaState.InSync && current.Replaces.Length > 0)
+        {
+            // A replacement in sync: the replica it replaces leaves (it is deleted, never read again).
+            replicas = [.. replicas.Where(r => r.NodeId != current.Replaces).Select(r => r.NodeId == current.NodeId ? r with { Replaces = "" } : r)];
+        }
+
         volume = volume with
         {
-            Replicas = volume.Replicas.SetItem(index, current with { State = c.State }),
+            Replicas = replicas,
             Epoch = changesInSyncSet ? volume.Epoch + 1 : volume.Epoch,
         };
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
@@ -409,6 +420,12 @@ public static class ClusterStateTransitions
         }
 
         var old = volume.Replicas;
+        if (old.FirstOrDefault(r => r.Replaces.Length > 0) is { } moving)
+        {
+            return Reject(state, Rejection.InvalidArgument,
+                $"volume '{volume.Name}' is moving its replica off node {moving.Replaces} (to node {moving.NodeId}); change its replica count when the move is done");
+        }
+
         if (c.Repl == old.Length)
         {
             return Reject(state, Rejection.InvalidArgument, $"volume '{volume.Name}' already has {old.Length} replica(s)");
@@ -460,6 +477,60 @@ public static class ClusterStateTransitions
 
         changed = changed with { Replicas = c.Replicas };
         return Ok(state with { Volumes = state.Volumes.SetItem(changed.Id, changed) }, CommandResult.Ok(changed));
+    }
+
+    private static ApplyOutcome MoveReplica(ClusterState state, MoveReplica c)
+    {
+        if (state.FindVolume(c.Volume) is not { } volume)
+        {
+            return VolumeNotFound(state, c.Volume);
+        }
+
+        if (volume.FindReplica(c.FromNode) is null)
+        {
+            return Reject(state, Rejection.ReplicaNotFound, $"volume '{volume.Name}' has no replica on node {c.FromNode}");
+        }
+
+        if (volume.Replicas.FirstOrDefault(r => r.Replaces.Length > 0) is { } moving)
+        {
+            return Reject(state, Rejection.AlreadyExists, $"volume '{volume.Name}' is already moving its replica off node {moving.Replaces}");
+        }
+
+        if (c.Replacement is not { } replacement || replacement.Replaces != c.FromNode || replacement.State != ReplicaState.Rebuilding
+            || string.IsNullOrEmpty(replacement.Incarnation) || volume.FindReplica(replacement.NodeId) is not null)
+        {
+            return Reject(state, Rejection.InvalidArgument,
+                $"the replacement of volume '{volume.Name}''s replica on node {c.FromNode} must be a new rebuilding replica on another node, with an incarnation; the leader places it");
+        }
+
+        var replicas = volume.Replicas.Add(replacement);
+        if (ValidateReplicaSet(state, volume with { Spec = volume.Spec with { Repl = volume.Replicas.Length + 1 } }, replicas) is { } invalid)
+        {
+            return new ApplyOutcome(state, invalid);
+        }
+
+        volume = volume with { Replicas = replicas };
+        return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
+    }
+
+    private static ApplyOutcome SetClusterOptions(ClusterState state, SetClusterOptions c)
+    {
+        if (c.ReplMoveTimeoutSeconds is < 0)
+        {
+            return Reject(state, Rejection.InvalidArgument, $"repl-move-timeout {c.ReplMoveTimeoutSeconds} s must be 0 (never) or positive");
+        }
+
+        if (c.ResyncBytesPerSecond is < 0)
+        {
+            return Reject(state, Rejection.InvalidArgument, $"resync rate {c.ResyncBytesPerSecond} must be 0 (unlimited) or positive");
+        }
+
+        var options = state.Options with
+        {
+            ReplMoveTimeoutSeconds = c.ReplMoveTimeoutSeconds ?? state.Options.ReplMoveTimeoutSeconds,
+            ResyncBytesPerSecond = c.ResyncBytesPerSecond ?? state.Options.ResyncBytesPerSecond,
+        };
+        return Ok(state with { Options = options }, CommandResult.Ok());
     }
 
     private static ApplyOutcome Attach(ClusterState state, AttachVolume c)
