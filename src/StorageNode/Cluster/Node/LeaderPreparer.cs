@@ -53,7 +53,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
     /// <summary>
     /// ha-update: raising places the new replicas by policy (or on <c>--node</c>) as rebuilding;
     /// lowering removes <c>--node</c>'s replica, else the least useful ones: out, then catching up or
-    /// rebuilding, then in sync on a node other than the attached one, last placed first.
+    /// rebuilding, then on an offline node, then in sync on a node other than the attached one, last placed first.
     /// </summary>
     private CommandPreparation PrepareReplication(ChangeReplication change, ClusterState current)
     {
@@ -80,6 +80,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
                 : volume.Replicas
                     .Select((replica, index) => (replica, index))
                     .OrderBy(r => r.replica.State switch { ReplicaState.Out => 0, ReplicaState.CatchingUp or ReplicaState.Rebuilding => 1, _ => 2 })
+                    .ThenBy(r => runtime.IsAlive(r.replica.NodeId) ? 1 : 0)
                     .ThenBy(r => r.replica.NodeId == volume.Attachment?.NodeId ? 1 : 0)
                     .ThenByDescending(r => r.index)
                     .Take(volume.Replicas.Length - change.Repl)
