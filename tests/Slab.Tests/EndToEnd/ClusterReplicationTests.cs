@@ -112,6 +112,52 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         await cluster[1].CliOkAsync("volume", "delete", name);
     }
 
+    [Fact]
+    public async Task A_replica_node_killed_under_fio_verify_loses_nothing_and_resyncs_by_delta()
+    {
+        HostCommand.RequireTool("fio", "fio");
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var name = LocalCluster.UniqueName("fiov");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2", "--nodes", "node-1,node-2");
+
+        // The controller on node-3 holds no replica: killing node-2 leaves node-1's replica alone in sync.
+        var device = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
+        string[] Job(string mode) =>
+        [
+            "--name=verify", $"--filename={device}", "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=64k", "--iodepth=8",
+            "--size=512m", "--io_size=256m", "--randrepeat=1", "--verify=crc32c", "--verify_fatal=1", mode, "--output-format=json",
+        ];
+        var writing = HostCommand.RunAsync("fio", Job("--do_verify=0"), TimeSpan.FromMinutes(5));
+        await Poll.UntilAsync(() => cluster[3].Log.Contains("connected (protocol v1", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "writes flowing");
+        await Task.Delay(TimeSpan.FromSeconds(1)); // a second of writes lands on both replicas first
+        await cluster[2].KillAsync();
+        var written = await writing;
+        Assert.True(written.ExitCode == 0, $"fio's writes failed while node-2 died: {written}\n{cluster[3].Log}");
+
+        // node-2 returns and gets only what it missed; then every block fio wrote verifies, and the replicas agree.
+        await cluster.RestartAsync(2);
+        await Poll.UntilAsync(
+            async () => (await cluster.InspectAsync(1, name)).GetProperty("state").GetString() == "up",
+            TimeSpan.FromSeconds(90),
+            "node-2's replica back in sync");
+        var resync = cluster[3].Log.Split('\n').Last(l => l.Contains("resync of replica on node-2 done", StringComparison.Ordinal));
+        output.WriteLine(resync);
+        Assert.Contains("(delta)", resync, StringComparison.Ordinal);
+        var regions = long.Parse(System.Text.RegularExpressions.Regex.Match(resync, @"\(delta\): (\d+) regions").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(regions <= 512, $"fio wrote only the first 512 MiB of the 1 GiB volume, yet {regions} regions were copied");
+
+        var verified = await HostCommand.RunAsync("fio", Job("--verify_only"), TimeSpan.FromMinutes(5));
+        Assert.True(verified.ExitCode == 0, $"fio verify failed: {verified}");
+        using (var json = JsonDocument.Parse(verified.Stdout[verified.Stdout.IndexOf('{', StringComparison.Ordinal)..]))
+        {
+            Assert.Equal(0, json.RootElement.GetProperty("jobs")[0].GetProperty("error").GetInt32());
+        }
+
+        Assert.Contains("no differences", await cluster[1].CliOkAsync("volume", "check", name), StringComparison.Ordinal);
+        await cluster[3].CliOkAsync("host", "detach", name);
+        await cluster[3].CliOkAsync("volume", "delete", name);
+    }
+
     /// <summary>Writes <paramref name="count"/> blocks of distinct patterns with O_DIRECT, each acknowledged (dd exits 0); returns what was written where.</summary>
     private static async Task<List<(long Offset, byte[] Data)>> WritePatternsAsync(string device, int count, Func<int, long> offsetOf, int seed, Func<string> log)
     {
