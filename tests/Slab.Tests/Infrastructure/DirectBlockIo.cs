@@ -7,7 +7,7 @@ namespace Slab.Tests.Infrastructure;
 public static class DirectBlockIo
 {
     /// <summary>Writes <paramref name="data"/> (a multiple of <paramref name="blockSize"/>) at <paramref name="offset"/>; returns dd's result.</summary>
-    public static async Task<HostCommand.Result> WriteAsync(string device, long offset, byte[] data, int blockSize = 4096)
+    public static async Task<HostCommand.Result> WriteAsync(string device, long offset, byte[] data, int blockSize = 4096, TimeSpan? timeout = null)
     {
         var source = TempPath();
         try
@@ -16,7 +16,7 @@ public static class DirectBlockIo
             return await HostCommand.RunAsync(
                 "dd",
                 [$"if={source}", $"of={device}", $"bs={blockSize}", $"count={data.Length / blockSize}", $"seek={offset / blockSize}", "oflag=direct", "conv=notrunc,fsync", "status=none"],
-                TimeSpan.FromSeconds(120));
+                timeout ?? TimeSpan.FromSeconds(120));
         }
         finally
         {
