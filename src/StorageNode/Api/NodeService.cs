@@ -82,6 +82,7 @@ public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, T
             }
         }
 
+        AddReplicaAlerts(response, runtime, state);
         if (!response.HasQuorum)
         {
             response.Alerts.Add(new V1.Alert
@@ -90,6 +91,46 @@ public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, T
                 Resource = "kvdb",
                 Message = "no quorum: this node sees no KVDB leader with a majority; cluster changes are refused until a majority of KVDB members is reachable",
             });
+        }
+    }
+
+    /// <summary>
+    /// One alert per replica that does not count for its volume's writes (out, catching up,
+    /// rebuilding) or sits on a node that is offline, dated from when its state changed: a warning
+    /// while the volume has another in-sync replica on an online node, critical when it has none.
+    /// </summary>
+    private static void AddReplicaAlerts(V1.StatusResponse response, Slab.Cluster.Node.ClusterRuntime runtime, Slab.Cluster.State.ClusterState state)
+    {
+        foreach (var volume in state.Volumes.Values)
+        {
+            var usable = volume.Replicas.Count(r => r.State == Slab.Cluster.State.ReplicaState.InSync && runtime.IsAlive(r.NodeId));
+            foreach (var replica in volume.Replicas)
+            {
+                var online = runtime.IsAlive(replica.NodeId);
+                if (replica.State == Slab.Cluster.State.ReplicaState.InSync && online)
+                {
+                    continue;
+                }
+
+                var node = state.Nodes.TryGetValue(replica.NodeId, out var info) ? info.Name : replica.NodeId;
+                var what = replica.State switch
+                {
+                    Slab.Cluster.State.ReplicaState.Out => "is faulted (out of the in-sync set)",
+                    Slab.Cluster.State.ReplicaState.CatchingUp => "is catching up (resync)",
+                    Slab.Cluster.State.ReplicaState.Rebuilding => "is being rebuilt",
+                    _ => "is in sync",
+                };
+                var where = online ? "" : $"; node {node} is offline";
+                response.Alerts.Add(new V1.Alert
+                {
+                    Severity = usable == 0 ? "critical" : "warning",
+                    Resource = $"volume {volume.Name}",
+                    Message = usable == 0
+                        ? $"replica on {node} {what}{where}; the volume has no in-sync replica on an online node: its I/O waits for one to return"
+                        : $"replica on {node} {what}{where}; writes go on on {usable} in-sync replica(s)",
+                    RaisedUnixMs = replica.StateSince == default ? 0 : replica.StateSince.ToUnixTimeMilliseconds(),
+                });
+            }
         }
     }
 

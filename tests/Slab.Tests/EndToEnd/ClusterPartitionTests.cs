@@ -104,7 +104,10 @@ public sealed class ClusterPartitionTests(ITestOutputHelper output)
         var after = TestData.Pattern(4096, 3);
         await DirectBlockIo.WriteCheckedAsync(taken, 4096, after);
 
-        // The cut-off write is never acknowledged: it fails, or (see the issue note) is still pending when dd gives up.
+        // The cut-off write is never acknowledged: dd's O_DIRECT write through the loop/FUSE stack may
+        // return, but the fsync after it (the acknowledgement point) never succeeds: it fails, or is
+        // still pending when dd gives up (through nbdfuse + loop the fsync after a write slabd failed
+        // waits in the kernel; see the issue note).
         try
         {
             var cutResult = await cutWrite;

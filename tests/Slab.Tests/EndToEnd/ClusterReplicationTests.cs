@@ -46,6 +46,8 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         Assert.Equal("in-sync", modes["node-1"]);
         Assert.Equal("faulted", modes["node-2"]);
         Assert.Contains("dropped from the in-sync set", cluster[1].Log, StringComparison.Ordinal);
+        var status = await cluster[3].CliOkAsync("status");
+        Assert.Contains("replica on node-2 is faulted", status, StringComparison.Ordinal);
 
         await AssertReadsBackAsync(device, before.Concat(after));
 

@@ -147,6 +147,9 @@ public sealed record ReplicaInfo
     /// Empty otherwise.
     /// </summary>
     public string Replaces { get; init; } = "";
+
+    /// <summary>When <see cref="State"/> last changed, or the replica was placed (the command's timestamp); alerts date from it.</summary>
+    public DateTimeOffset StateSince { get; init; }
 }
 
 /// <summary>Why a volume is attached on a node.</summary>

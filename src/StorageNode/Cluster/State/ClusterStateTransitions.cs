@@ -226,7 +226,7 @@ public static class ClusterStateTransitions
                 return new ApplyOutcome(state, placement);
             }
 
-            volume = volume with { Replicas = c.Replicas };
+            volume = volume with { Replicas = [.. c.Replicas.Select(r => r with { StateSince = c.Timestamp })] };
         }
 
         return Ok(
@@ -392,7 +392,7 @@ public static class ClusterStateTransitions
         }
 
         var changesInSyncSet = (current.State == ReplicaState.InSync) != (c.State == ReplicaState.InSync);
-        var replicas = volume.Replicas.SetItem(index, current with { State = c.State });
+        var replicas = volume.Replicas.SetItem(index, current with { State = c.State, StateSince = c.Timestamp });
         if (c.State == ReplicaState.InSync && current.Replaces.Length > 0)
         {
             // A replacement in sync: the replica it replaces leaves (it is deleted, never read again).
@@ -447,7 +447,7 @@ public static class ClusterStateTransitions
 
             if (volume.FindReplica(replica.NodeId) is { } kept)
             {
-                if (kept != replica)
+                if (kept with { StateSince = default } != replica with { StateSince = default })
                 {
                     return Reject(state, Rejection.InvalidArgument,
                         $"the replica on node {replica.NodeId} must stay as it is ({kept.State}, pool {kept.PoolId}) while the replica count changes");
@@ -475,7 +475,7 @@ public static class ClusterStateTransitions
                 $"volume '{volume.Name}' would have no in-sync replica; keep one of {string.Join(", ", InSyncNodes(old))}");
         }
 
-        changed = changed with { Replicas = c.Replicas };
+        changed = changed with { Replicas = [.. c.Replicas.Select(r => volume.FindReplica(r.NodeId) ?? r with { StateSince = c.Timestamp })] };
         return Ok(state with { Volumes = state.Volumes.SetItem(changed.Id, changed) }, CommandResult.Ok(changed));
     }
 
@@ -503,7 +503,7 @@ public static class ClusterStateTransitions
                 $"the replacement of volume '{volume.Name}''s replica on node {c.FromNode} must be a new rebuilding replica on another node, with an incarnation; the leader places it");
         }
 
-        var replicas = volume.Replicas.Add(replacement);
+        var replicas = volume.Replicas.Add(replacement with { StateSince = c.Timestamp });
         if (ValidateReplicaSet(state, volume with { Spec = volume.Spec with { Repl = volume.Replicas.Length + 1 } }, replicas) is { } invalid)
         {
             return new ApplyOutcome(state, invalid);
