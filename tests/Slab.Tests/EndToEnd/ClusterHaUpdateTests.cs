@@ -24,18 +24,11 @@ public sealed class ClusterHaUpdateTests(ITestOutputHelper output)
         await using var cluster = await LocalCluster.StartAsync(3);
         var name = LocalCluster.UniqueName("ha");
         await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2");
-        var placed = (await cluster.InspectAsync(1, name)).GetProperty("replicas").EnumerateArray().Select(r => r.GetProperty("nodeName").GetString()!).ToList();
-        var (holder, other) = (NodeIndex(placed[0]), NodeIndex(placed[1]));
+        var placed = LocalCluster.ReplicaNodes(await cluster.InspectAsync(1, name));
+        var (holder, other) = (LocalCluster.IndexOf(placed[0]), LocalCluster.IndexOf(placed[1]));
         var spare = 6 - holder - other; // the node without a replica gets the new one
         var device = (await cluster[holder].CliOkAsync("host", "attach", name)).Trim();
-        var written = new List<(long Offset, byte[] Data)>();
-        for (var i = 0; i < 12; i++)
-        {
-            var data = TestData.Pattern(Block, 700 + i);
-            var offset = i * (3L << 20) + (i * Block); // spread over regions, not region-aligned
-            await DirectBlockIo.WriteCheckedAsync(device, offset, data);
-            written.Add((offset, data));
-        }
+        var written = await BlockPatterns.WriteAsync(device, 12, i => (i * (3L << 20)) + (i * Block), seed: 700); // spread over regions, not region-aligned
 
         var refused = await cluster[spare].CliAsync("volume", "ha-update", name, "--repl", "2");
         Assert.NotEqual(0, refused.ExitCode);
@@ -62,7 +55,7 @@ public sealed class ClusterHaUpdateTests(ITestOutputHelper output)
         Assert.Contains($"node-{spare}", clean, StringComparison.Ordinal);
 
         // A block of the new replica changed behind Slab's back is found.
-        var file = ReplicaFile(cluster[spare], volume.GetProperty("id").GetString()!);
+        var file = LocalCluster.ReplicaFile(cluster[spare], volume.GetProperty("id").GetString()!);
         await DirectBlockIo.WriteCheckedAsync(file, (7L << 20) + Block, TestData.Pattern(Block, 12345));
         var check = await cluster[other].CliAsync("volume", "check", name);
         output.WriteLine(check.Stdout + check.Stderr);
@@ -73,20 +66,16 @@ public sealed class ClusterHaUpdateTests(ITestOutputHelper output)
         // Lowered by the bad replica: the others agree, its node deletes its file.
         await cluster[holder].CliOkAsync("volume", "ha-update", name, "--repl", "2", "--node", $"node-{spare}");
         volume = await cluster.InspectAsync(holder, name);
-        Assert.Equal(placed.Order(), volume.GetProperty("replicas").EnumerateArray().Select(r => r.GetProperty("nodeName").GetString()!).Order());
+        Assert.Equal(placed.Order(), LocalCluster.ReplicaNodes(volume).Order());
         Assert.Contains("no differences", await cluster[holder].CliOkAsync("volume", "check", name), StringComparison.Ordinal);
         await Poll.UntilAsync(() => !File.Exists(file), TimeSpan.FromSeconds(60), "the removed replica's node deletes it");
 
-        foreach (var (offset, data) in written)
-        {
-            Assert.Equal(data, await DirectBlockIo.ReadAsync(device, offset, Block));
-        }
+        await BlockPatterns.AssertReadsBackAsync(device, written);
 
         await cluster[holder].CliOkAsync("host", "detach", name);
         await cluster[holder].CliOkAsync("volume", "delete", name);
     }
 
-    private static int NodeIndex(string nodeName) => int.Parse(nodeName["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
     public async Task A_detached_volume_gets_its_new_replica_rebuilt_through_an_internal_resync_attachment()
@@ -96,13 +85,7 @@ public sealed class ClusterHaUpdateTests(ITestOutputHelper output)
         var name = LocalCluster.UniqueName("hadet");
         await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "1", "--nodes", "node-1");
         var device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
-        var written = new List<(long Offset, byte[] Data)>();
-        for (var i = 0; i < 8; i++)
-        {
-            var data = TestData.Pattern(Block, 900 + i);
-            await DirectBlockIo.WriteCheckedAsync(device, i * (5L << 20), data);
-            written.Add((i * (5L << 20), data));
-        }
+        var written = await BlockPatterns.WriteAsync(device, 8, i => i * (5L << 20), seed: 900);
 
         await cluster[1].CliOkAsync("host", "detach", name);
 
@@ -120,16 +103,9 @@ public sealed class ClusterHaUpdateTests(ITestOutputHelper output)
         // The only original copy's node dies: node-3 attaches and reads everything from the rebuilt replica.
         await cluster[1].KillAsync();
         var remote = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
-        foreach (var (offset, data) in written)
-        {
-            Assert.Equal(data, await DirectBlockIo.ReadAsync(remote, offset, Block));
-        }
+        await BlockPatterns.AssertReadsBackAsync(remote, written);
 
         await cluster[3].CliOkAsync("host", "detach", name);
         await cluster[3].CliOkAsync("volume", "delete", name);
     }
-
-    /// <summary>The data file of <paramref name="node"/>'s replica of a volume.</summary>
-    private static string ReplicaFile(SlabNode node, string volumeId)
-        => Directory.GetFiles(node.Root, "data", SearchOption.AllDirectories).Single(p => Path.GetFileName(Path.GetDirectoryName(p)) == volumeId);
 }

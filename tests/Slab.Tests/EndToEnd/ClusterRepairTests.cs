@@ -14,7 +14,6 @@ namespace Slab.Tests.EndToEnd;
 [Collection(ClusterCollection.Name)]
 public sealed class ClusterRepairTests(ITestOutputHelper output)
 {
-    private const int Block = 4096;
 
     [Fact]
     public async Task Replicas_move_off_a_node_offline_past_repl_move_timeout_and_off_a_decommissioned_node()
@@ -23,21 +22,15 @@ public sealed class ClusterRepairTests(ITestOutputHelper output)
         await using var cluster = await LocalCluster.StartAsync(4); // node-4 is not a KVDB voter, so it can be decommissioned
         var name = LocalCluster.UniqueName("repair");
         await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "1");
-        var first = NodeIndex(ReplicaNodes(await cluster.InspectAsync(1, name)).Single());
+        var first = LocalCluster.IndexOf(LocalCluster.ReplicaNodes(await cluster.InspectAsync(1, name)).Single());
         await cluster[1].CliOkAsync("volume", "ha-update", name, "--repl", "2", "--node", first == 4 ? "node-1" : "node-4", "--wait");
-        var replicas = ReplicaNodes(await cluster.InspectAsync(1, name)).Select(NodeIndex).ToList();
+        var replicas = LocalCluster.ReplicaNodes(await cluster.InspectAsync(1, name)).Select(LocalCluster.IndexOf).ToList();
         Assert.Contains(4, replicas);
         var killed = replicas.Single(i => i != 4);
         var controller = Enumerable.Range(1, 3).First(i => !replicas.Contains(i)); // holds no replica: it survives the kill
 
         var device = (await cluster[controller].CliOkAsync("host", "attach", name)).Trim();
-        var written = new List<(long Offset, byte[] Data)>();
-        for (var i = 0; i < 10; i++)
-        {
-            var data = TestData.Pattern(Block, 1100 + i);
-            await DirectBlockIo.WriteCheckedAsync(device, i * (7L << 20), data);
-            written.Add((i * (7L << 20), data));
-        }
+        var written = await BlockPatterns.WriteAsync(device, 10, i => i * (7L << 20), seed: 1100);
 
         var options = await cluster[2].CliOkAsync("cluster", "options", "update", "--repl-move-timeout", "0.1", "--resync-rate", "200");
         output.WriteLine(options);
@@ -48,13 +41,13 @@ public sealed class ClusterRepairTests(ITestOutputHelper output)
 
         // node-K dies and stays away past the timeout: the leader places a replacement, the controller rebuilds it.
         var volumeId = (await cluster.InspectAsync(1, name)).GetProperty("id").GetString()!;
-        var oldFile = ReplicaFile(cluster[killed], volumeId);
+        var oldFile = LocalCluster.ReplicaFile(cluster[killed], volumeId);
         await cluster[killed].KillAsync();
         await WithLogsOnFailureAsync(cluster, () => Poll.UntilAsync(
             async () =>
             {
                 var volume = await cluster.InspectAsync(controller, name);
-                var nodes = ReplicaNodes(volume);
+                var nodes = LocalCluster.ReplicaNodes(volume);
                 return nodes.Count == 2 && !nodes.Contains($"node-{killed}") && volume.GetProperty("state").GetString() == "up";
             },
             TimeSpan.FromSeconds(120),
@@ -74,15 +67,12 @@ public sealed class ClusterRepairTests(ITestOutputHelper output)
             TimeSpan.FromSeconds(120),
             "node-4 removed after its replica moved"));
         var after = await cluster.InspectAsync(1, name);
-        Assert.DoesNotContain("node-4", ReplicaNodes(after));
-        Assert.Equal(2, ReplicaNodes(after).Count);
+        Assert.DoesNotContain("node-4", LocalCluster.ReplicaNodes(after));
+        Assert.Equal(2, LocalCluster.ReplicaNodes(after).Count);
         Assert.Equal("up", after.GetProperty("state").GetString());
         Assert.Contains("no differences", await cluster[controller].CliOkAsync("volume", "check", name), StringComparison.Ordinal);
 
-        foreach (var (offset, data) in written)
-        {
-            Assert.Equal(data, await DirectBlockIo.ReadAsync(device, offset, Block));
-        }
+        await BlockPatterns.AssertReadsBackAsync(device, written);
 
         await cluster[controller].CliOkAsync("host", "detach", name);
         await cluster[controller].CliOkAsync("volume", "delete", name);
@@ -105,12 +95,4 @@ public sealed class ClusterRepairTests(ITestOutputHelper output)
             throw;
         }
     }
-
-    private static List<string> ReplicaNodes(JsonElement volume)
-        => [.. volume.GetProperty("replicas").EnumerateArray().Select(r => r.GetProperty("nodeName").GetString()!)];
-
-    private static int NodeIndex(string nodeName) => int.Parse(nodeName["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
-
-    private static string ReplicaFile(SlabNode node, string volumeId)
-        => Directory.GetFiles(node.Root, "data", SearchOption.AllDirectories).Single(p => Path.GetFileName(Path.GetDirectoryName(p)) == volumeId);
 }

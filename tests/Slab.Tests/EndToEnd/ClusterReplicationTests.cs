@@ -30,13 +30,13 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
 
         // Attached on node-1: its controller writes the local replica and node-2's over TCP.
         var device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
-        var before = await WritePatternsAsync(device, 8, i => i * 64L * Block, seed: 100, () => cluster[1].Log);
+        var before = await BlockPatterns.WriteAsync(device, 8, i => i * 64L * Block, seed: 100, () => cluster[1].Log);
 
         var epochBefore = LocalCluster.EpochOf(await cluster.InspectAsync(1, name));
         await cluster[2].KillAsync();
 
         // The next writes find node-2 gone: it is dropped (epoch bump in Raft), then they are acknowledged.
-        var after = await WritePatternsAsync(device, 8, i => ((i * 64L) + 1) * Block, seed: 200, () => cluster[1].Log);
+        var after = await BlockPatterns.WriteAsync(device, 8, i => ((i * 64L) + 1) * Block, seed: 200, () => cluster[1].Log);
 
         var degraded = await cluster.InspectAsync(3, name);
         output.WriteLine(degraded.ToString());
@@ -49,7 +49,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         var status = await cluster[3].CliOkAsync("status");
         Assert.Contains("replica on node-2 is faulted", status, StringComparison.Ordinal);
 
-        await AssertReadsBackAsync(device, before.Concat(after));
+        await BlockPatterns.AssertReadsBackAsync(device, before.Concat(after));
 
         // node-2 comes back: node-1's controller resyncs it by delta (only the regions written
         // meanwhile) and promotes it with another epoch bump.
@@ -73,7 +73,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         await cluster[1].CliOkAsync("host", "detach", name);
         await cluster[1].KillAsync();
         var remote = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
-        await AssertReadsBackAsync(remote, all);
+        await BlockPatterns.AssertReadsBackAsync(remote, all);
 
         await cluster[3].CliOkAsync("host", "detach", name);
         await cluster[3].CliOkAsync("volume", "delete", name);
@@ -89,7 +89,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
 
         // The controller runs on node-3, which holds no replica: every write crosses to node-1 and node-2.
         var device = (await cluster[3].CliOkAsync("host", "attach", name)).Trim();
-        var written = await WritePatternsAsync(device, 16, i => i * 17L * Block, seed: 400, () => cluster[3].Log);
+        var written = await BlockPatterns.WriteAsync(device, 16, i => i * 17L * Block, seed: 400, () => cluster[3].Log);
 
         var epochBefore = LocalCluster.EpochOf(await cluster.InspectAsync(1, name));
         var killed = DateTimeOffset.UtcNow;
@@ -107,7 +107,7 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         var inspected = await cluster.InspectAsync(2, name);
         Assert.True(LocalCluster.EpochOf(inspected) > epochBefore);
         Assert.Equal("up", inspected.GetProperty("state").GetString());
-        await AssertReadsBackAsync(taken, written);
+        await BlockPatterns.AssertReadsBackAsync(taken, written);
 
         Assert.Equal(next, await DirectBlockIo.ReadAsync(taken, 3 * Block, Block));
         await cluster[1].CliOkAsync("host", "detach", name);
@@ -158,28 +158,5 @@ public sealed class ClusterReplicationTests(ITestOutputHelper output)
         Assert.Contains("no differences", await cluster[1].CliOkAsync("volume", "check", name), StringComparison.Ordinal);
         await cluster[3].CliOkAsync("host", "detach", name);
         await cluster[3].CliOkAsync("volume", "delete", name);
-    }
-
-    /// <summary>Writes <paramref name="count"/> blocks of distinct patterns with O_DIRECT, each acknowledged (dd exits 0); returns what was written where.</summary>
-    private static async Task<List<(long Offset, byte[] Data)>> WritePatternsAsync(string device, int count, Func<int, long> offsetOf, int seed, Func<string> log)
-    {
-        var written = new List<(long Offset, byte[] Data)>(count);
-        for (var i = 0; i < count; i++)
-        {
-            var data = TestData.Pattern(Block, seed + i);
-            var write = await DirectBlockIo.WriteAsync(device, offsetOf(i), data);
-            Assert.True(write.ExitCode == 0, $"write {i} at {offsetOf(i)}: {write}\n{log()}");
-            written.Add((offsetOf(i), data));
-        }
-
-        return written;
-    }
-
-    private static async Task AssertReadsBackAsync(string device, IEnumerable<(long Offset, byte[] Data)> written)
-    {
-        foreach (var (offset, data) in written)
-        {
-            Assert.Equal(data, await DirectBlockIo.ReadAsync(device, offset, Block));
-        }
     }
 }

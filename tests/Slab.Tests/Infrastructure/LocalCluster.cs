@@ -45,6 +45,17 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public static string NameOf(int i) => $"node-{i}";
 
+    /// <summary>The index of "node-i".</summary>
+    public static int IndexOf(string nodeName) => int.Parse(nodeName["node-".Length..], System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The names of the nodes holding a volume's replicas, from its inspect JSON.</summary>
+    public static List<string> ReplicaNodes(JsonElement volume)
+        => [.. volume.GetProperty("replicas").EnumerateArray().Select(r => r.GetProperty("nodeName").GetString()!)];
+
+    /// <summary>The data file of <paramref name="node"/>'s replica of a volume.</summary>
+    public static string ReplicaFile(SlabNode node, string volumeId)
+        => Directory.GetFiles(node.Root, "data", SearchOption.AllDirectories).Single(p => Path.GetFileName(Path.GetDirectoryName(p)) == volumeId);
+
     /// <summary>The first element of slabctl's JSON when it printed an array (inspect), else the value.</summary>
     public static JsonElement First(JsonElement json) => json.ValueKind == JsonValueKind.Array ? json[0] : json;
 
