@@ -31,6 +31,13 @@ public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, T
         };
         response.Pools.Add(ProtoMapping.ToProto(pool));
         var options = volumes.Store.Options;
+        var clock = services.GetService(typeof(AlertClock)) as AlertClock;
+        var poolAlert = $"pool {pool.Id} {(pool.UsedFraction >= options.FullFraction ? "full" : "near full")}";
+        foreach (var other in new[] { $"pool {pool.Id} full", $"pool {pool.Id} near full" }.Where(k => k != poolAlert || pool.UsedFraction < options.NearFullFraction))
+        {
+            clock?.Inactive(other);
+        }
+
         if (pool.UsedFraction >= options.NearFullFraction)
         {
             var full = pool.UsedFraction >= options.FullFraction;
@@ -41,7 +48,7 @@ public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, T
                 Message = full
                     ? $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}): new volumes, clones and grows are refused; free space or add a drive"
                     : $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}); at {options.FullFraction:P0} new allocations will be refused",
-                RaisedUnixMs = time.GetUtcNow().ToUnixTimeMilliseconds(),
+                RaisedUnixMs = (clock?.ActiveSince(poolAlert) ?? time.GetUtcNow()).ToUnixTimeMilliseconds(),
             });
         }
 

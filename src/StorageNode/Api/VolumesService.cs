@@ -10,6 +10,17 @@ public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node
     public override async Task<V1.Volume> Create(V1.CreateVolumeRequest request, ServerCallContext context)
     {
         var spec = request.Spec ?? new V1.VolumeSpec();
+        foreach (var placement in spec.Nodes)
+        {
+            // A flag that cannot be honoured is refused, never ignored: here every replica is on this node.
+            if (!string.Equals(placement, node.NodeName, StringComparison.OrdinalIgnoreCase) && !string.Equals(placement, node.NodeId, StringComparison.OrdinalIgnoreCase))
+            {
+                throw new Common.SlabException(
+                    Common.SlabErrorCode.InvalidArgument,
+                    $"--nodes {placement}: this slabd runs without a cluster, so the volume can only be placed on this node ({node.NodeName}); start slabd with --cluster-id to place volumes on other nodes");
+            }
+        }
+
         var view = await volumes.CreateAsync(
             request.Name,
             new VolumeSpecification(spec.SizeBytes, spec.Repl, spec.Fs, ProtoMapping.FromProto(spec.IoPriority), spec.Labels),

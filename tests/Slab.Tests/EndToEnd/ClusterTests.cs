@@ -90,6 +90,9 @@ public sealed class ClusterTests(ITestOutputHelper output)
         var payload = TestData.Pattern(3 << 20, 42);
         await File.WriteAllBytesAsync(Path.Combine(mount4, "payload.bin"), payload);
 
+        // Formatted is known on every node (from the replica's node), not only where it was mounted.
+        Assert.True(LocalCluster.First(await cluster[3].CliJsonAsync("volume", "inspect", name)).GetProperty("formatted").GetBoolean());
+
         // Exclusive: another node cannot attach it meanwhile.
         var second = await cluster[1].CliAsync("host", "attach", name);
         Assert.NotEqual(0, second.ExitCode);

@@ -61,6 +61,7 @@ public sealed class VolumeCliTests(NodeFixture fixture) : IClassFixture<NodeFixt
     [InlineData("size", "create", "v-size-missing")]
     [InlineData("repl", "create", "v-repl-9", "--size", "1", "--repl", "9")]
     [InlineData("--repl 2 needs a cluster", "create", "v-repl-2", "--size", "1", "--repl", "2")]
+    [InlineData("can only be placed on this node", "create", "v-nodes", "--size", "1", "--nodes", "some-other-node")]
     [InlineData("fs", "create", "v-fs", "--size", "1", "--fs", "ntfs")]
     [InlineData("io_priority", "create", "v-prio", "--size", "1", "--io_priority", "urgent")]
     [InlineData("not found", "inspect", "no-such-volume")]

@@ -308,11 +308,16 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
     private async Task<V1.Volume> DescribeAsync(VolumeInfo volume, bool includeRemoteUsage, CancellationToken cancellationToken)
     {
         var used = LocalUsedBytes(volume.Id);
-        if (includeRemoteUsage && volumes.Store.FindVolume(volume.Id) is null && volume.Replicas.FirstOrDefault() is { } replica && runtime.IsAlive(replica.NodeId))
+        var formatted = volumes.Store.FindVolume(volume.Id)?.Formatted ?? false;
+        if (includeRemoteUsage && volumes.Store.FindVolume(volume.Id) is null
+            && (volume.Replicas.FirstOrDefault(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)) ?? volume.Replicas.FirstOrDefault()) is { } replica
+            && runtime.IsAlive(replica.NodeId))
         {
             try
             {
-                used = (long)(await SyncReplicaAsync(volume, replica.NodeId, 0, cancellationToken).ConfigureAwait(false)).UsedBytes;
+                var remote = await SyncReplicaAsync(volume, replica.NodeId, 0, cancellationToken).ConfigureAwait(false);
+                used = (long)remote.UsedBytes;
+                formatted = remote.Formatted;
             }
             catch (SlabException)
             {
@@ -320,7 +325,9 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
             }
         }
 
-        return ClusterProtoMapping.ToProto(volume, runtime.State.Current, used, volumes.GetAttachment(volume.Id), runtime.IsAlive, await ResyncOfAsync(volume, cancellationToken).ConfigureAwait(false));
+        var message = ClusterProtoMapping.ToProto(volume, runtime.State.Current, used, volumes.GetAttachment(volume.Id), runtime.IsAlive, await ResyncOfAsync(volume, cancellationToken).ConfigureAwait(false));
+        message.Formatted = formatted;
+        return message;
     }
 
     /// <summary>The resync the volume's controller runs, from this node or the attached one; null when none runs or it cannot be asked.</summary>
