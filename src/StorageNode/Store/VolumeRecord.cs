@@ -17,7 +17,7 @@ public sealed record VolumeRecord
     /// <summary>Stable id (32 hex digits); never reused.</summary>
     public required string Id { get; init; }
 
-    /// <summary>Unique on this node; see <see cref="Volumes.VolumeNames"/> for the rules.</summary>
+    /// <summary>Unique on this node; see <see cref="Common.VolumeNames"/> for the rules.</summary>
     public required string Name { get; init; }
 
     /// <summary>Size in bytes, a multiple of 4096.</summary>

@@ -1,3 +1,4 @@
+using Slab.Common;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;

@@ -1,3 +1,4 @@
+using Slab.Common;
 using System.IO.Pipelines;
 using Microsoft.Extensions.Logging.Abstractions;
 using Slab.Block;

@@ -1,3 +1,4 @@
+using Slab.Common;
 using Slab.Block;
 using Slab.Hosting;
 using Slab.Store;

@@ -1,8 +1,8 @@
+using Slab.Common;
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Slab.Replication;
 
 namespace Slab.Cluster.Membership;
 

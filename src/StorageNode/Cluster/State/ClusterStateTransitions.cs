@@ -1,5 +1,5 @@
+using Slab.Common;
 using System.Collections.Immutable;
-using Slab.Volumes;
 
 namespace Slab.Cluster.State;
 

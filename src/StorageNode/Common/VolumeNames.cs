@@ -1,6 +1,6 @@
 using Slab.Common;
 
-namespace Slab.Volumes;
+namespace Slab.Common;
 
 /// <summary>
 /// Rules for volume, snapshot and label names. A name is 1-128 characters of letters, digits, '.',
