@@ -201,7 +201,8 @@ internal static class VolumeCommands
 
     private static async Task<int> CheckAsync(CommandContext ctx)
     {
-        var report = await ctx.Api.Volumes.CheckAsync(new CheckVolumeRequest { Volume = ctx.Arg(0) }, ctx.Api.Options());
+        // A check reads every allocated block of every in-sync replica: wait as long as it takes (Ctrl-C stops it).
+        var report = await ctx.Api.Volumes.CheckAsync(new CheckVolumeRequest { Volume = ctx.Arg(0) }, ctx.Api.Options(TimeSpan.FromHours(12)));
         ctx.Print(report, VolumeViews.CheckSummary(ctx.Arg(0), report));
         return report.DifferingRegions == 0 ? CliApp.Success : CliApp.Failure;
     }

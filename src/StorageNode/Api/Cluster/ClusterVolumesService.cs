@@ -252,7 +252,8 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
 
             try
             {
-                return await new V1.Volumes.VolumesClient(peers.ChannelTo(holder)).CheckAsync(request, PeerApi.Call(context.CancellationToken));
+                // As long as the caller waits: a check reads the whole volume.
+                return await peers.Internal(holder).CheckReplicasAsync(new V1.CheckReplicasRequest { VolumeId = volume.Id }, new CallOptions(cancellationToken: context.CancellationToken));
             }
             catch (RpcException e)
             {

@@ -12,6 +12,12 @@ public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore stor
     public override Task<V1.ResyncStatusResponse> ResyncStatus(V1.ResyncStatusRequest request, ServerCallContext context)
         => Task.FromResult(DescribeResync(volumes, request.VolumeId));
 
+    public override async Task<V1.CheckVolumeResponse> CheckReplicas(V1.CheckReplicasRequest request, ServerCallContext context)
+    {
+        var report = await volumes.CheckReplicasAsync(request.VolumeId, context.CancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToProto(report, runtime.Options.NodeName);
+    }
+
     /// <summary>The resync the controller of <paramref name="volumeId"/> on this node runs; empty when none.</summary>
     internal static V1.ResyncStatusResponse DescribeResync(Volumes.VolumeManager volumes, string volumeId)
         => volumes.ControllerOf(volumeId)?.Resync is { } progress
