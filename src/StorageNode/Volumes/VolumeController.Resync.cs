@@ -155,6 +155,22 @@ public sealed partial class VolumeController
     }
 
     /// <summary>Saves <paramref name="tracked"/> unless a save that began after its latest mark has done so already.</summary>
+    /// <summary>
+    /// <paramref name="tracked"/>'s map as it must be saved: with the region a running resync is
+    /// copying still marked. Encoded before that region is read: a region taken for copying after the
+    /// encoding is still set in it; one taken before is added back (not copied yet).
+    /// </summary>
+    private byte[] EncodeForSave(TrackedMap tracked)
+    {
+        var bytes = tracked.Map.Encode();
+        if (Volatile.Read(ref _resync) is { } run && run.Map == tracked && run.CopyingRegion is >= 0 and var copying)
+        {
+            DirtyRegionMap.MarkEncoded(bytes, copying);
+        }
+
+        return bytes;
+    }
+
     private async ValueTask SaveMapAsync(int index, TrackedMap tracked, CancellationToken cancellationToken)
     {
         if (_dirtyMaps is null)
@@ -175,15 +191,7 @@ public sealed partial class VolumeController
             var key = Volatile.Read(ref _view).Slots[index].MapKey;
             try
             {
-                // Encoded before the copying region is read: a region taken for copying after the
-                // encoding is still set in it; one taken before is added back (not copied yet).
-                var bytes = tracked.Map.Encode();
-                if (Volatile.Read(ref _resync) is { } run && run.Map == tracked && run.CopyingRegion is >= 0 and var copying)
-                {
-                    DirtyRegionMap.MarkEncoded(bytes, copying);
-                }
-
-                _dirtyMaps.Save(VolumeId, key, bytes);
+                _dirtyMaps.Save(VolumeId, key, EncodeForSave(tracked));
             }
             catch (IOException e)
             {
@@ -520,15 +528,9 @@ public sealed partial class VolumeController
         try
         {
             var generation = run.Map.Map.Generation;
-            var bytes = run.Map.Map.Encode();
-            if (run.CopyingRegion is >= 0 and var copying)
-            {
-                DirtyRegionMap.MarkEncoded(bytes, copying);
-            }
-
             try
             {
-                _dirtyMaps.Save(VolumeId, slot.MapKey, bytes);
+                _dirtyMaps.Save(VolumeId, slot.MapKey, EncodeForSave(run.Map));
                 run.Map.SavedGeneration = generation;
             }
             catch (IOException e)

@@ -173,17 +173,17 @@ public sealed partial class VolumeManager
     }
 
     /// <summary>
-    /// Opens the volume's controller on this node with no host device, so it can resync or rebuild
-    /// a replica while the volume is detached (cluster mode, an internal resync attachment). The
-    /// controller stays open until the result is disposed (and while a host attachment here shares it).
+    /// Opens the volume's controller on this node with no host device (the one open here already, or
+    /// a new one), until the result is disposed: for an internal resync attachment (cluster mode, the
+    /// controller resyncs or rebuilds a replica of a detached volume) and for a replica check.
     /// </summary>
     /// <exception cref="SlabException">Unknown volume; no in-sync replica reachable.</exception>
-    public async Task<IAsyncDisposable> OpenForResyncAsync(string volumeId, CancellationToken cancellationToken)
+    public async Task<ControllerLease> OpenControllerAsync(string nameOrId, CancellationToken cancellationToken)
     {
-        var volume = await RequireForAttachAsync(volumeId, cancellationToken).ConfigureAwait(false);
+        var volume = await RequireForAttachAsync(nameOrId, cancellationToken).ConfigureAwait(false);
         try
         {
-            return new ResyncLease(this, volume.Id, OpenVolumeLease(volume));
+            return new ControllerLease(this, volume.Id, OpenVolumeLease(volume));
         }
         catch
         {
@@ -192,53 +192,48 @@ public sealed partial class VolumeManager
         }
     }
 
-    private sealed class ResyncLease(VolumeManager owner, string volumeId, IAsyncDisposable lease) : IAsyncDisposable
+    /// <summary>Keeps a volume's controller open on this node without a host device until disposed.</summary>
+    public sealed class ControllerLease : IAsyncDisposable
     {
+        private readonly VolumeManager _owner;
+        private readonly VolumeLease _lease;
+
+        internal ControllerLease(VolumeManager owner, string volumeId, VolumeLease lease)
+        {
+            _owner = owner;
+            VolumeId = volumeId;
+            _lease = lease;
+        }
+
+        public string VolumeId { get; }
+
+        public VolumeController Controller => _lease.Controller;
+
         public async ValueTask DisposeAsync()
         {
-            await lease.DisposeAsync().ConfigureAwait(false);
-            if (owner.GetAttachment(volumeId) is null)
+            await _lease.DisposeAsync().ConfigureAwait(false);
+            if (_owner.GetAttachment(VolumeId) is null)
             {
-                owner.ForgetRemote(volumeId);
+                _owner.ForgetRemote(VolumeId);
             }
         }
     }
 
     /// <summary>
     /// Compares the in-sync replicas of a volume (<see cref="VolumeController.CheckAsync"/>) through
-    /// its controller here when it is open here, else through a controller opened for the check.
+    /// its controller on this node (the attached one when it is attached here).
     /// </summary>
     /// <exception cref="SlabException">Unknown volume; no replica reachable; a replica failed a read (Unavailable).</exception>
     public async Task<ReplicaCheckReport> CheckReplicasAsync(string nameOrId, CancellationToken cancellationToken)
     {
-        var volume = await RequireForAttachAsync(nameOrId, cancellationToken).ConfigureAwait(false);
+        await using var lease = await OpenControllerAsync(nameOrId, cancellationToken).ConfigureAwait(false);
         try
         {
-            if (ControllerOf(volume.Id) is { } open)
-            {
-                return await open.CheckAsync(cancellationToken).ConfigureAwait(false);
-            }
-
-            var lease = OpenVolumeLease(volume);
-            try
-            {
-                return await lease.Controller.CheckAsync(cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                await lease.DisposeAsync().ConfigureAwait(false);
-            }
+            return await lease.Controller.CheckAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Block.BlockTargetException e)
         {
-            throw new SlabException(SlabErrorCode.Unavailable, $"volume '{volume.Name}' could not be checked: {e.Message}", e);
-        }
-        finally
-        {
-            if (GetAttachment(volume.Id) is null)
-            {
-                ForgetRemote(volume.Id);
-            }
+            throw new SlabException(SlabErrorCode.Unavailable, $"volume '{lease.Controller.VolumeName}' could not be checked: {e.Message}", e);
         }
     }
 

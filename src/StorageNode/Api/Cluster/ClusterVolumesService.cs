@@ -184,16 +184,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
     public override async Task<V1.Volume> HaUpdate(V1.HaUpdateVolumeRequest request, ServerCallContext context)
     {
         var volume = Require(request.Volume);
-        if (request.Repl is < 1 or > ClusterStateTransitions.MaxRepl)
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"--repl {request.Repl} is not allowed: use 1, 2 or 3");
-        }
-
-        if (request.Repl == volume.Replicas.Length)
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"volume '{volume.Name}' already has {volume.Replicas.Length} replica(s); give another --repl");
-        }
-
+        // The replica count's range and change are checked by the transition (ChangeReplication).
         if (Math.Abs((int)request.Repl - volume.Replicas.Length) > 1 && request.Node.Length > 0)
         {
             throw new SlabException(SlabErrorCode.InvalidArgument, "--node names one replica: change --repl by one at a time when you give --node");
@@ -308,9 +299,10 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
 
     private async Task<V1.Volume> DescribeAsync(VolumeInfo volume, bool includeRemoteUsage, CancellationToken cancellationToken)
     {
-        var used = LocalUsedBytes(volume.Id);
-        var formatted = volumes.Store.FindVolume(volume.Id)?.Formatted ?? false;
-        if (includeRemoteUsage && volumes.Store.FindVolume(volume.Id) is null
+        var local = volumes.Store.FindVolume(volume.Id);
+        var used = local is null ? 0 : volumes.Store.AllocatedBytes(local);
+        var formatted = local?.Formatted ?? false;
+        if (includeRemoteUsage && local is null
             && (volume.Replicas.FirstOrDefault(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)) ?? volume.Replicas.FirstOrDefault()) is { } replica
             && runtime.IsAlive(replica.NodeId))
         {

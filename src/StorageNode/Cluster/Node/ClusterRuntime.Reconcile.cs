@@ -216,6 +216,11 @@ public sealed partial class ClusterRuntime
     /// <summary>Where the volume's controller is open here: opens replicas ha-update added and lets go of those it removed.</summary>
     private async Task FollowReplicaSetAsync(VolumeInfo volume, CancellationToken cancellationToken)
     {
+        if (_volumes.ControllerOf(volume.Id) is null)
+        {
+            return;
+        }
+
         try
         {
             if (await _volumes.FollowReplicaSetAsync(volume.Id, [.. volume.Replicas.Select(r => r.NodeId)], cancellationToken).ConfigureAwait(false))

@@ -91,7 +91,7 @@ public sealed partial class ClusterRuntime
     {
         try
         {
-            _resyncLeases[volume.Id] = await _volumes.OpenForResyncAsync(volume.Id, cancellationToken).ConfigureAwait(false);
+            _resyncLeases[volume.Id] = await _volumes.OpenControllerAsync(volume.Id, cancellationToken).ConfigureAwait(false);
             SignalReconcile(); // the next pass starts the copy under the attachment just recorded
         }
         catch (SlabException e)

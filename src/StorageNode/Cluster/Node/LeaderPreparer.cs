@@ -29,15 +29,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
                 : CommandPreparation.Refuse(Rejection.AlreadyExists, $"volume '{create.Name}' already exists");
         }
 
-        var options = runtime.Options;
-        var topology = PlacementTopology.FromState(current, runtime.IsAlive, LiveUsage, options.OvercommitRatio, options.FullFraction);
-        var request = new PlacementRequest(create.VolumeId, create.Spec.Repl, create.Spec.SizeBytes)
-        {
-            IoPriority = create.Spec.IoPriority,
-            NodeSelector = create.Spec.Nodes.IsDefault ? [] : create.Spec.Nodes,
-            RequiredLabels = create.Spec.NodeSelector,
-        };
-        var placed = PlacementEngine.Place(topology, request);
+        var placed = Place(current, create.VolumeId, create.Spec, create.Spec.Repl, kept: []);
         if (!placed.Succeeded)
         {
             return CommandPreparation.Refuse(Rejection.PlacementViolation, $"cannot place volume '{create.Name}': {placed.Failure.Message}");
@@ -89,16 +81,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
             return CommandPreparation.Replicate(change with { Replicas = [.. volume.Replicas.Where(r => !removed.Contains(r.NodeId))] });
         }
 
-        var options = runtime.Options;
-        var topology = PlacementTopology.FromState(current, runtime.IsAlive, LiveUsage, options.OvercommitRatio, options.FullFraction);
-        var request = new PlacementRequest(volume.Id, change.Repl, volume.Spec.SizeBytes)
-        {
-            IoPriority = volume.Spec.IoPriority,
-            NodeSelector = named is not null ? [named.Id] : volume.Spec.Nodes.IsDefault ? [] : volume.Spec.Nodes,
-            RequiredLabels = volume.Spec.NodeSelector,
-            PlacedReplicas = [.. volume.Replicas.Select(r => new ReplicaLocation(r.NodeId, r.PoolId))],
-        };
-        var placed = PlacementEngine.Place(topology, request);
+        var placed = Place(current, volume.Id, volume.Spec, change.Repl, volume.Replicas, onNode: named?.Id);
         if (!placed.Succeeded)
         {
             return CommandPreparation.Refuse(Rejection.PlacementViolation, $"cannot place another replica of volume '{volume.Name}': {placed.Failure.Message}");
@@ -106,13 +89,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
 
         return CommandPreparation.Replicate(change with
         {
-            Replicas = volume.Replicas.AddRange(placed.Replicas.Select(r => new ReplicaInfo
-            {
-                NodeId = r.NodeId,
-                PoolId = r.PoolId,
-                State = ReplicaState.Rebuilding,
-                Incarnation = Guid.NewGuid().ToString("N"),
-            })),
+            Replicas = volume.Replicas.AddRange(placed.Replicas.Select(r => NewRebuildingReplica(r, replaces: ""))),
         });
     }
 
@@ -125,35 +102,43 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
         }
 
         var kept = volume.Replicas.Where(r => r.NodeId != move.FromNode).ToList();
-        var options = runtime.Options;
-        var topology = PlacementTopology.FromState(current, runtime.IsAlive, LiveUsage, options.OvercommitRatio, options.FullFraction);
-        var request = new PlacementRequest(volume.Id, kept.Count + 1, volume.Spec.SizeBytes)
-        {
-            IoPriority = volume.Spec.IoPriority,
-            NodeSelector = volume.Spec.Nodes.IsDefault ? [] : volume.Spec.Nodes,
-            RequiredLabels = volume.Spec.NodeSelector,
-            PlacedReplicas = [.. kept.Select(r => new ReplicaLocation(r.NodeId, r.PoolId))],
-            AvoidNodes = [move.FromNode],
-        };
-        var placed = PlacementEngine.Place(topology, request);
+        var placed = Place(current, volume.Id, volume.Spec, kept.Count + 1, kept, avoid: move.FromNode);
         if (!placed.Succeeded)
         {
             return CommandPreparation.Refuse(Rejection.PlacementViolation, $"cannot place a replacement of volume '{volume.Name}''s replica on {move.FromNode}: {placed.Failure.Message}");
         }
 
-        var location = placed.Replicas[0];
-        return CommandPreparation.Replicate(move with
+        return CommandPreparation.Replicate(move with { Replacement = NewRebuildingReplica(placed.Replicas[0], replaces: move.FromNode) });
+    }
+
+    /// <summary>
+    /// Places a volume's replicas by policy, over the state and the leader's live view of the nodes:
+    /// <paramref name="replicaCount"/> in all, <paramref name="kept"/> already placed; only on
+    /// <paramref name="onNode"/> when given (else the spec's <c>--nodes</c>), never on <paramref name="avoid"/>.
+    /// </summary>
+    private PlacementResult Place(ClusterState current, string volumeId, VolumeSpec spec, int replicaCount, IReadOnlyList<ReplicaInfo> kept, string? onNode = null, string? avoid = null)
+    {
+        var options = runtime.Options;
+        var topology = PlacementTopology.FromState(current, runtime.IsAlive, LiveUsage, options.OvercommitRatio, options.FullFraction);
+        return PlacementEngine.Place(topology, new PlacementRequest(volumeId, replicaCount, spec.SizeBytes)
         {
-            Replacement = new ReplicaInfo
-            {
-                NodeId = location.NodeId,
-                PoolId = location.PoolId,
-                State = ReplicaState.Rebuilding,
-                Incarnation = Guid.NewGuid().ToString("N"),
-                Replaces = move.FromNode,
-            },
+            IoPriority = spec.IoPriority,
+            NodeSelector = onNode is not null ? [onNode] : spec.Nodes.IsDefault ? [] : spec.Nodes,
+            RequiredLabels = spec.NodeSelector,
+            PlacedReplicas = [.. kept.Select(r => new ReplicaLocation(r.NodeId, r.PoolId))],
+            AvoidNodes = avoid is null ? [] : [avoid],
         });
     }
+
+    /// <summary>A replica placed at <paramref name="location"/> that starts empty: rebuilding, with a fresh incarnation.</summary>
+    private static ReplicaInfo NewRebuildingReplica(ReplicaLocation location, string replaces) => new()
+    {
+        NodeId = location.NodeId,
+        PoolId = location.PoolId,
+        State = ReplicaState.Rebuilding,
+        Incarnation = Guid.NewGuid().ToString("N"),
+        Replaces = replaces,
+    };
 
     private CommandPreparation CheckAttach(AttachVolume attach, ClusterState current)
     {
