@@ -28,6 +28,9 @@ internal static class VolumeViews
         new("VOLUME", s => Formats.Node(s.VolumeName, s.VolumeId)),
         new("SIZE", s => Sizes.Format(s.SizeBytes)),
         new("CREATED", s => Formats.Time(s.CreatedUnixMs)),
+
+        // Cluster: the nodes whose replicas hold the snapshot; "-" on a single node.
+        new("NODES", s => s.Nodes.Count == 0 ? "-" : string.Join(",", s.Nodes)),
     ];
 
     public static void WriteList(IEnumerable<Volume> volumes, TextWriter o) => Table.From(volumes, _listColumns).Write(o);

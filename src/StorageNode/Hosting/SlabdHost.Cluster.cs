@@ -46,6 +46,7 @@ public static partial class SlabdHost
         });
         services.AddSingleton<ClusterRuntime>();
         services.AddSingleton<PeerApi>();
+        services.AddSingleton<ClusterVolumeOperations>();
         services.AddSingleton<ClusterVolumeSource>();
         services.AddSingleton<IReplicaResolver>(sp => sp.GetRequiredService<ClusterRuntime>().Replicas);
         services.AddReplicationServer(Guid.ParseExact(identity.NodeId, "N"));

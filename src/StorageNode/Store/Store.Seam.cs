@@ -44,6 +44,13 @@ public interface IVolumeStore
     /// <summary>Reflinks the replica into a new snapshot; the caller has drained writes.</summary>
     Task<VolumeRecord> CreateSnapshotAsync(VolumeRecord volume, string snapshotName, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Reflinks the replica into <paramref name="snapshot"/> (its id chosen by the caller, e.g. the
+    /// cluster's; its size taken from the replica); a snapshot with that id already taken is a retry
+    /// and changes nothing. The caller has drained writes.
+    /// </summary>
+    Task<VolumeRecord> CreateSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken);
+
     Task<VolumeRecord> DeleteSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken);
 
     /// <summary>Replaces the replica's contents with the snapshot's (atomically); the replica must be closed.</summary>

@@ -251,15 +251,23 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
     public ReplicaFile OpenSnapshot(VolumeRecord volume, SnapshotRecord snapshot)
         => OpenFile(SnapshotPath(volume, snapshot), readOnly: true, $"snapshot '{volume.Name}@{snapshot.Name}'");
 
-    public async Task<VolumeRecord> CreateSnapshotAsync(VolumeRecord volume, string snapshotName, CancellationToken cancellationToken)
+    public Task<VolumeRecord> CreateSnapshotAsync(VolumeRecord volume, string snapshotName, CancellationToken cancellationToken)
+        => CreateSnapshotAsync(volume, new SnapshotRecord { Id = Guid.NewGuid().ToString("N"), Name = snapshotName, SizeBytes = volume.SizeBytes, Created = DateTimeOffset.UtcNow }, cancellationToken);
+
+    public async Task<VolumeRecord> CreateSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken)
     {
         await _mutation.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var current = Current(volume);
-            if (current.FindSnapshot(snapshotName) is not null)
+            if (current.FindSnapshot(snapshot.Id) is { } same && same.Id == snapshot.Id)
             {
-                throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{current.Name}' already has a snapshot named '{snapshotName}'");
+                return current; // taken already (a retry)
+            }
+
+            if (current.FindSnapshot(snapshot.Name) is not null)
+            {
+                throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{current.Name}' already has a snapshot named '{snapshot.Name}'");
             }
 
             if (current.Snapshots.Count >= _options.MaximumSnapshotsPerVolume)
@@ -267,13 +275,7 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
                 throw new SlabException(SlabErrorCode.ResourceExhausted, $"volume '{current.Name}' has {current.Snapshots.Count} snapshots, the most allowed; delete some first");
             }
 
-            var snapshot = new SnapshotRecord
-            {
-                Id = Guid.NewGuid().ToString("N"),
-                Name = snapshotName,
-                SizeBytes = current.SizeBytes,
-                Created = DateTimeOffset.UtcNow,
-            };
+            snapshot = snapshot with { SizeBytes = current.SizeBytes };
             var path = SnapshotPath(current, snapshot);
             try
             {

@@ -179,8 +179,8 @@ public sealed class CliGrpcTests : FakeServerTest
         var list = await Run("v snap l db");
         AssertOk(list);
         var lines = Lines(list);
-        Assert.Matches(@"^ID\s+NAME\s+VOLUME\s+SIZE\s+CREATED$", lines[0]);
-        Assert.Matches(@"^snap-1\s+nightly\s+db\s+10 GiB\s+2023-11-14 22:13:20 UTC$", lines[1]);
+        Assert.Matches(@"^ID\s+NAME\s+VOLUME\s+SIZE\s+CREATED\s+NODES$", lines[0]);
+        Assert.Matches(@"^snap-1\s+nightly\s+db\s+10 GiB\s+2023-11-14 22:13:20 UTC\s+-$", lines[1]);
 
         var json = await Run("v snap l db -j");
         AssertOk(json);

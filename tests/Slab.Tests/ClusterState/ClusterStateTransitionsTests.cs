@@ -402,6 +402,114 @@ public sealed class ClusterStateTransitionsTests
         Rejected(state, new DeleteSnapshot { Volume = "v1", Snapshot = "daily" }, Rejection.SnapshotNotFound);
     }
 
+    [Fact]
+    public void A_snapshot_is_pending_until_committed_at_the_epoch_it_was_cut_with_in_sync_holders()
+    {
+        var state = Ok(ThreeNodesOneVolume(), new CreateSnapshot { Volume = "v1", SnapshotId = "s1", Name = "daily", Timestamp = T0 });
+        var volume = state.FindVolume("v1")!;
+        Assert.True(volume.Snapshots[0].Pending);
+
+        Rejected(state, new CommitSnapshot { Volume = "v1", SnapshotId = "s1", ExpectedEpoch = volume.Epoch + 1, Holders = ["a", "b"] }, Rejection.StaleEpoch);
+        Rejected(state, new CommitSnapshot { Volume = "v1", SnapshotId = "s1", ExpectedEpoch = volume.Epoch, Holders = [] }, Rejection.InvalidArgument);
+        Rejected(state, new CommitSnapshot { Volume = "v1", SnapshotId = "s1", ExpectedEpoch = volume.Epoch, Holders = ["c"] }, Rejection.ReplicaNotFound);
+        Rejected(state, new CommitSnapshot { Volume = "v1", SnapshotId = "nope", ExpectedEpoch = volume.Epoch, Holders = ["a"] }, Rejection.SnapshotNotFound);
+
+        state = Ok(state, new CommitSnapshot { Volume = "v1", SnapshotId = "s1", ExpectedEpoch = volume.Epoch, Holders = ["a", "b"] });
+        var snapshot = state.FindVolume("v1")!.Snapshots[0];
+        Assert.False(snapshot.Pending);
+        Assert.Equal(["a", "b"], snapshot.HoldingReplicas(state.FindVolume("v1")!).Select(r => r.NodeId));
+
+        // A replica removed and placed again (a new incarnation) no longer holds it.
+        var v = state.FindVolume("v1")!;
+        state = Ok(state, new SetReplicaSet { Volume = "v1", Replicas = [v.Replicas[0], v.Replicas[1] with { Incarnation = "new", State = ReplicaState.Rebuilding }] });
+        Assert.Equal(["a"], state.FindVolume("v1")!.Snapshots[0].HoldingReplicas(state.FindVolume("v1")!).Select(r => r.NodeId));
+    }
+
+    [Fact]
+    public void A_volume_takes_at_most_the_snapshot_limit()
+    {
+        var state = ThreeNodesOneVolume();
+        for (var i = 0; i < ClusterStateTransitions.MaxSnapshotsPerVolume; i++)
+        {
+            state = ClusterStateTransitions.Apply(state, new CreateSnapshot { Volume = "v1", SnapshotId = $"s{i}", Name = $"n{i}" }).State;
+        }
+
+        Assert.Equal(ClusterStateTransitions.MaxSnapshotsPerVolume, state.FindVolume("v1")!.Snapshots.Length);
+        Rejected(state, new CreateSnapshot { Volume = "v1", SnapshotId = "over", Name = "over" }, Rejection.InvalidArgument);
+    }
+
+    private static CState WithCommittedSnapshot()
+    {
+        var state = Ok(ThreeNodesOneVolume(), new CreateSnapshot { Volume = "v1", SnapshotId = "s1", Name = "daily", Timestamp = T0 });
+        return Ok(state, new CommitSnapshot { Volume = "v1", SnapshotId = "s1", ExpectedEpoch = state.FindVolume("v1")!.Epoch, Holders = ["a", "b"] });
+    }
+
+    [Fact]
+    public void A_host_attach_takes_a_snapshot_attachment_over_with_an_epoch_bump_so_the_commit_fails()
+    {
+        var state = Ok(ThreeNodesOneVolume(), new AttachVolume { Volume = "v1", NodeId = "a", Purpose = AttachPurpose.Snapshot });
+        var epoch = state.FindVolume("v1")!.Epoch;
+        state = Ok(state, new CreateSnapshot { Volume = "v1", SnapshotId = "s1", Name = "daily" });
+        Rejected(state, new AttachVolume { Volume = "v1", NodeId = "b", Purpose = AttachPurpose.Resync }, Rejection.AttachedElsewhere);
+
+        state = Ok(state, new AttachVolume { Volume = "v1", NodeId = "b", Device = "/dev/nbd0" });
+        Assert.Equal(epoch + 1, state.FindVolume("v1")!.Epoch);
+        Rejected(state, new CommitSnapshot { Volume = "v1", SnapshotId = "s1", ExpectedEpoch = epoch, Holders = ["a", "b"] }, Rejection.StaleEpoch);
+    }
+
+    [Fact]
+    public void A_restore_holds_the_volume_and_its_finish_rebuilds_the_replicas_it_did_not_restore()
+    {
+        var state = WithCommittedSnapshot();
+        var epoch = state.FindVolume("v1")!.Epoch;
+        Rejected(state, new AttachVolume { Volume = "v1", NodeId = "c", Purpose = AttachPurpose.Restore, RestoreSnapshotId = "s1", RestoreSource = "c" }, Rejection.ReplicaNotFound);
+        Rejected(state, new AttachVolume { Volume = "v1", NodeId = "c", Purpose = AttachPurpose.Restore, RestoreSnapshotId = "nope", RestoreSource = "a" }, Rejection.SnapshotNotFound);
+        var attached = Ok(state, new AttachVolume { Volume = "v1", NodeId = "a", Device = "/dev/nbd0" });
+        Rejected(attached, new AttachVolume { Volume = "v1", NodeId = "c", Purpose = AttachPurpose.Restore, RestoreSnapshotId = "s1", RestoreSource = "a" }, Rejection.VolumeAttached);
+
+        state = Ok(state, new AttachVolume { Volume = "v1", NodeId = "c", Purpose = AttachPurpose.Restore, RestoreSnapshotId = "s1", RestoreSource = "a" });
+        Rejected(state, new AttachVolume { Volume = "v1", NodeId = "b", Device = "/dev/nbd0" }, Rejection.AttachedElsewhere);
+        Rejected(state, new DeleteVolume { Volume = "v1" }, Rejection.VolumeAttached);
+        Rejected(state, new DeleteSnapshot { Volume = "v1", Snapshot = "s1" }, Rejection.VolumeAttached);
+        Rejected(state, new FinishRestore { Volume = "v1", NodeId = "b", Restored = ["a"] }, Rejection.NotAttachedHere);
+
+        var abandoned = Ok(state, new FinishRestore { Volume = "v1", NodeId = "c", Restored = [] });
+        Assert.Null(abandoned.FindVolume("v1")!.Attachment);
+        Assert.Equal(epoch, abandoned.FindVolume("v1")!.Epoch);
+        Assert.All(abandoned.FindVolume("v1")!.Replicas, r => Assert.Equal(ReplicaState.InSync, r.State));
+
+        var finished = Ok(state, new FinishRestore { Volume = "v1", NodeId = "c", Restored = ["a"], Timestamp = T0.AddMinutes(1) }).FindVolume("v1")!;
+        Assert.Null(finished.Attachment);
+        Assert.Equal(epoch + 1, finished.Epoch);
+        Assert.Equal([ReplicaState.InSync, ReplicaState.Rebuilding], finished.Replicas.Select(r => r.State));
+    }
+
+    [Fact]
+    public void Taking_over_an_interrupted_restore_keeps_its_source_and_rebuilds_the_rest()
+    {
+        var state = Ok(WithCommittedSnapshot(), new AttachVolume { Volume = "v1", NodeId = "c", Purpose = AttachPurpose.Restore, RestoreSnapshotId = "s1", RestoreSource = "b" });
+        var epoch = state.FindVolume("v1")!.Epoch;
+        var taken = Ok(state, new AttachVolume { Volume = "v1", NodeId = "a", Device = "/dev/nbd1", TakeOverFrom = "c" }).FindVolume("v1")!;
+        Assert.Equal(epoch + 1, taken.Epoch);
+        Assert.Equal(AttachPurpose.Host, taken.Attachment!.Purpose);
+        Assert.Equal([ReplicaState.Rebuilding, ReplicaState.InSync], taken.Replicas.Select(r => r.State));
+    }
+
+    [Fact]
+    public void A_clone_is_in_sync_only_on_holders_of_a_committed_snapshot()
+    {
+        var state = WithCommittedSnapshot();
+        var sourceId = state.FindVolume("v1")!.Id;
+        var clone = Volume("c1", repl: 2) with { Origin = new VolumeOrigin { VolumeId = sourceId, SnapshotId = "s1", Reference = "v1@daily" } };
+        Rejected(state, clone with { Replicas = [Replica("c", ReplicaState.InSync)] }, Rejection.PlacementViolation);
+        Rejected(state, clone with { Replicas = [Replica("c", ReplicaState.Rebuilding)] }, Rejection.PlacementViolation);
+        Rejected(state, clone with { Origin = clone.Origin! with { SnapshotId = "nope" }, Replicas = [Replica("a", ReplicaState.InSync)] }, Rejection.SnapshotNotFound);
+        Rejected(state, clone with { Spec = clone.Spec with { SizeBytes = 4096 }, Replicas = [Replica("a", ReplicaState.InSync)] }, Rejection.InvalidArgument);
+
+        state = Ok(state, clone with { Replicas = [Replica("a", ReplicaState.InSync), Replica("c", ReplicaState.Rebuilding)] });
+        Assert.Equal("v1@daily", state.FindVolume("c1")!.Origin!.Reference);
+    }
+
     // ---- concurrency of proposals ----
 
     [Fact]

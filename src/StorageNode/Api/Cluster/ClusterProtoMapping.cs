@@ -31,7 +31,8 @@ internal static class ClusterProtoMapping
             UsedBytes = (ulong)usedBytes,
             CreatedUnixMs = volume.Created.ToUnixTimeMilliseconds(),
             Epoch = (ulong)volume.Epoch,
-            SnapshotCount = (uint)volume.Snapshots.Length,
+            SnapshotCount = (uint)volume.Snapshots.Count(s => !s.Pending),
+            Source = volume.Origin?.Reference ?? "",
         };
         message.Spec.Labels.Add(volume.Spec.Labels);
         if (!volume.Spec.Nodes.IsDefaultOrEmpty)
@@ -71,10 +72,32 @@ internal static class ClusterProtoMapping
                 NodeName = NameOf(state, attachment.NodeId),
                 DevicePath = attachment.Device,
                 AttachedUnixMs = attachment.Since.ToUnixTimeMilliseconds(),
-                Method = attachment.Purpose == AttachPurpose.Resync ? "resync" : "",
+                Method = attachment.Purpose switch
+                {
+                    AttachPurpose.Resync => "resync",
+                    AttachPurpose.Snapshot => "snapshot",
+                    AttachPurpose.Restore => "restore",
+                    _ => "",
+                },
             };
         }
 
+        return message;
+    }
+
+    /// <summary>A committed snapshot of a cluster volume, with the nodes whose replicas hold it.</summary>
+    public static V1.Snapshot ToProto(VolumeInfo volume, SnapshotInfo snapshot, ClusterState state)
+    {
+        var message = new V1.Snapshot
+        {
+            Id = snapshot.Id,
+            Name = snapshot.Name,
+            VolumeId = volume.Id,
+            VolumeName = volume.Name,
+            SizeBytes = (ulong)snapshot.SizeBytes,
+            CreatedUnixMs = snapshot.Created.ToUnixTimeMilliseconds(),
+        };
+        message.Nodes.Add(snapshot.HoldingReplicas(volume).Select(r => NameOf(state, r.NodeId)));
         return message;
     }
 

@@ -13,7 +13,7 @@ namespace Slab.Api.Cluster;
 /// the cluster), placed by the leader, their replicas made by the nodes that hold them. Any node
 /// answers for any volume.
 /// </summary>
-public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager volumes, PeerApi peers) : V1.Volumes.VolumesBase
+public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager volumes, PeerApi peers, ClusterVolumeOperations operations) : V1.Volumes.VolumesBase
 {
     public override async Task<V1.Volume> Create(V1.CreateVolumeRequest request, ServerCallContext context)
     {
@@ -29,7 +29,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
         }
 
         var id = Guid.NewGuid().ToString("N");
-        var result = await runtime.ProposeOrThrowAsync(
+        var volume = await operations.CreateAsync(
             new CreateVolume
             {
                 RequestId = id,
@@ -45,33 +45,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
                     Nodes = [.. spec.Nodes],
                 },
             },
-            prepared: true,
             context.CancellationToken).ConfigureAwait(false);
-
-        var volume = runtime.State.Current.FindVolume(id)
-            ?? throw new SlabException(SlabErrorCode.Unavailable, $"volume '{request.Name}' was created but this node's copy of the cluster state does not show it yet; inspect it again");
-        try
-        {
-            foreach (var replica in volume.Replicas)
-            {
-                await SyncReplicaAsync(volume, replica.NodeId, result.Revision, context.CancellationToken).ConfigureAwait(false);
-            }
-        }
-        catch (SlabException e)
-        {
-            // Nothing half-made: take the record back (the replica's node removes any file it made).
-            try
-            {
-                await runtime.ProposeOrThrowAsync(new DeleteVolume { Volume = id }, prepared: false, CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (SlabException)
-            {
-                // The record stays; the replica's node creates the replica when it can, and delete works as usual.
-            }
-
-            throw new SlabException(e.Code, $"volume '{request.Name}' was not created: its replica could not be made: {e.Message}", e);
-        }
-
         return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
     }
 
@@ -173,8 +147,12 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
         return new V1.DeleteVolumeResponse();
     }
 
-    public override Task<V1.Volume> Clone(V1.CloneVolumeRequest request, ServerCallContext context)
-        => throw ClusterRefusals.SnapshotsNotYet("clone");
+    /// <summary>Clones <c>VOL@SNAP</c>, or <c>VOL</c> at a write boundary (through a snapshot taken for it).</summary>
+    public override async Task<V1.Volume> Clone(V1.CloneVolumeRequest request, ServerCallContext context)
+    {
+        var volume = await operations.CloneAsync(request.Source, request.Name, request.Labels, context.CancellationToken).ConfigureAwait(false);
+        return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// ha-update: the leader places (or picks) the replica, the change is committed, a new replica's
@@ -262,40 +240,10 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
         return ProtoMapping.ToProto(report, runtime.Options.NodeName);
     }
 
-    private VolumeInfo Require(string nameOrId)
-    {
-        if (string.IsNullOrEmpty(nameOrId))
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, "volume name is empty");
-        }
+    private VolumeInfo Require(string nameOrId) => operations.Require(nameOrId);
 
-        return runtime.State.Current.FindVolume(nameOrId) ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{nameOrId}' not found");
-    }
-
-    private async Task<V1.LocalReplica> SyncReplicaAsync(VolumeInfo volume, string nodeId, long revision, CancellationToken cancellationToken)
-    {
-        if (nodeId == runtime.LocalNodeId)
-        {
-            var local = await runtime.SyncReplicaAsync(volume.Id, revision, cancellationToken).ConfigureAwait(false);
-            return NodeInternalService.Describe(local, volumes.Store);
-        }
-
-        var state = runtime.State.Current;
-        if (!state.Nodes.TryGetValue(nodeId, out var node))
-        {
-            throw new SlabException(SlabErrorCode.FailedPrecondition, $"node {nodeId} is not in the cluster");
-        }
-
-        try
-        {
-            return await peers.Internal(node).SyncReplicaAsync(
-                new V1.SyncReplicaRequest { VolumeId = volume.Id, MinRevision = (ulong)revision }, PeerApi.Call(cancellationToken));
-        }
-        catch (RpcException e)
-        {
-            throw PeerApi.Translate(e, node);
-        }
-    }
+    private Task<V1.LocalReplica> SyncReplicaAsync(VolumeInfo volume, string nodeId, long revision, CancellationToken cancellationToken)
+        => operations.SyncReplicaAsync(volume, nodeId, revision, cancellationToken);
 
     private async Task<V1.Volume> DescribeAsync(VolumeInfo volume, bool includeRemoteUsage, CancellationToken cancellationToken)
     {
@@ -354,23 +302,36 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
     private long LocalUsedBytes(string volumeId) => volumes.Store.FindVolume(volumeId) is { } local ? volumes.Store.AllocatedBytes(local) : 0;
 }
 
-/// <summary>Refusals of operations a cluster node does not offer yet.</summary>
-internal static class ClusterRefusals
+/// <summary>
+/// The Snapshots service on a cluster node: crash-consistent snapshots across the in-sync replicas,
+/// restores of detached volumes (see <see cref="ClusterVolumeOperations"/>).
+/// </summary>
+public sealed class ClusterSnapshotsService(ClusterRuntime runtime, ClusterVolumeOperations operations) : V1.Snapshots.SnapshotsBase
 {
-    public static SlabException SnapshotsNotYet(string operation) => new(
-        SlabErrorCode.FailedPrecondition,
-        $"{operation} is not available on a cluster node yet: snapshots and clones of cluster volumes are taken across replicas and arrive with replication; " +
-        "a slabd started without --cluster-id offers them");
-}
+    public override async Task<V1.Snapshot> Create(V1.CreateSnapshotRequest request, ServerCallContext context)
+    {
+        var (volume, snapshot) = await operations.CreateSnapshotAsync(request.Volume, request.Name, context.CancellationToken).ConfigureAwait(false);
+        return ClusterProtoMapping.ToProto(volume, snapshot, runtime.State.Current);
+    }
 
-/// <summary>The Snapshots service on a cluster node: refused until snapshots span replicas.</summary>
-public sealed class ClusterSnapshotsService : V1.Snapshots.SnapshotsBase
-{
-    public override Task<V1.Snapshot> Create(V1.CreateSnapshotRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("snapshot create");
+    public override Task<V1.EnumerateSnapshotsResponse> Enumerate(V1.EnumerateSnapshotsRequest request, ServerCallContext context)
+    {
+        var (volume, snapshots) = operations.ListSnapshots(request.Volume);
+        var state = runtime.State.Current;
+        var response = new V1.EnumerateSnapshotsResponse();
+        response.Snapshots.Add(snapshots.Select(s => ClusterProtoMapping.ToProto(volume, s, state)));
+        return Task.FromResult(response);
+    }
 
-    public override Task<V1.EnumerateSnapshotsResponse> Enumerate(V1.EnumerateSnapshotsRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("snapshot list");
+    public override async Task<V1.Volume> Restore(V1.RestoreSnapshotRequest request, ServerCallContext context)
+    {
+        var volume = await operations.RestoreAsync(request.Volume, request.Snapshot, context.CancellationToken).ConfigureAwait(false);
+        return ClusterProtoMapping.ToProto(volume, runtime.State.Current, usedBytes: 0, localAttachment: null, runtime.IsAlive);
+    }
 
-    public override Task<V1.Volume> Restore(V1.RestoreSnapshotRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("restore");
-
-    public override Task<V1.DeleteSnapshotResponse> Delete(V1.DeleteSnapshotRequest request, ServerCallContext context) => throw ClusterRefusals.SnapshotsNotYet("snapshot delete");
+    public override async Task<V1.DeleteSnapshotResponse> Delete(V1.DeleteSnapshotRequest request, ServerCallContext context)
+    {
+        await operations.DeleteSnapshotAsync(request.Volume, request.Snapshot, context.CancellationToken).ConfigureAwait(false);
+        return new V1.DeleteSnapshotResponse();
+    }
 }

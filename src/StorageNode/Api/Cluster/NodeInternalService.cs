@@ -7,8 +7,30 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api.Cluster;
 
 /// <summary>Node-to-node calls answered by the node that holds a replica.</summary>
-public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore store, Volumes.VolumeManager volumes) : V1.NodeInternal.NodeInternalBase
+public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore store, Volumes.VolumeManager volumes, ClusterVolumeOperations operations) : V1.NodeInternal.NodeInternalBase
 {
+    public override async Task<V1.TakeSnapshotResponse> TakeSnapshot(V1.TakeSnapshotRequest request, ServerCallContext context)
+    {
+        var (snapshotId, revision) = await operations.TakeSnapshotHereAsync(request.VolumeId, request.Name, context.CancellationToken).ConfigureAwait(false);
+        return new V1.TakeSnapshotResponse { SnapshotId = snapshotId, Revision = (ulong)revision };
+    }
+
+    public override async Task<V1.SnapshotReplicaResponse> SnapshotReplica(V1.SnapshotReplicaRequest request, ServerCallContext context)
+    {
+        await operations.SnapshotLocalReplicaAsync(request.VolumeId, request.SnapshotId, Epoch(request.Epoch), context.CancellationToken).ConfigureAwait(false);
+        return new V1.SnapshotReplicaResponse();
+    }
+
+    public override async Task<V1.RestoreReplicaResponse> RestoreReplica(V1.RestoreReplicaRequest request, ServerCallContext context)
+    {
+        await operations.RestoreLocalReplicaAsync(request.VolumeId, request.SnapshotId, Epoch(request.Epoch), context.CancellationToken).ConfigureAwait(false);
+        return new V1.RestoreReplicaResponse();
+    }
+
+    private static long Epoch(ulong epoch) => epoch is 0 or > long.MaxValue
+        ? throw new SlabException(SlabErrorCode.InvalidArgument, $"epoch {epoch} is out of range")
+        : (long)epoch;
+
     public override Task<V1.ResyncStatusResponse> ResyncStatus(V1.ResyncStatusRequest request, ServerCallContext context)
         => Task.FromResult(DescribeResync(volumes, request.VolumeId));
 
@@ -28,7 +50,7 @@ public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore stor
     {
         var local = await runtime.SyncReplicaAsync(request.VolumeId, (long)Math.Min(request.MinRevision, long.MaxValue), context.CancellationToken)
             .ConfigureAwait(false);
-        return Describe(local, store);
+        return ClusterVolumeOperations.Describe(local, store);
     }
 
     public override async Task<V1.LocalReplica> SetReplicaFlags(V1.SetReplicaFlagsRequest request, ServerCallContext context)
@@ -37,15 +59,7 @@ public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore stor
             ?? throw new SlabException(SlabErrorCode.NotFound, $"node {runtime.Options.NodeName} holds no replica of volume '{request.VolumeId}'");
         local = await store.SaveVolumeAsync(local with { Formatted = request.Formatted, FilesystemGrowPending = request.FilesystemGrowPending }, context.CancellationToken)
             .ConfigureAwait(false);
-        return Describe(local, store);
+        return ClusterVolumeOperations.Describe(local, store);
     }
 
-    internal static V1.LocalReplica Describe(VolumeRecord local, VolumeStore store) => new()
-    {
-        VolumeId = local.Id,
-        SizeBytes = (ulong)local.SizeBytes,
-        UsedBytes = (ulong)store.AllocatedBytes(local),
-        Formatted = local.Formatted,
-        FilesystemGrowPending = local.FilesystemGrowPending,
-    };
 }

@@ -208,6 +208,7 @@ public sealed partial class ClusterRuntime
             ResyncReturnedReplicas(state, volume);
             WarnIfTakenOver(state, volume);
             await ClearStaleAttachmentRecordAsync(volume, "detached in the cluster state (this node no longer has it attached)", cancellationToken).ConfigureAwait(false);
+            await EndInterruptedOperationAsync(volume, cancellationToken).ConfigureAwait(false);
         }
 
         await RepairReplicasAsync(state, cancellationToken).ConfigureAwait(false);
@@ -308,6 +309,32 @@ public sealed partial class ClusterRuntime
     }
 
     /// <summary>
+    /// A snapshot or restore attachment of this node that nothing here carries on (slabd restarted
+    /// during it): a snapshot's is released (its pending snapshot is deleted by the leader); a
+    /// restore is finished with its source as the one truth, so the other replicas are rebuilt.
+    /// </summary>
+    private async Task EndInterruptedOperationAsync(VolumeInfo volume, CancellationToken cancellationToken)
+    {
+        if (volume.Attachment is not { Purpose: AttachPurpose.Snapshot or AttachPurpose.Restore } attachment || attachment.NodeId != _options.NodeId
+            || _attaching.ContainsKey(volume.Id))
+        {
+            return;
+        }
+
+        if (attachment.Purpose == AttachPurpose.Snapshot)
+        {
+            await ProposeLoggedAsync(new DetachVolume { Volume = volume.Id, NodeId = _options.NodeId, Purpose = AttachPurpose.Snapshot }, volume.Name, "released the attachment of an interrupted snapshot", cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await ProposeLoggedAsync(
+            new FinishRestore { Volume = volume.Id, NodeId = _options.NodeId, Restored = [attachment.RestoreSource] },
+            volume.Name,
+            "ended an interrupted restore: the restore source's replica is kept, the others are rebuilt from it",
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// At shutdown, after this node undid its attachments: records in the cluster state that the
     /// volumes attached here are detached, so another node can attach them at once (rather than after
     /// this node is seen offline, by a takeover that bumps the epoch). Best effort within
@@ -355,8 +382,10 @@ public sealed partial class ClusterRuntime
                     $"node {_options.NodeName} already has a volume named '{volume.Name}' that is not the cluster's (id {clash.Id}); rename or delete it there");
             }
 
-            local = await _store.CreateVolumeAsync(LocalRecordOf(volume, _options.ClusterId), source: null, cancellationToken).ConfigureAwait(false);
-            Log.Reconciled(_logger, volume.Name, "created");
+            var origin = CloneOriginHere(volume);
+            local = await _store.CreateVolumeAsync(LocalRecordOf(volume, _options.ClusterId), origin, cancellationToken).ConfigureAwait(false);
+            var action = origin is null ? "created" : "created as a reflink of " + volume.Origin!.Reference;
+            Log.Reconciled(_logger, volume.Name, action);
         }
         else if (local.SizeBytes < volume.Spec.SizeBytes)
         {
@@ -371,7 +400,39 @@ public sealed partial class ClusterRuntime
             local = _store.FindVolume(volume.Id) ?? local;
         }
 
+        // Copies of snapshots the cluster deleted (or never committed) go.
+        var keep = volume.Snapshots.Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
+        if (local.Snapshots.Any(s => !keep.Contains(s.Id)))
+        {
+            var dropped = await _volumes.DropSnapshotsAsync(volume.Id, keep, cancellationToken).ConfigureAwait(false);
+            var action = dropped == 1 ? "dropped 1 snapshot copy the cluster no longer has" : $"dropped {dropped} snapshot copies the cluster no longer has";
+            Log.Reconciled(_logger, volume.Name, action);
+            local = _store.FindVolume(volume.Id) ?? local;
+        }
+
         return local;
+    }
+
+    /// <summary>
+    /// Where this node makes an in-sync replica of a clone: its copy of the origin snapshot, which the
+    /// new replica reflinks. Null for any other replica (made empty; a rebuilding one is then copied).
+    /// </summary>
+    /// <exception cref="SlabException">This node was placed to hold the clone in sync but holds no copy of the snapshot.</exception>
+    private ReplicaSource? CloneOriginHere(VolumeInfo volume)
+    {
+        if (volume.Origin is not { } origin || volume.FindReplica(_options.NodeId) is not { State: ReplicaState.InSync })
+        {
+            return null;
+        }
+
+        if (_store.FindVolume(origin.VolumeId) is { } source && source.FindSnapshot(origin.SnapshotId) is { } snapshot && snapshot.Id == origin.SnapshotId)
+        {
+            return new ReplicaSource(source, snapshot);
+        }
+
+        throw new SlabException(
+            SlabErrorCode.FailedPrecondition,
+            $"node {_options.NodeName} holds no copy of snapshot {origin.Reference} that volume '{volume.Name}' is cloned from (deleted meanwhile?); clone it again");
     }
 
     /// <summary>The node-local record of a cluster volume's replica, as the cluster state describes it (size from the spec, not yet formatted).</summary>
@@ -388,5 +449,6 @@ public sealed partial class ClusterRuntime
         Epoch = volume.Epoch,
         DriveId = "",
         ClusterId = clusterId,
+        Source = volume.Origin?.Reference,
     };
 }

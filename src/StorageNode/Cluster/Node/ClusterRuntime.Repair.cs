@@ -17,7 +17,26 @@ public sealed partial class ClusterRuntime
     /// <summary>Limits the bytes this node's controllers copy per second for resyncs and rebuilds (the cluster option).</summary>
     public CopyThrottle ResyncThrottle { get; }
 
+    /// <summary>A snapshot still pending this long after it was recorded was abandoned (its taker died): the leader deletes it.</summary>
+    internal static readonly TimeSpan PendingSnapshotTimeout = TimeSpan.FromMinutes(10);
+
     private bool IsLeader => _voter is not null && State.LeaderId == _options.RaftEndPoint.ToString();
+
+    /// <summary>Deletes pending snapshots older than <see cref="PendingSnapshotTimeout"/> (the replicas' nodes then drop their copies).</summary>
+    private async Task DeleteAbandonedSnapshotsAsync(ClusterState state, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        foreach (var volume in state.Volumes.Values)
+        {
+            foreach (var snapshot in volume.Snapshots)
+            {
+                if (snapshot.Pending && now - snapshot.Created > PendingSnapshotTimeout)
+                {
+                    await ProposeLoggedAsync(new DeleteSnapshot { Volume = volume.Id, Snapshot = snapshot.Id }, volume.Name, $"deleted snapshot '{snapshot.Name}', abandoned while it was taken", cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+    }
 
     private async Task RepairReplicasAsync(ClusterState state, CancellationToken cancellationToken)
     {
@@ -27,6 +46,7 @@ public sealed partial class ClusterRuntime
             return;
         }
 
+        await DeleteAbandonedSnapshotsAsync(state, cancellationToken).ConfigureAwait(false);
         var timeout = TimeSpan.FromSeconds(state.Options.ReplMoveTimeoutSeconds);
         foreach (var node in state.Nodes.Values)
         {

@@ -29,6 +29,11 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
                 : CommandPreparation.Refuse(Rejection.AlreadyExists, $"volume '{create.Name}' already exists");
         }
 
+        if (create.Origin is { } origin)
+        {
+            return PlaceClone(create, current, origin);
+        }
+
         var placed = Place(current, create.VolumeId, create.Spec, create.Spec.Repl, kept: []);
         if (!placed.Succeeded)
         {
@@ -40,6 +45,43 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
             // A new volume is empty, so every replica starts with every acknowledged write.
             Replicas = [.. placed.Replicas.Select(r => new ReplicaInfo { NodeId = r.NodeId, PoolId = r.PoolId, State = ReplicaState.InSync })],
         });
+    }
+
+    /// <summary>
+    /// A clone: in sync on the online nodes whose replicas hold the origin snapshot (they reflink it,
+    /// in the source replica's pool), the rest placed by policy as rebuilding (copied from those).
+    /// </summary>
+    private CommandPreparation PlaceClone(CreateVolume create, ClusterState current, VolumeOrigin origin)
+    {
+        if (!current.Volumes.TryGetValue(origin.VolumeId, out var source) || source.FindSnapshot(origin.SnapshotId) is not { Pending: false } snapshot)
+        {
+            return CommandPreparation.Replicate(create); // apply gives the precise refusal
+        }
+
+        var holders = snapshot.HoldingReplicas(source)
+            .Where(r => runtime.IsAlive(r.NodeId) && current.Nodes.TryGetValue(r.NodeId, out var node) && node.Status == State.NodeStatus.Online)
+            .Take(create.Spec.Repl)
+            .Select(r => new ReplicaInfo { NodeId = r.NodeId, PoolId = r.PoolId, State = ReplicaState.InSync })
+            .ToList();
+        if (holders.Count == 0)
+        {
+            var names = string.Join(", ", snapshot.Holders.Select(h => current.Nodes.TryGetValue(h.NodeId, out var n) ? n.Name : h.NodeId));
+            return CommandPreparation.Refuse(Rejection.PlacementViolation,
+                $"cannot clone '{source.Name}@{snapshot.Name}': no online node holds it (held on {(names.Length > 0 ? names : "no node")}); bring one of them back");
+        }
+
+        if (holders.Count == create.Spec.Repl)
+        {
+            return CommandPreparation.Replicate(create with { Replicas = [.. holders] });
+        }
+
+        var placed = Place(current, create.VolumeId, create.Spec, create.Spec.Repl, holders);
+        if (!placed.Succeeded)
+        {
+            return CommandPreparation.Refuse(Rejection.PlacementViolation, $"cannot place volume '{create.Name}': {placed.Failure.Message}");
+        }
+
+        return CommandPreparation.Replicate(create with { Replicas = [.. holders, .. placed.Replicas.Select(r => NewRebuildingReplica(r, replaces: ""))] });
     }
 
     /// <summary>
@@ -150,9 +192,9 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
         }
 
         if (current.FindVolume(attach.Volume) is not { Attachment: { } holder } volume || holder.NodeId == attach.NodeId
-            || (holder.Purpose == State.AttachPurpose.Resync && attach.Purpose == State.AttachPurpose.Host))
+            || (holder.Purpose is State.AttachPurpose.Resync or State.AttachPurpose.Snapshot && attach.Purpose == State.AttachPurpose.Host))
         {
-            return CommandPreparation.Replicate(attach); // apply takes a resync attachment over for a host attach
+            return CommandPreparation.Replicate(attach); // apply takes a resync or snapshot attachment over for a host attach
         }
 
         var holderName = current.Nodes.TryGetValue(holder.NodeId, out var holderNode) ? holderNode.Name : holder.NodeId;
@@ -160,7 +202,13 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
         {
             return CommandPreparation.Refuse(
                 Rejection.AttachedElsewhere,
-                $"volume '{volume.Name}' is attached on {holderName}; detach it there first (attachments of a node that goes offline can be taken over)");
+                holder.Purpose switch
+                {
+                    State.AttachPurpose.Restore => $"volume '{volume.Name}' is being restored by {holderName}; wait for the restore to finish",
+                    State.AttachPurpose.Snapshot => $"volume '{volume.Name}' is being snapshotted by {holderName}; try again in a moment",
+                    State.AttachPurpose.Resync => $"volume '{volume.Name}' is being resynced by {holderName}; try again when it is in sync",
+                    _ => $"volume '{volume.Name}' is attached on {holderName}; detach it there first (attachments of a node that goes offline can be taken over)",
+                });
         }
 
         // The holder is dead as far as the leader can tell: take over; the epoch bump fences it.

@@ -26,6 +26,8 @@ namespace Slab.Cluster.State;
 [JsonDerivedType(typeof(DetachVolume), "detach")]
 [JsonDerivedType(typeof(CreateSnapshot), "createSnapshot")]
 [JsonDerivedType(typeof(DeleteSnapshot), "deleteSnapshot")]
+[JsonDerivedType(typeof(CommitSnapshot), "commitSnapshot")]
+[JsonDerivedType(typeof(FinishRestore), "finishRestore")]
 public abstract record ClusterCommand
 {
     /// <summary>When the proposer issued the command; recorded as creation/attach times. Set by the proposer.</summary>
@@ -101,6 +103,12 @@ public sealed record CreateVolume : ClusterCommand
 
     /// <summary>Initial placement, if the proposer already chose one; may be empty.</summary>
     public ImmutableArray<ReplicaInfo> Replicas { get; init; } = [];
+
+    /// <summary>
+    /// For a clone: the committed snapshot it is made from. Its in-sync replicas must be on holders of
+    /// that snapshot (their nodes reflink it); replicas elsewhere start rebuilding.
+    /// </summary>
+    public VolumeOrigin? Origin { get; init; }
 }
 
 /// <summary>Deletes a volume and its snapshots' records; refused while attached.</summary>
@@ -213,8 +221,14 @@ public sealed record AttachVolume : ClusterCommand
     /// <summary>The node id of a holder known to be dead, whose attachment may be taken over.</summary>
     public string? TakeOverFrom { get; init; }
 
-    /// <summary>Host (default) or an internal resync attachment, which only a detached volume takes.</summary>
+    /// <summary>Host (default) or an internal attachment (resync, snapshot, restore), which only a detached volume takes.</summary>
     public AttachPurpose Purpose { get; init; } = AttachPurpose.Host;
+
+    /// <summary>For <see cref="AttachPurpose.Restore"/>: the committed snapshot to restore.</summary>
+    public string RestoreSnapshotId { get; init; } = "";
+
+    /// <summary>For <see cref="AttachPurpose.Restore"/>: the node of an in-sync replica holding the snapshot, restored first.</summary>
+    public string RestoreSource { get; init; } = "";
 }
 
 /// <summary>Detaches a volume from a node; succeeds if it is not attached at all.</summary>
@@ -228,6 +242,10 @@ public sealed record DetachVolume : ClusterCommand
     public AttachPurpose? Purpose { get; init; }
 }
 
+/// <summary>
+/// Records a pending snapshot (name reserved, not usable): the proposer then reflinks the in-sync
+/// replicas at one write boundary and commits it with <see cref="CommitSnapshot"/>, or deletes it.
+/// </summary>
 public sealed record CreateSnapshot : ClusterCommand
 {
     public required string Volume { get; init; }
@@ -237,6 +255,38 @@ public sealed record CreateSnapshot : ClusterCommand
 
     /// <summary>Unique within the volume.</summary>
     public required string Name { get; init; }
+}
+
+/// <summary>
+/// Makes a pending snapshot usable once <see cref="Holders"/> reflinked their replicas at one write
+/// boundary. Refused when the volume's epoch is not <see cref="ExpectedEpoch"/> (the in-sync set
+/// changed, or a host attach took the volume over meanwhile) or a holder is not an in-sync replica.
+/// </summary>
+public sealed record CommitSnapshot : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    public required string SnapshotId { get; init; }
+
+    public required long ExpectedEpoch { get; init; }
+
+    /// <summary>Node ids of the replicas that reflinked; at least one.</summary>
+    public required ImmutableArray<string> Holders { get; init; }
+}
+
+/// <summary>
+/// Ends a restore that <see cref="NodeId"/> runs under a restore attachment: the replicas on
+/// <see cref="Restored"/> hold the snapshot's data and are in sync, every other replica is rebuilt
+/// from them (epoch bumped); with <see cref="Restored"/> empty the restore is abandoned and nothing
+/// changes but the attachment.
+/// </summary>
+public sealed record FinishRestore : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    public required string NodeId { get; init; }
+
+    public ImmutableArray<string> Restored { get; init; } = [];
 }
 
 public sealed record DeleteSnapshot : ClusterCommand

@@ -164,6 +164,21 @@ public enum AttachPurpose
     /// resyncing controller); delete does not wait for it.
     /// </summary>
     Resync,
+
+    /// <summary>
+    /// Internal: a node takes a snapshot of the detached volume (the attachment keeps host attaches
+    /// out while every replica reflinks). A host attach anywhere takes it over with an epoch bump,
+    /// which makes the snapshot's commit fail; delete does not wait for it.
+    /// </summary>
+    Snapshot,
+
+    /// <summary>
+    /// Internal: a node restores the detached volume from a snapshot. Only a takeover from a dead
+    /// holder ends it early; that takeover keeps <see cref="AttachmentInfo.RestoreSource"/>'s replica
+    /// (in sync when the restore began, restored or not, whole either way) and rebuilds the others
+    /// from it, so an interrupted restore never leaves replicas that differ.
+    /// </summary>
+    Restore,
 }
 
 /// <summary>Where a volume is attached (exclusively).</summary>
@@ -177,6 +192,15 @@ public sealed record AttachmentInfo
     public string Device { get; init; } = "";
 
     public DateTimeOffset Since { get; init; }
+
+    /// <summary>For <see cref="AttachPurpose.Restore"/>: the snapshot being restored; empty otherwise.</summary>
+    public string RestoreSnapshotId { get; init; } = "";
+
+    /// <summary>
+    /// For <see cref="AttachPurpose.Restore"/>: the node of the in-sync replica restored first, the
+    /// one every other replica is rebuilt from if the restore is interrupted; empty otherwise.
+    /// </summary>
+    public string RestoreSource { get; init; } = "";
 }
 
 /// <summary>A snapshot of a volume; its name is unique within the volume ("VOL@SNAP").</summary>
@@ -190,6 +214,41 @@ public sealed record SnapshotInfo
     public long SizeBytes { get; init; }
 
     public DateTimeOffset Created { get; init; }
+
+    /// <summary>
+    /// True from <see cref="CreateSnapshot"/> until <see cref="CommitSnapshot"/>: the replicas are
+    /// being reflinked; the name is taken, the snapshot cannot be used yet.
+    /// </summary>
+    public bool Pending { get; init; }
+
+    /// <summary>The replicas that hold the snapshot (the in-sync ones when it was taken), by node and incarnation.</summary>
+    public ImmutableArray<SnapshotHolder> Holders { get; init; } = [];
+
+    /// <summary>The holders that are still replicas of <paramref name="volume"/> (same node, same incarnation).</summary>
+    public IEnumerable<ReplicaInfo> HoldingReplicas(VolumeInfo volume)
+    {
+        foreach (var holder in Holders)
+        {
+            if (volume.FindReplica(holder.NodeId) is { } replica && replica.Incarnation == holder.Incarnation)
+            {
+                yield return replica;
+            }
+        }
+    }
+}
+
+/// <summary>A replica holding a snapshot: its node and the replica's incarnation there.</summary>
+public sealed record SnapshotHolder(string NodeId, string Incarnation);
+
+/// <summary>What a clone was made from: a snapshot of a volume (a clone of a live volume is made from a snapshot taken for it).</summary>
+public sealed record VolumeOrigin
+{
+    public required string VolumeId { get; init; }
+
+    public required string SnapshotId { get; init; }
+
+    /// <summary>"VOL" or "VOL@SNAP" as the user named it (shown by inspect).</summary>
+    public string Reference { get; init; } = "";
 }
 
 /// <summary>A volume of the cluster. Immutable.</summary>
@@ -217,6 +276,9 @@ public sealed record VolumeInfo
     public ImmutableArray<SnapshotInfo> Snapshots { get; init; } = [];
 
     public DateTimeOffset Created { get; init; }
+
+    /// <summary>For a clone: the snapshot its in-sync replicas were reflinked from at create; null otherwise.</summary>
+    public VolumeOrigin? Origin { get; init; }
 
     /// <summary>The client request id of the create; a retry of that request returns this volume.</summary>
     public string CreateRequestId { get; init; } = "";

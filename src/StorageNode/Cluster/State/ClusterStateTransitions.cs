@@ -12,7 +12,7 @@ public readonly record struct ApplyOutcome(ClusterState State, CommandResult Res
 /// command returns the input state unchanged (same reference). Every accepted command increments
 /// <see cref="ClusterState.Revision"/>.
 /// </summary>
-public static class ClusterStateTransitions
+public static partial class ClusterStateTransitions
 {
     /// <summary>Largest replica count a volume may ask for.</summary>
     public const int MaxRepl = 3;
@@ -41,6 +41,8 @@ public static class ClusterStateTransitions
             DetachVolume c => Detach(state, c),
             CreateSnapshot c => CreateSnapshot(state, c),
             DeleteSnapshot c => DeleteSnapshot(state, c),
+            CommitSnapshot c => CommitSnapshot(state, c),
+            FinishRestore c => FinishRestore(state, c),
             _ => Reject(state, Rejection.InvalidArgument, $"unknown command {command.GetType().Name}; upgrade this node"),
         };
 
@@ -218,7 +220,13 @@ public static class ClusterStateTransitions
             Spec = c.Spec,
             Created = c.Timestamp,
             CreateRequestId = c.RequestId,
+            Origin = c.Origin,
         };
+        if (c.Origin is { } origin && ValidateOrigin(state, c, origin) is { } badOrigin)
+        {
+            return new ApplyOutcome(state, badOrigin);
+        }
+
         if (!c.Replicas.IsDefaultOrEmpty)
         {
             if (ValidateReplicaSet(state, volume, c.Replicas) is { } placement)
@@ -249,6 +257,12 @@ public static class ClusterStateTransitions
         {
             return Reject(state, Rejection.VolumeAttached,
                 $"volume '{volume.Name}' is attached on node {attachment.NodeId} ({attachment.Device}); detach it before deleting");
+        }
+
+        if (volume.Attachment is { Purpose: AttachPurpose.Restore } restore)
+        {
+            return Reject(state, Rejection.VolumeAttached,
+                $"volume '{volume.Name}' is being restored by node {restore.NodeId}; wait for the restore to finish, then delete it");
         }
 
         return Ok(
@@ -550,16 +564,29 @@ public static class ClusterStateTransitions
             return Reject(state, Rejection.InvalidArgument, $"unknown attach purpose {(int)c.Purpose}");
         }
 
+        if (c.Purpose == AttachPurpose.Restore && ValidateRestore(state, volume, c) is { } badRestore)
+        {
+            return new ApplyOutcome(state, badRestore);
+        }
+
         if (volume.Attachment is { } current && current.NodeId == c.NodeId)
         {
-            if (current.Purpose == c.Purpose || c.Purpose == AttachPurpose.Resync)
+            if ((current.Purpose == c.Purpose && current.RestoreSnapshotId == c.RestoreSnapshotId) || c.Purpose == AttachPurpose.Resync)
             {
-                return Ok(state, CommandResult.Ok(volume)); // already attached here: idempotent (a resync never replaces a host attach)
+                return Ok(state, CommandResult.Ok(volume)); // already attached here: idempotent (a resync never replaces another attachment)
             }
 
-            // A host attach where this node runs a resync: it shares the controller open here, so no fencing.
-            volume = volume with { Attachment = current with { Purpose = AttachPurpose.Host, Device = c.Device, Since = c.Timestamp } };
-            return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
+            if (current.Purpose == AttachPurpose.Resync && c.Purpose == AttachPurpose.Host)
+            {
+                // A host attach where this node runs a resync: it shares the controller open here, so no fencing.
+                volume = volume with { Attachment = current with { Purpose = AttachPurpose.Host, Device = c.Device, Since = c.Timestamp } };
+                return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
+            }
+
+            if (current.Purpose is not (AttachPurpose.Resync or AttachPurpose.Snapshot))
+            {
+                return Reject(state, Rejection.AttachedElsewhere, $"volume '{volume.Name}' is {Describe(current)} on this node; wait for it to end");
+            }
         }
 
         if (node.Status != NodeStatus.Online)
@@ -569,17 +596,25 @@ public static class ClusterStateTransitions
         }
 
         var epoch = volume.Epoch;
-        if (volume.Attachment is { Purpose: AttachPurpose.Resync } && c.Purpose == AttachPurpose.Host)
+        var replicas = volume.Replicas;
+        if (volume.Attachment is { } holder)
         {
-            epoch++; // a host attach takes a resync over: fence the resyncing controller
-        }
-        else if (volume.Attachment is { } holder)
-        {
-            if (c.TakeOverFrom != holder.NodeId)
+            // Internal resync and snapshot attachments yield to a host attach (anywhere); anything else
+            // moves only by a takeover from a dead holder.
+            var yields = holder.Purpose is AttachPurpose.Resync or AttachPurpose.Snapshot && c.Purpose == AttachPurpose.Host;
+            if (!yields)
             {
-                return Reject(state, Rejection.AttachedElsewhere,
-                    $"volume '{volume.Name}' is attached on node {holder.NodeId} ({holder.Device}) since {holder.Since:u}; " +
-                    $"detach it there first, or, if node {holder.NodeId} is dead, attach with takeover from {holder.NodeId}");
+                if (c.TakeOverFrom != holder.NodeId)
+                {
+                    return Reject(state, Rejection.AttachedElsewhere,
+                        $"volume '{volume.Name}' is {Describe(holder)} on node {holder.NodeId} since {holder.Since:u}; " +
+                        $"detach it there first, or, if node {holder.NodeId} is dead, attach with takeover from {holder.NodeId}");
+                }
+
+                if (holder.Purpose == AttachPurpose.Restore)
+                {
+                    replicas = AfterInterruptedRestore(volume, holder, c.Timestamp);
+                }
             }
 
             epoch++; // fence the old holder: its I/O carries the old epoch and replicas refuse it
@@ -587,11 +622,29 @@ public static class ClusterStateTransitions
 
         volume = volume with
         {
-            Attachment = new AttachmentInfo { NodeId = c.NodeId, Device = c.Device, Since = c.Timestamp, Purpose = c.Purpose },
+            Attachment = new AttachmentInfo
+            {
+                NodeId = c.NodeId,
+                Device = c.Device,
+                Since = c.Timestamp,
+                Purpose = c.Purpose,
+                RestoreSnapshotId = c.Purpose == AttachPurpose.Restore ? c.RestoreSnapshotId : "",
+                RestoreSource = c.Purpose == AttachPurpose.Restore ? c.RestoreSource : "",
+            },
             Epoch = epoch,
+            Replicas = replicas,
         };
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
     }
+
+    /// <summary>How an attachment reads in a refusal: "attached", "being restored", ...</summary>
+    private static string Describe(AttachmentInfo attachment) => attachment.Purpose switch
+    {
+        AttachPurpose.Resync => "attached internally for a resync",
+        AttachPurpose.Snapshot => "being snapshotted",
+        AttachPurpose.Restore => "being restored",
+        _ => $"attached ({attachment.Device})",
+    };
 
     private static ApplyOutcome Detach(ClusterState state, DetachVolume c)
     {
@@ -613,54 +666,6 @@ public static class ClusterStateTransitions
 
         volume = volume with { Attachment = null };
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
-    }
-
-    private static ApplyOutcome CreateSnapshot(ClusterState state, CreateSnapshot c)
-    {
-        if (state.FindVolume(c.Volume) is not { } volume)
-        {
-            return VolumeNotFound(state, c.Volume);
-        }
-
-        if (string.IsNullOrEmpty(c.SnapshotId))
-        {
-            return Reject(state, Rejection.InvalidArgument, "snapshot id is empty");
-        }
-
-        if (!VolumeNames.IsValid(c.Name))
-        {
-            return Reject(state, Rejection.InvalidArgument,
-                $"invalid snapshot name '{c.Name}': use 1-{VolumeNames.MaximumLength} letters, digits, '.', '_' or '-', starting with a letter or digit");
-        }
-
-        foreach (var existing in volume.Snapshots)
-        {
-            if (existing.Name == c.Name || existing.Id == c.SnapshotId)
-            {
-                return Reject(state, Rejection.AlreadyExists,
-                    $"volume '{volume.Name}' already has snapshot '{existing.Name}' (id {existing.Id}); choose another name");
-            }
-        }
-
-        var snapshot = new SnapshotInfo { Id = c.SnapshotId, Name = c.Name, SizeBytes = volume.Spec.SizeBytes, Created = c.Timestamp };
-        volume = volume with { Snapshots = volume.Snapshots.Add(snapshot) };
-        return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume, snapshot.Id));
-    }
-
-    private static ApplyOutcome DeleteSnapshot(ClusterState state, DeleteSnapshot c)
-    {
-        if (state.FindVolume(c.Volume) is not { } volume)
-        {
-            return VolumeNotFound(state, c.Volume);
-        }
-
-        if (volume.FindSnapshot(c.Snapshot) is not { } snapshot)
-        {
-            return Reject(state, Rejection.SnapshotNotFound, $"volume '{volume.Name}' has no snapshot '{c.Snapshot}'");
-        }
-
-        volume = volume with { Snapshots = volume.Snapshots.Remove(snapshot) };
-        return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume, snapshot.Id));
     }
 
     // ---- validation helpers ----

@@ -1,0 +1,317 @@
+using System.Collections.Immutable;
+using Grpc.Core;
+using Slab.Cluster.State;
+using Slab.Common;
+using Slab.Store;
+using V1 = Slab.Api.V1;
+
+namespace Slab.Cluster.Node;
+
+// Snapshots and clones of cluster volumes. A snapshot is crash-consistent across replicas: where the
+// volume is attached (or resynced), its controller holds writes at a boundary and flushes, every
+// in-sync replica reflinks under its epoch gate at the controller's epoch, the snapshot is committed
+// with that epoch expected, and writes resume. A detached volume is held by an internal snapshot
+// attachment instead (a host attach takes it over, which makes the commit fail). A snapshot is
+// pending until committed; a failed one is deleted, and the replicas' nodes drop their copies.
+public sealed partial class ClusterVolumeOperations
+{
+    /// <summary>Takes a crash-consistent snapshot of a cluster volume and returns it, committed.</summary>
+    /// <exception cref="SlabException">Bad name; unknown volume; the name is taken; the volume's controller node is offline or the volume changed hands meanwhile.</exception>
+    public async Task<(VolumeInfo Volume, SnapshotInfo Snapshot)> CreateSnapshotAsync(string volumeReference, string name, CancellationToken cancellationToken)
+    {
+        VolumeNames.Validate(name, "snapshot");
+        var volume = Require(volumeReference);
+        if (volume.FindSnapshot(name) is { } existing && existing.Name == name)
+        {
+            throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{volume.Name}' already has snapshot '{name}'; choose another name");
+        }
+
+        string snapshotId;
+        long revision;
+        switch (volume.Attachment)
+        {
+            case { Purpose: AttachPurpose.Host or AttachPurpose.Resync } here when here.NodeId == runtime.LocalNodeId:
+                (snapshotId, revision) = await TakeSnapshotHereAsync(volume.Id, name, cancellationToken).ConfigureAwait(false);
+                break;
+            case { Purpose: AttachPurpose.Host or AttachPurpose.Resync } elsewhere:
+                var holder = NodeOf(elsewhere.NodeId);
+                if (!runtime.IsAlive(holder.Id))
+                {
+                    throw new SlabException(
+                        SlabErrorCode.Unavailable,
+                        $"volume '{volume.Name}' is attached on {holder.Name}, which is offline: its writes cannot be held for a snapshot; attach it on another node (takeover) first");
+                }
+
+                try
+                {
+                    var taken = await peers.Internal(holder).TakeSnapshotAsync(new V1.TakeSnapshotRequest { VolumeId = volume.Id, Name = name }, PeerApi.Call(cancellationToken));
+                    (snapshotId, revision) = (taken.SnapshotId, (long)taken.Revision);
+                }
+                catch (RpcException e)
+                {
+                    throw PeerApi.Translate(e, holder);
+                }
+
+                break;
+            case { } busy:
+                throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is {Describe(busy)} by {NameOf(busy.NodeId)}; take the snapshot when that ends");
+            default:
+                (snapshotId, revision) = await TakeDetachedSnapshotAsync(volume, name, cancellationToken).ConfigureAwait(false);
+                break;
+        }
+
+        await runtime.WaitForRevisionAsync(revision, StateWait, cancellationToken).ConfigureAwait(false);
+        volume = Require(volume.Id);
+        var snapshot = volume.Snapshots.FirstOrDefault(s => s.Id == snapshotId)
+            ?? throw new SlabException(SlabErrorCode.NotFound, $"snapshot '{name}' of volume '{volume.Name}' was deleted right after it was taken");
+        return (volume, snapshot);
+    }
+
+    /// <summary>
+    /// Takes a snapshot through the volume's controller on this node (the node where it is attached
+    /// or resynced); returns its id and a revision that includes the commit.
+    /// </summary>
+    public async Task<(string SnapshotId, long Revision)> TakeSnapshotHereAsync(string volumeId, string name, CancellationToken cancellationToken)
+    {
+        var volume = Require(volumeId);
+        if (volume.Attachment is not { Purpose: AttachPurpose.Host or AttachPurpose.Resync } attachment || attachment.NodeId != runtime.LocalNodeId)
+        {
+            throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is no longer attached on {runtime.Options.NodeName}; take the snapshot again");
+        }
+
+        var snapshotId = NewId();
+        await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var revision = await volumes.AtWriteBoundaryAsync(
+                volume.Id,
+                async (boundary, token) =>
+                {
+                    await ReflinkReplicasAsync(volume, snapshotId, boundary.Epoch, boundary.InSyncNodeIds, token).ConfigureAwait(false);
+                    var committed = await runtime.ProposeOrThrowAsync(
+                        new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = boundary.Epoch, Holders = [.. boundary.InSyncNodeIds] },
+                        prepared: false,
+                        token).ConfigureAwait(false);
+                    Log.SnapshotTaken(logger, volume.Name, name, boundary.InSyncNodeIds.Count, boundary.Epoch);
+                    return committed.Revision;
+                },
+                cancellationToken).ConfigureAwait(false);
+            return (snapshotId, revision);
+        }
+        catch (Exception e) when (e is SlabException or OperationCanceledException)
+        {
+            await AbandonSnapshotAsync(volume, snapshotId, name, e.Message).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>A detached volume: held by an internal snapshot attachment on this node while its in-sync replicas on online nodes reflink.</summary>
+    private async Task<(string SnapshotId, long Revision)> TakeDetachedSnapshotAsync(VolumeInfo volume, string name, CancellationToken cancellationToken)
+    {
+        using var marked = runtime.BeginAttach(volume.Id);
+        var attached = await runtime.ProposeOrThrowAsync(
+            new AttachVolume { Volume = volume.Id, NodeId = runtime.LocalNodeId, Purpose = AttachPurpose.Snapshot }, prepared: true, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await runtime.WaitForRevisionAsync(attached.Revision, StateWait, cancellationToken).ConfigureAwait(false);
+            volume = Require(volume.Id);
+            var epoch = volume.Epoch;
+            var snapshotId = NewId();
+            await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                var holders = volume.Replicas.Where(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)).Select(r => r.NodeId).ToList();
+                if (holders.Count == 0)
+                {
+                    throw new SlabException(SlabErrorCode.Unavailable, $"no in-sync replica of volume '{volume.Name}' is on an online node; nothing can be snapshotted");
+                }
+
+                await ReflinkReplicasAsync(volume, snapshotId, epoch, holders, cancellationToken).ConfigureAwait(false);
+                var committed = await runtime.ProposeOrThrowAsync(
+                    new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = epoch, Holders = [.. holders] }, prepared: false, cancellationToken).ConfigureAwait(false);
+                Log.SnapshotTaken(logger, volume.Name, name, holders.Count, epoch);
+                return (snapshotId, committed.Revision);
+            }
+            catch (Exception e) when (e is SlabException or OperationCanceledException)
+            {
+                await AbandonSnapshotAsync(volume, snapshotId, name, e.Message).ConfigureAwait(false);
+                throw;
+            }
+        }
+        finally
+        {
+            await ReleaseAsync(new DetachVolume { Volume = volume.Id, NodeId = runtime.LocalNodeId, Purpose = AttachPurpose.Snapshot }, volume.Name, "the end of a snapshot").ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reflinks the replicas on <paramref name="nodeIds"/> into the snapshot, in parallel, each admitted at <paramref name="epoch"/>.</summary>
+    private async Task ReflinkReplicasAsync(VolumeInfo volume, string snapshotId, long epoch, IReadOnlyList<string> nodeIds, CancellationToken cancellationToken)
+    {
+        if (nodeIds.Count == 0)
+        {
+            throw new SlabException(SlabErrorCode.Unavailable, $"volume '{volume.Name}' has no in-sync replica to snapshot");
+        }
+
+        await Task.WhenAll(nodeIds.Select(nodeId => ReflinkReplicaAsync(volume, nodeId, snapshotId, epoch, cancellationToken))).ConfigureAwait(false);
+    }
+
+    private async Task ReflinkReplicaAsync(VolumeInfo volume, string nodeId, string snapshotId, long epoch, CancellationToken cancellationToken)
+    {
+        if (nodeId == runtime.LocalNodeId)
+        {
+            await SnapshotLocalReplicaAsync(volume.Id, snapshotId, epoch, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var node = NodeOf(nodeId);
+        try
+        {
+            await peers.Internal(node).SnapshotReplicaAsync(
+                new V1.SnapshotReplicaRequest { VolumeId = volume.Id, SnapshotId = snapshotId, Epoch = (ulong)epoch }, PeerApi.Call(cancellationToken));
+        }
+        catch (RpcException e)
+        {
+            var failure = PeerApi.Translate(e, node);
+            throw new SlabException(failure.Code, $"the replica on {node.Name} could not be snapshotted: {failure.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Replica side (this node): reflinks this node's replica into the snapshot. Its copy is named by
+    /// the snapshot's id (names are the cluster state's; a name deleted and reused never clashes here).
+    /// </summary>
+    public Task SnapshotLocalReplicaAsync(string volumeId, string snapshotId, long epoch, CancellationToken cancellationToken)
+        => volumes.SnapshotLocalReplicaAsync(
+            volumeId, new SnapshotRecord { Id = snapshotId, Name = snapshotId, SizeBytes = 0, Created = DateTimeOffset.UtcNow }, epoch, cancellationToken);
+
+    /// <summary>Deletes a snapshot that could not be taken (best effort: the leader deletes pending snapshots left behind).</summary>
+    private async Task AbandonSnapshotAsync(VolumeInfo volume, string snapshotId, string name, string reason)
+    {
+        Log.SnapshotAbandoned(logger, volume.Name, name, reason);
+        await ReleaseAsync(new DeleteSnapshot { Volume = volume.Id, Snapshot = snapshotId }, volume.Name, $"deleting the failed snapshot '{name}'").ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Proposes a clean-up command (not cancelled with the request); when it cannot be committed, logs
+    /// that the reconciler (or the leader) finishes it and returns null.
+    /// </summary>
+    private async Task<State.CommandResult?> ReleaseAsync(ClusterCommand command, string volumeName, string action)
+    {
+        try
+        {
+            using var deadline = new CancellationTokenSource(PeerApi.CallTimeout);
+            return await runtime.ProposeOrThrowAsync(command, prepared: false, deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SlabException or OperationCanceledException)
+        {
+            Log.CleanupDeferred(logger, volumeName, action, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>The committed snapshots of a volume, oldest first.</summary>
+    public (VolumeInfo Volume, IReadOnlyList<SnapshotInfo> Snapshots) ListSnapshots(string volumeReference)
+    {
+        var volume = Require(volumeReference);
+        return (volume, [.. volume.Snapshots.Where(s => !s.Pending)]);
+    }
+
+    /// <summary>Deletes a snapshot's record; the nodes holding it drop their copies when they see it gone.</summary>
+    public async Task DeleteSnapshotAsync(string volumeReference, string snapshotReference, CancellationToken cancellationToken)
+    {
+        var volume = Require(volumeReference);
+        var snapshot = RequireSnapshot(volume, snapshotReference);
+        await runtime.ProposeOrThrowAsync(new DeleteSnapshot { Volume = volume.Id, Snapshot = snapshot.Id }, prepared: false, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Clones <c>VOL@SNAP</c>, or <c>VOL</c> through a snapshot taken for the clone (deleted once the
+    /// clone's replicas exist): replicas on nodes holding the snapshot reflink it (instant, in sync),
+    /// any others are rebuilt from them.
+    /// </summary>
+    public async Task<VolumeInfo> CloneAsync(string sourceReference, string name, IReadOnlyDictionary<string, string> labels, CancellationToken cancellationToken)
+    {
+        VolumeNames.Validate(name, "volume");
+        var (volumeName, snapshotName) = VolumeNames.Split(sourceReference ?? "");
+        var source = Require(volumeName);
+        if (runtime.State.Current.FindVolume(name) is { } clash)
+        {
+            throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{name}' already exists (id {clash.Id}); choose another name");
+        }
+
+        var cloneLabels = source.Spec.Labels;
+        if (labels.Count > 0)
+        {
+            var builder = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
+            foreach (var (key, value) in labels)
+            {
+                VolumeNames.ValidateLabel(key, value);
+                builder[key] = value;
+            }
+
+            cloneLabels = builder.ToImmutable();
+        }
+
+        SnapshotInfo snapshot;
+        var temporary = snapshotName is null;
+        if (snapshotName is not null)
+        {
+            snapshot = RequireSnapshot(source, snapshotName);
+        }
+        else
+        {
+            (source, snapshot) = await CreateSnapshotAsync(source.Id, CloneSnapshotName(name), cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            var id = NewId();
+            return await CreateAsync(
+                new CreateVolume
+                {
+                    RequestId = id,
+                    VolumeId = id,
+                    Name = name,
+                    Spec = source.Spec with { SizeBytes = Math.Max(snapshot.SizeBytes, 4096), Labels = cloneLabels },
+                    Origin = new VolumeOrigin { VolumeId = source.Id, SnapshotId = snapshot.Id, Reference = sourceReference! },
+                },
+                cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (temporary)
+            {
+                await ReleaseAsync(new DeleteSnapshot { Volume = source.Id, Snapshot = snapshot.Id }, source.Name, $"deleting the snapshot taken for clone '{name}'").ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The snapshot a clone of a live volume is made from: "clone-NAME", within the name length limit.</summary>
+    private static string CloneSnapshotName(string cloneName)
+    {
+        var name = "clone-" + cloneName;
+        return name.Length <= VolumeNames.MaximumLength ? name : name[..VolumeNames.MaximumLength];
+    }
+
+    private static SnapshotInfo RequireSnapshot(VolumeInfo volume, string snapshotReference)
+    {
+        if (string.IsNullOrEmpty(snapshotReference))
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "snapshot name is empty");
+        }
+
+        var snapshot = volume.FindSnapshot(snapshotReference)
+            ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{volume.Name}' has no snapshot '{snapshotReference}'; list them with 'slabctl snapshot list {volume.Name}'");
+        return snapshot.Pending
+            ? throw new SlabException(SlabErrorCode.FailedPrecondition, $"snapshot '{volume.Name}@{snapshot.Name}' is still being taken; try again in a moment")
+            : snapshot;
+    }
+
+    private static string Describe(AttachmentInfo attachment) => attachment.Purpose switch
+    {
+        AttachPurpose.Snapshot => "being snapshotted",
+        AttachPurpose.Restore => "being restored",
+        AttachPurpose.Resync => "being resynced",
+        _ => "attached",
+    };
+}
