@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Slab.Common;
 
 namespace Slab.Common;
@@ -53,16 +54,71 @@ public static class VolumeNames
     }
 
     /// <summary>Label keys: 1-63 of letters, digits, '.', '_', '-', '/'; values: up to 255 printable characters.</summary>
+    /// <exception cref="SlabException">The key or value breaks the rules (InvalidArgument).</exception>
     public static void ValidateLabel(string key, string value)
+    {
+        if (LabelProblem(key, value) is { } problem)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, problem);
+        }
+    }
+
+    /// <summary>What is wrong with a label (see <see cref="ValidateLabel"/>), or null when nothing is.</summary>
+    public static string? LabelProblem(string key, string value)
     {
         if (key.Length is 0 or > 63 || !key.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or '/'))
         {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"invalid label key '{key}': use 1-63 letters, digits, '.', '_', '-' or '/'");
+            return $"invalid label key '{key}': use 1-63 letters, digits, '.', '_', '-' or '/'";
         }
 
-        if (value.Length > 255 || value.Any(char.IsControl))
+        return value.Length > 255 || value.Any(char.IsControl) ? $"invalid value for label '{key}': at most 255 printable characters" : null;
+    }
+
+    /// <summary>Validates <paramref name="labels"/> and returns them ordered by ordinal key; empty for none.</summary>
+    /// <exception cref="SlabException">A key or value breaks <see cref="ValidateLabel"/> (InvalidArgument).</exception>
+    public static ImmutableSortedDictionary<string, string> ValidateLabels(IReadOnlyDictionary<string, string>? labels)
+    {
+        var builder = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
+        foreach (var (key, value) in labels ?? ImmutableDictionary<string, string>.Empty)
         {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"invalid value for label '{key}': at most 255 printable characters");
+            ValidateLabel(key, value);
+            builder[key] = value;
         }
+
+        return builder.ToImmutable();
+    }
+
+    /// <summary>
+    /// A label update applied to <paramref name="current"/>: a key with an empty value is removed,
+    /// every other key is validated and set. The result is ordered by ordinal key.
+    /// </summary>
+    /// <exception cref="SlabException">A key or value breaks <see cref="ValidateLabel"/> (InvalidArgument).</exception>
+    public static ImmutableSortedDictionary<string, string> MergeLabels(ImmutableSortedDictionary<string, string> current, IReadOnlyDictionary<string, string> changes)
+        => TryMergeLabels(current, changes, out var merged, out var problem) ? merged : throw new SlabException(SlabErrorCode.InvalidArgument, problem!);
+
+    /// <summary><see cref="MergeLabels"/> without throwing: false with the first problem found.</summary>
+    public static bool TryMergeLabels(
+        ImmutableSortedDictionary<string, string> current, IReadOnlyDictionary<string, string> changes, out ImmutableSortedDictionary<string, string> merged, out string? problem)
+    {
+        var builder = current.WithComparers(StringComparer.Ordinal).ToBuilder();
+        foreach (var (key, value) in changes)
+        {
+            if (value.Length == 0)
+            {
+                builder.Remove(key);
+            }
+            else if (LabelProblem(key, value) is { } bad)
+            {
+                (merged, problem) = (current, bad);
+                return false;
+            }
+            else
+            {
+                builder[key] = value;
+            }
+        }
+
+        (merged, problem) = (builder.ToImmutable(), null);
+        return true;
     }
 }

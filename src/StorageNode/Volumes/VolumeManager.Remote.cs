@@ -242,7 +242,7 @@ public sealed partial class VolumeManager
     public (long SizeBytes, int Repl, string Fs, ImmutableSortedDictionary<string, string> Labels) ValidateSpec(string name, VolumeSpecification spec)
     {
         VolumeNames.Validate(name, "volume");
-        return (ValidateSize(spec.SizeBytes), ValidateRepl(spec.Repl), ValidateFs(spec.Fs), ValidateLabels(spec.Labels));
+        return (ValidateSize(spec.SizeBytes), ValidateRepl(spec.Repl), ValidateFs(spec.Fs), VolumeNames.ValidateLabels(spec.Labels));
     }
 
     /// <summary>Validates a requested new size (positive, within the limit, rounded up to 4 KiB).</summary>

@@ -62,7 +62,7 @@ public sealed partial class VolumeManager
             Repl = ValidateRepl(spec.Repl),
             Fs = ValidateFs(spec.Fs),
             IoPriority = spec.IoPriority ?? _store.GetPoolStatus().IoPriority,
-            Labels = ValidateLabels(spec.Labels),
+            Labels = VolumeNames.ValidateLabels(spec.Labels),
             Created = _time.GetUtcNow(),
             DriveId = "",
         };
@@ -86,7 +86,7 @@ public sealed partial class VolumeManager
             Id = Guid.NewGuid().ToString("N"),
             Name = name,
             SizeBytes = snapshot?.SizeBytes ?? source.SizeBytes,
-            Labels = labels.Count > 0 ? ValidateLabels(labels) : source.Labels,
+            Labels = labels.Count > 0 ? VolumeNames.ValidateLabels(labels) : source.Labels,
             Created = _time.GetUtcNow(),
             Source = sourceReference,
             Snapshots = [],
@@ -120,21 +120,7 @@ public sealed partial class VolumeManager
         var volume = Require(nameOrId);
         if (labels.Count > 0)
         {
-            var builder = volume.Labels.ToBuilder();
-            foreach (var (key, value) in labels)
-            {
-                if (value.Length == 0)
-                {
-                    builder.Remove(key);
-                }
-                else
-                {
-                    VolumeNames.ValidateLabel(key, value);
-                    builder[key] = value;
-                }
-            }
-
-            volume = await _store.SaveVolumeAsync(volume with { Labels = builder.ToImmutable() }, cancellationToken).ConfigureAwait(false);
+            volume = await _store.SaveVolumeAsync(volume with { Labels = VolumeNames.MergeLabels(volume.Labels, labels) }, cancellationToken).ConfigureAwait(false);
         }
 
         if (newSizeBytes is { } requested)
@@ -218,21 +204,6 @@ public sealed partial class VolumeManager
         "ext4" or "xfs" or "none" => fs,
         _ => throw new SlabException(SlabErrorCode.InvalidArgument, $"unsupported filesystem '{fs}': use ext4, xfs or none"),
     };
-
-    private static ImmutableSortedDictionary<string, string> ValidateLabels(IReadOnlyDictionary<string, string>? labels)
-    {
-        if (labels is null || labels.Count == 0)
-        {
-            return ImmutableSortedDictionary<string, string>.Empty;
-        }
-
-        foreach (var (key, value) in labels)
-        {
-            VolumeNames.ValidateLabel(key, value);
-        }
-
-        return labels.ToImmutableSortedDictionary(StringComparer.Ordinal);
-    }
 }
 
 /// <summary>A create request after parsing; sizes in bytes.</summary>

@@ -50,6 +50,31 @@ public sealed class ClusterStateRaftTests
     }
 
     [Fact]
+    public async Task A_malformed_forwarded_proposal_is_refused_at_once_not_left_to_the_no_quorum_timeout()
+    {
+        await using var cluster = RaftTestCluster.Create(3);
+        await StartInRandomOrderAsync(cluster, seed: 11);
+        var leader = await cluster.WaitForLeaderAsync();
+        var endPoint = cluster.Peers[cluster.IndexOf(leader)].ProposalEndPoint;
+
+        // "SLFW" | Propose (1) | length | a payload that is no encoded proposal, as another version might send.
+        using var socket = new System.Net.Sockets.Socket(endPoint.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await socket.ConnectAsync(endPoint);
+        await using var stream = new System.Net.Sockets.NetworkStream(socket, ownsSocket: false);
+        var garbage = "not a proposal"u8.ToArray();
+        byte[] header = [(byte)'S', (byte)'L', (byte)'F', (byte)'W', 1, 0, 0, 0, 0];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(5), garbage.Length);
+        await stream.WriteAsync(header);
+        await stream.WriteAsync(garbage);
+        var answer = new byte[5];
+        await stream.ReadExactlyAsync(answer).AsTask().WaitAsync(RaftTestCluster.NoQuorumTimeout);
+        Assert.Equal(3, answer[0]); // Refused: not attempted, so the proposer fails at once with ClusterStateError.Refused
+        var message = new byte[System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(answer.AsSpan(1))];
+        await stream.ReadExactlyAsync(message);
+        Assert.Contains("not Slab cluster data", System.Text.Encoding.UTF8.GetString(message), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Concurrent_creates_of_one_name_from_all_nodes_have_one_winner()
     {
         await using var cluster = RaftTestCluster.Create(3);

@@ -153,6 +153,25 @@ public sealed class ClusterStateTransitionsTests
         Rejected(state, new UpdateVolume { Volume = "nope", SizeBytes = 1 }, Rejection.VolumeNotFound);
     }
 
+    [Fact]
+    public void Label_changes_merge_when_they_apply_so_two_updates_keep_each_others_labels()
+    {
+        static ImmutableSortedDictionary<string, string> Changes(string key, string value)
+            => ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create(key, value)]);
+
+        // Two nodes read the same labels and propose one change each: both survive.
+        var state = Ok(ThreeNodesOneVolume(), new UpdateVolume { Volume = "v1", LabelChanges = Changes("app", "db") });
+        state = Ok(state, new UpdateVolume { Volume = "v1", LabelChanges = Changes("tier", "gold") });
+        Assert.Equal(["app=db", "tier=gold"], state.FindVolume("v1")!.Spec.Labels.Select(l => $"{l.Key}={l.Value}"));
+
+        state = Ok(state, new UpdateVolume { Volume = "v1", LabelChanges = Changes("app", "") }); // an empty value removes
+        Assert.Equal(["tier=gold"], state.FindVolume("v1")!.Spec.Labels.Select(l => $"{l.Key}={l.Value}"));
+        var bad = Rejected(state, new UpdateVolume { Volume = "v1", LabelChanges = Changes("no good!", "x") }, Rejection.InvalidArgument);
+        Assert.Contains("invalid label key", bad.Message, StringComparison.Ordinal);
+        var shrink = Rejected(state, new UpdateVolume { Volume = "v1", SizeBytes = 1L << 20 }, Rejection.InvalidArgument);
+        Assert.Contains("shrinking to 1 MiB is not supported", shrink.Message, StringComparison.Ordinal);
+    }
+
     // ---- replicas and epochs ----
 
     [Fact]

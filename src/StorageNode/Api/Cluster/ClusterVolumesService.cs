@@ -69,65 +69,8 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
 
     public override async Task<V1.Volume> Update(V1.UpdateVolumeRequest request, ServerCallContext context)
     {
-        var volume = Require(request.Volume);
-        var state = runtime.State.Current;
-        if (volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId && request.HasSizeBytes
-            && state.Nodes.TryGetValue(attachment.NodeId, out var holder))
-        {
-            // The attached device grows where it is attached: let that node carry out the whole update.
-            try
-            {
-                return await new V1.Volumes.VolumesClient(peers.ChannelTo(holder)).UpdateAsync(request, PeerApi.Call(context.CancellationToken));
-            }
-            catch (RpcException e)
-            {
-                throw PeerApi.Translate(e, holder);
-            }
-        }
-
-        long? size = null;
-        if (request.HasSizeBytes)
-        {
-            size = volumes.ValidateNewSize(request.SizeBytes);
-            if (size < volume.Spec.SizeBytes)
-            {
-                throw new SlabException(SlabErrorCode.InvalidArgument, $"volume '{volume.Name}' is {Sizes.Human(volume.Spec.SizeBytes)}; shrinking to {Sizes.Human(size.Value)} is not supported");
-            }
-        }
-
-        System.Collections.Immutable.ImmutableSortedDictionary<string, string>? labels = null;
-        if (request.Labels.Count > 0)
-        {
-            var builder = volume.Spec.Labels.ToBuilder();
-            foreach (var (key, value) in request.Labels)
-            {
-                if (value.Length == 0)
-                {
-                    builder.Remove(key);
-                }
-                else
-                {
-                    VolumeNames.ValidateLabel(key, value);
-                    builder[key] = value;
-                }
-            }
-
-            labels = builder.ToImmutable();
-        }
-
-        var result = await runtime.ProposeOrThrowAsync(new UpdateVolume { Volume = volume.Id, SizeBytes = size, Labels = labels }, prepared: false, context.CancellationToken)
-            .ConfigureAwait(false);
-        volume = runtime.State.Current.FindVolume(volume.Id) ?? volume;
-        if (size is { } grown)
-        {
-            foreach (var replica in volume.Replicas)
-            {
-                await SyncReplicaAsync(volume, replica.NodeId, result.Revision, context.CancellationToken).ConfigureAwait(false);
-            }
-
-            await volumes.FollowRemoteGrowAsync(volume.Id, grown, context.CancellationToken).ConfigureAwait(false);
-        }
-
+        long? size = request.HasSizeBytes ? volumes.ValidateNewSize(request.SizeBytes) : null;
+        var volume = await operations.UpdateAsync(request.Volume, size, request.Labels, context.CancellationToken).ConfigureAwait(false);
         return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
     }
 
@@ -161,49 +104,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
     /// </summary>
     public override async Task<V1.Volume> HaUpdate(V1.HaUpdateVolumeRequest request, ServerCallContext context)
     {
-        var volume = Require(request.Volume);
-        // The replica count's range and change are checked by the transition (ChangeReplication).
-        if (Math.Abs((int)request.Repl - volume.Replicas.Length) > 1 && request.Node.Length > 0)
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, "--node names one replica: change --repl by one at a time when you give --node");
-        }
-
-        var before = volume.Replicas.Select(r => r.NodeId).ToHashSet(StringComparer.Ordinal);
-        var result = await runtime.ProposeOrThrowAsync(
-            new ChangeReplication { Volume = volume.Id, Repl = (int)request.Repl, Node = request.Node },
-            prepared: true,
-            context.CancellationToken).ConfigureAwait(false);
-        await runtime.WaitForRevisionAsync(result.Revision, TimeSpan.FromSeconds(5), context.CancellationToken).ConfigureAwait(false);
-        volume = runtime.State.Current.FindVolume(volume.Id) ?? volume;
-        foreach (var added in volume.Replicas.Where(r => !before.Contains(r.NodeId)))
-        {
-            try
-            {
-                await SyncReplicaAsync(volume, added.NodeId, result.Revision, context.CancellationToken).ConfigureAwait(false);
-            }
-            catch (SlabException e)
-            {
-                // Nothing half-made: take the replica back out of the set (its node removes any file it made).
-                try
-                {
-                    await runtime.ProposeOrThrowAsync(
-                        new ChangeReplication { Volume = volume.Id, Repl = volume.Replicas.Length - 1, Node = added.NodeId }, prepared: true, CancellationToken.None).ConfigureAwait(false);
-                }
-                catch (SlabException)
-                {
-                    // It stays in the set, rebuilding once its node can make it; ha-update down removes it.
-                }
-
-                throw new SlabException(e.Code, $"volume '{volume.Name}' keeps {before.Count} replica(s): the new replica could not be made: {e.Message}", e);
-            }
-        }
-
-        // Where the volume is attached here, follow at once rather than at the next reconcile.
-        if (volume.Attachment?.NodeId == runtime.LocalNodeId)
-        {
-            await volumes.FollowReplicaSetAsync(volume.Id, [.. volume.Replicas.Select(r => r.NodeId)], context.CancellationToken).ConfigureAwait(false);
-        }
-
+        var volume = await operations.ChangeReplicationAsync(request.Volume, (int)Math.Min(request.Repl, int.MaxValue), request.Node, context.CancellationToken).ConfigureAwait(false);
         return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
     }
 

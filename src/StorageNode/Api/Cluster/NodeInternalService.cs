@@ -27,6 +27,13 @@ public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore stor
         return new V1.RestoreReplicaResponse();
     }
 
+    public override async Task<V1.UpdateVolumeResponse> UpdateVolume(V1.UpdateVolumeRequest request, ServerCallContext context)
+    {
+        long? size = request.HasSizeBytes ? volumes.ValidateNewSize(request.SizeBytes) : null;
+        var revision = await operations.UpdateHereAsync(operations.Require(request.Volume), size, request.Labels, context.CancellationToken).ConfigureAwait(false);
+        return new V1.UpdateVolumeResponse { Revision = (ulong)revision };
+    }
+
     private static long Epoch(ulong epoch) => epoch is 0 or > long.MaxValue
         ? throw new SlabException(SlabErrorCode.InvalidArgument, $"epoch {epoch} is out of range")
         : (long)epoch;

@@ -158,7 +158,8 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
         }
         catch (ClusterStateException e)
         {
-            throw new SlabException(SlabErrorCode.Unavailable, e.Message, e);
+            // Refused: nothing was applied and a retry fails the same way (a node of another version?).
+            throw new SlabException(e.Error == ClusterStateError.Refused ? SlabErrorCode.FailedPrecondition : SlabErrorCode.Unavailable, e.Message, e);
         }
 
         if (!result.IsSuccess)

@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using Grpc.Core;
 using Slab.Cluster.State;
 using Slab.Common;
@@ -239,18 +238,7 @@ public sealed partial class ClusterVolumeOperations
             throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{name}' already exists (id {clash.Id}); choose another name");
         }
 
-        var cloneLabels = source.Spec.Labels;
-        if (labels.Count > 0)
-        {
-            var builder = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
-            foreach (var (key, value) in labels)
-            {
-                VolumeNames.ValidateLabel(key, value);
-                builder[key] = value;
-            }
-
-            cloneLabels = builder.ToImmutable();
-        }
+        var cloneLabels = labels.Count > 0 ? VolumeNames.ValidateLabels(labels) : source.Spec.Labels;
 
         SnapshotInfo snapshot;
         var temporary = snapshotName is null;

@@ -68,6 +68,127 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
     }
 
     /// <summary>
+    /// ha-update: the leader places (or picks) the replica, the change is committed, a new replica's
+    /// node makes it before the answer (else the change is taken back), and the controller (where the
+    /// volume is attached) rebuilds it in the background. Returns the volume as changed.
+    /// </summary>
+    /// <exception cref="SlabException">Unknown volume or node; a count out of range or unchanged (from the transition); no placement; the new replica could not be made.</exception>
+    public async Task<VolumeInfo> ChangeReplicationAsync(string volumeReference, int repl, string node, CancellationToken cancellationToken)
+    {
+        var volume = Require(volumeReference);
+        // The replica count's range and change are checked by the transition (ChangeReplication).
+        if (Math.Abs(repl - volume.Replicas.Length) > 1 && node.Length > 0)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "--node names one replica: change --repl by one at a time when you give --node");
+        }
+
+        var before = volume.Replicas.Select(r => r.NodeId).ToHashSet(StringComparer.Ordinal);
+        var result = await runtime.ProposeOrThrowAsync(new ChangeReplication { Volume = volume.Id, Repl = repl, Node = node }, prepared: true, cancellationToken).ConfigureAwait(false);
+        await runtime.WaitForRevisionAsync(result.Revision, StateWait, cancellationToken).ConfigureAwait(false);
+        volume = Require(volume.Id);
+        foreach (var added in volume.Replicas.Where(r => !before.Contains(r.NodeId)))
+        {
+            try
+            {
+                await SyncReplicaAsync(volume, added.NodeId, result.Revision, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SlabException e)
+            {
+                // Nothing half-made: take the replica back out of the set (its node removes any file it made).
+                try
+                {
+                    await runtime.ProposeOrThrowAsync(
+                        new ChangeReplication { Volume = volume.Id, Repl = volume.Replicas.Length - 1, Node = added.NodeId }, prepared: true, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (SlabException)
+                {
+                    // It stays in the set, rebuilding once its node can make it; ha-update down removes it.
+                }
+
+                throw new SlabException(e.Code, $"volume '{volume.Name}' keeps {before.Count} replica(s): the new replica could not be made: {e.Message}", e);
+            }
+        }
+
+        // Where the volume is attached here, follow at once rather than at the next reconcile.
+        if (volume.Attachment?.NodeId == runtime.LocalNodeId)
+        {
+            await volumes.FollowReplicaSetAsync(volume.Id, [.. volume.Replicas.Select(r => r.NodeId)], cancellationToken).ConfigureAwait(false);
+        }
+
+        return volume;
+    }
+
+    /// <summary>
+    /// Grows a volume and/or changes its labels (<paramref name="labelChanges"/>: an empty value
+    /// removes a label; merged when the command applies, so concurrent updates do not lose each
+    /// other's labels). A grow of a volume attached elsewhere is carried out by that node (its device
+    /// grows there), asked over <c>NodeInternal.UpdateVolume</c>. Returns the volume as updated.
+    /// </summary>
+    /// <exception cref="SlabException">Unknown volume; a shrink or bad label (InvalidArgument, from the transition); the attached node did not answer.</exception>
+    public async Task<VolumeInfo> UpdateAsync(string volumeReference, long? sizeBytes, IReadOnlyDictionary<string, string> labelChanges, CancellationToken cancellationToken)
+    {
+        var volume = Require(volumeReference);
+        foreach (var (key, value) in labelChanges)
+        {
+            if (value.Length > 0)
+            {
+                VolumeNames.ValidateLabel(key, value);
+            }
+        }
+
+        long revision;
+        if (sizeBytes is { } size && volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId)
+        {
+            var holder = NodeOf(attachment.NodeId);
+            var request = new V1.UpdateVolumeRequest { Volume = volume.Id, SizeBytes = (ulong)size };
+            foreach (var (key, value) in labelChanges)
+            {
+                request.Labels[key] = value;
+            }
+
+            try
+            {
+                revision = (long)(await peers.Internal(holder).UpdateVolumeAsync(request, PeerApi.Call(cancellationToken))).Revision;
+            }
+            catch (RpcException e)
+            {
+                throw PeerApi.Translate(e, holder);
+            }
+        }
+        else
+        {
+            revision = await UpdateHereAsync(volume, sizeBytes, labelChanges, cancellationToken).ConfigureAwait(false);
+        }
+
+        await runtime.WaitForRevisionAsync(revision, StateWait, cancellationToken).ConfigureAwait(false);
+        return Require(volume.Id);
+    }
+
+    /// <summary>
+    /// The update on this node: committed, then every replica grown (before the answer), then the
+    /// device attached here widened. Returns a revision that includes it.
+    /// </summary>
+    public async Task<long> UpdateHereAsync(VolumeInfo volume, long? sizeBytes, IReadOnlyDictionary<string, string> labelChanges, CancellationToken cancellationToken)
+    {
+        var changes = labelChanges.Count > 0 ? System.Collections.Immutable.ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, labelChanges) : null;
+        var result = await runtime.ProposeOrThrowAsync(new UpdateVolume { Volume = volume.Id, SizeBytes = sizeBytes, LabelChanges = changes }, prepared: false, cancellationToken)
+            .ConfigureAwait(false);
+        if (sizeBytes is { } grown)
+        {
+            await runtime.WaitForRevisionAsync(result.Revision, StateWait, cancellationToken).ConfigureAwait(false);
+            volume = Require(volume.Id);
+            foreach (var replica in volume.Replicas)
+            {
+                await SyncReplicaAsync(volume, replica.NodeId, result.Revision, cancellationToken).ConfigureAwait(false);
+            }
+
+            await volumes.FollowRemoteGrowAsync(volume.Id, grown, cancellationToken).ConfigureAwait(false);
+        }
+
+        return result.Revision;
+    }
+
+    /// <summary>
     /// Has <paramref name="nodeId"/> make its replica of <paramref name="volume"/> match the state at
     /// <paramref name="revision"/> or later (create or grow it) and describe it.
     /// </summary>

@@ -125,7 +125,11 @@ public sealed record UpdateVolume : ClusterCommand
     /// <summary>New size; must not be smaller than the current size.</summary>
     public long? SizeBytes { get; init; }
 
+    /// <summary>Replaces every label (older proposers); null keeps them.</summary>
     public ImmutableSortedDictionary<string, string>? Labels { get; init; }
+
+    /// <summary>Labels to set, applied to the labels the volume has when the command applies; an empty value removes the label.</summary>
+    public ImmutableSortedDictionary<string, string>? LabelChanges { get; init; }
 }
 
 /// <summary>

@@ -104,6 +104,12 @@ public enum ClusterStateError
 
     /// <summary>The leader refused a membership change (e.g. the new member did not answer).</summary>
     MembershipChangeFailed,
+
+    /// <summary>
+    /// The leader refused the request without attempting it (it could not decode it, or cannot take
+    /// that kind of request): certainly not applied, and retrying the same request will not help.
+    /// </summary>
+    Refused,
 }
 
 /// <summary>A typed failure of the replication machinery; classify by <see cref="Error"/>, never by message.</summary>

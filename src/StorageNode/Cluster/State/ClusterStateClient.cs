@@ -139,6 +139,11 @@ public sealed partial class ClusterStateClient : IClusterStateStore, IAsyncDispo
                 }
 
                 Volatile.Write(ref _preferred, index);
+                if (status == ForwardStatus.Refused)
+                {
+                    throw new ClusterStateException(ClusterStateError.Refused, $"the leader refused the {command.GetType().Name}: {Encoding.UTF8.GetString(body)}");
+                }
+
                 if (status == ForwardStatus.Failed)
                 {
                     throw new ClusterStateException(

@@ -193,6 +193,11 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
         try
         {
             var (status, body) = await SendToLeaderAsync(type, bytes, linked.Token).ConfigureAwait(false);
+            if (status == ForwardStatus.Refused)
+            {
+                throw new ClusterStateException(ClusterStateError.Refused, $"the leader refused the {command.GetType().Name}: {Encoding.UTF8.GetString(body)}");
+            }
+
             if (status == ForwardStatus.Done)
             {
                 // Committed and applied on the leader. Wait (briefly) until it is applied here too, so
@@ -332,7 +337,7 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                 break;
             }
 
-            if (_time.GetElapsedTime(started) >= _options.NoQuorumTimeout)
+            if (status == ForwardStatus.Refused || _time.GetElapsedTime(started) >= _options.NoQuorumTimeout)
             {
                 throw new ClusterStateException(ClusterStateError.MembershipChangeFailed, $"could not {what}: {Encoding.UTF8.GetString(body)}");
             }
@@ -416,7 +421,7 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
         var machine = _machine;
         if (machine is null || payload.Length != 12)
         {
-            return (ForwardStatus.Failed, "malformed watch request"u8.ToArray());
+            return (ForwardStatus.Refused, "malformed watch request"u8.ToArray());
         }
 
         var known = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(payload);
@@ -488,14 +493,14 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                     }
                     catch (ClusterStateFormatException e)
                     {
-                        return (ForwardStatus.Failed, Encoding.UTF8.GetBytes(e.Message));
+                        return (ForwardStatus.Refused, Encoding.UTF8.GetBytes(e.Message));
                     }
 
                     if (type == ForwardRequest.ProposePrepared)
                     {
                         if (Preparer is not { } preparer)
                         {
-                            return (ForwardStatus.Failed, "this leader has no command preparer"u8.ToArray());
+                            return (ForwardStatus.Refused, "this leader has no command preparer"u8.ToArray());
                         }
 
                         var preparation = preparer.Prepare(proposal.Command, machine.Current);
@@ -529,7 +534,7 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                     var parts = Encoding.UTF8.GetString(payload).Split(' ');
                     if (parts.Length != 3 || !IPEndPoint.TryParse(parts[1], out var raft) || !IPEndPoint.TryParse(parts[2], out var proposals))
                     {
-                        return (ForwardStatus.Failed, "malformed add-voter request"u8.ToArray());
+                        return (ForwardStatus.Refused, "malformed add-voter request"u8.ToArray());
                     }
 
                     _peers[raft] = new ClusterPeer(parts[0], raft, proposals);
@@ -545,7 +550,7 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
                 case ForwardRequest.RemoveVoter:
                     if (!IPEndPoint.TryParse(Encoding.UTF8.GetString(payload), out var removed))
                     {
-                        return (ForwardStatus.Failed, "malformed remove-voter request"u8.ToArray());
+                        return (ForwardStatus.Refused, "malformed remove-voter request"u8.ToArray());
                     }
 
                     if (!cluster.Members.Any(m => removed.Equals(m.EndPoint)))

@@ -287,7 +287,7 @@ public static partial class ClusterStateTransitions
             if (size < spec.SizeBytes)
             {
                 return Reject(state, Rejection.InvalidArgument,
-                    $"volume '{volume.Name}' is {spec.SizeBytes} bytes; volumes only grow, so {size} bytes is not allowed");
+                    $"volume '{volume.Name}' is {Sizes.Human(spec.SizeBytes)}; shrinking to {Sizes.Human(size)} is not supported (volumes only grow)");
             }
 
             if (size % BlockSize != 0)
@@ -301,6 +301,16 @@ public static partial class ClusterStateTransitions
         if (c.Labels is { } labels)
         {
             spec = spec with { Labels = labels };
+        }
+
+        if (c.LabelChanges is { } changes)
+        {
+            if (!VolumeNames.TryMergeLabels(spec.Labels, changes, out var merged, out var problem))
+            {
+                return Reject(state, Rejection.InvalidArgument, problem!);
+            }
+
+            spec = spec with { Labels = merged };
         }
 
         volume = volume with { Spec = spec };

@@ -43,6 +43,12 @@ internal enum ForwardStatus : byte
 
     /// <summary>Attempted and failed; the payload is a message. For proposals the outcome is unknown.</summary>
     Failed = 2,
+
+    /// <summary>
+    /// Not attempted: the request is malformed, or this receiver cannot take that kind of request;
+    /// nothing was replicated and the same request fails the same way. The payload is a message.
+    /// </summary>
+    Refused = 3,
 }
 
 /// <summary>

@@ -1,0 +1,46 @@
+using Slab.Tests.Infrastructure;
+using Xunit;
+
+namespace Slab.Tests.EndToEnd;
+
+/// <summary>
+/// volume update of a replicated cluster volume with real slabd processes: asked of a node where it
+/// is not attached, the grow is carried out by the attached node (forwarded over the node-to-node
+/// API), which grows every replica and its device; label changes from two nodes both survive.
+/// </summary>
+[Collection(ClusterCollection.Name)]
+public sealed class ClusterUpdateTests
+{
+    [Fact]
+    public async Task A_grow_asked_of_another_node_grows_every_replica_and_the_attached_device()
+    {
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var name = LocalCluster.UniqueName("grow");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2", "--nodes", "node-1,node-2", "--label", "app=db");
+        var volumeId = (await cluster.InspectAsync(1, name)).GetProperty("id").GetString()!;
+        var device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
+
+        await cluster[3].CliOkAsync("volume", "update", name, "--size", "2", "--label", "tier=gold");
+        Assert.Equal(2L << 30, long.Parse((await HostCommand.CheckedAsync("blockdev", "--getsize64", device)).Trim(), System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var i in new[] { 1, 2 })
+        {
+            Assert.Equal(2L << 30, new FileInfo(LocalCluster.ReplicaFile(cluster[i], volumeId)).Length);
+        }
+
+        await cluster[2].CliOkAsync("volume", "update", name, "--label", "owner=ops");
+        var volume = await cluster.InspectAsync(3, name);
+        Assert.Equal((2L << 30).ToString(System.Globalization.CultureInfo.InvariantCulture), volume.GetProperty("spec").GetProperty("sizeBytes").GetString());
+        var labels = volume.GetProperty("spec").GetProperty("labels");
+        Assert.Equal(("db", "gold", "ops"), (labels.GetProperty("app").GetString(), labels.GetProperty("tier").GetString(), labels.GetProperty("owner").GetString()));
+
+        var shrink = await cluster[3].CliAsync("volume", "update", name, "--size", "1");
+        Assert.NotEqual(0, shrink.ExitCode);
+        Assert.Contains("shrinking to 1 GiB is not supported", shrink.Stderr, StringComparison.Ordinal);
+        var badLabel = await cluster[3].CliAsync("volume", "update", name, "--label", "no good!=x");
+        Assert.NotEqual(0, badLabel.ExitCode);
+        Assert.Contains("invalid label key", badLabel.Stderr, StringComparison.Ordinal);
+
+        await cluster[1].CliOkAsync("host", "detach", name);
+        await cluster[1].CliOkAsync("volume", "delete", name);
+    }
+}
