@@ -19,7 +19,11 @@ public sealed partial class VolumeManager : IExportCatalog
         var exports = new List<ExportDescription>();
         foreach (var volume in _store.ListVolumes())
         {
-            exports.Add(new ExportDescription(volume.Name, $"Slab volume {volume.Name} ({Sizes.Human(volume.SizeBytes)})"));
+            exports.Add(new ExportDescription(
+                volume.Name,
+                volume.ClusterId is null
+                    ? $"Slab volume {volume.Name} ({Sizes.Human(volume.SizeBytes)})"
+                    : $"replica of cluster volume {volume.Name} ({Sizes.Human(volume.SizeBytes)}; served only while attached on this node)"));
             foreach (var snapshot in volume.Snapshots)
             {
                 exports.Add(new ExportDescription($"{volume.Name}@{snapshot.Name}", $"read-only snapshot {snapshot.Name} of {volume.Name}"));
@@ -42,6 +46,14 @@ public sealed partial class VolumeManager : IExportCatalog
         {
             var snapshot = volume.FindSnapshot(snapshotName);
             return ValueTask.FromResult<IBlockTargetLease?>(snapshot is null ? null : OpenSnapshotLease(volume, snapshot));
+        }
+
+        if (volume.ClusterId is not null && GetAttachment(volume.Id) is null)
+        {
+            // A second controller at the same epoch would write past the attached one's fencing and dirty maps.
+            throw new SlabException(
+                SlabErrorCode.FailedPrecondition,
+                $"volume '{volume.Name}' is a cluster volume: this node serves it over NBD only while it is attached here ('slabctl host attach {volume.Name}')");
         }
 
         return ValueTask.FromResult<IBlockTargetLease?>(OpenVolumeLease(volume));

@@ -102,7 +102,7 @@ public sealed class ClusterFailureTests(ITestOutputHelper output)
         {
             var expected = volumes.Where(v => ids[v.Replicas[0].NodeId] == i).Select(v => v.Name).Order(StringComparer.Ordinal).ToList();
             await Poll.UntilAsync(
-                async () => (await LocalExportsAsync(cluster[i], prefix)).SequenceEqual(expected),
+                async () => (await LocalReplicasAsync(cluster[i], prefix)).SequenceEqual(expected),
                 TimeSpan.FromSeconds(60),
                 $"node-{i}'s local replicas to be exactly {expected.Count} volumes placed on it");
         }
@@ -146,13 +146,11 @@ public sealed class ClusterFailureTests(ITestOutputHelper output)
         Assert.Equal(0, (await cluster[replacement].CliAsync("volume", "inspect", "after-replace")).ExitCode);
     }
 
-    private static async Task<List<string>> LocalExportsAsync(SlabNode node, string prefix)
-    {
-        var list = await HostCommand.CheckedAsync("nbdinfo", "--list", "--json", node.NbdUri(""));
-        using var json = JsonDocument.Parse(list);
-        return [.. json.RootElement.GetProperty("exports").EnumerateArray()
-            .Select(e => e.GetProperty("export-name").GetString()!)
+    /// <summary>The names of the replicas a node's store holds (its committed <c>meta.json</c> records).</summary>
+    private static Task<List<string>> LocalReplicasAsync(SlabNode node, string prefix)
+        => Task.FromResult<List<string>>([.. Directory.GetFiles(node.Root, "meta.json", SearchOption.AllDirectories)
+            .Where(p => Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(p))) == "volumes")
+            .Select(p => JsonDocument.Parse(File.ReadAllText(p)).RootElement.GetProperty("name").GetString()!)
             .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))
-            .Order(StringComparer.Ordinal)];
-    }
+            .Order(StringComparer.Ordinal)]);
 }

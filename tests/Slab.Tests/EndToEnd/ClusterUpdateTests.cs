@@ -6,7 +6,8 @@ namespace Slab.Tests.EndToEnd;
 /// <summary>
 /// volume update of a replicated cluster volume with real slabd processes: asked of a node where it
 /// is not attached, the grow is carried out by the attached node (forwarded over the node-to-node
-/// API), which grows every replica and its device; label changes from two nodes both survive.
+/// API), which grows every replica and its device; label changes from two nodes both survive. The
+/// public NBD socket serves a cluster volume only where it is attached (one controller, one fence).
 /// </summary>
 [Collection(ClusterCollection.Name)]
 public sealed class ClusterUpdateTests
@@ -39,6 +40,27 @@ public sealed class ClusterUpdateTests
         var badLabel = await cluster[3].CliAsync("volume", "update", name, "--label", "no good!=x");
         Assert.NotEqual(0, badLabel.ExitCode);
         Assert.Contains("invalid label key", badLabel.Stderr, StringComparison.Ordinal);
+
+        await cluster[1].CliOkAsync("host", "detach", name);
+        await cluster[1].CliOkAsync("volume", "delete", name);
+    }
+
+    [Fact]
+    public async Task The_public_nbd_socket_serves_a_cluster_volume_only_where_it_is_attached()
+    {
+        HostCommand.RequireTool("nbdinfo", "libnbd-bin");
+        await using var cluster = await LocalCluster.StartAsync(2);
+        var name = LocalCluster.UniqueName("nbd");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "2");
+
+        // Both nodes hold a replica; neither may open a second controller beside the attached one.
+        var refused = await HostCommand.RunAsync("nbdinfo", ["--size", cluster[2].NbdUri(name)]);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("only while it is attached here", cluster[2].Log, StringComparison.Ordinal);
+
+        await cluster[1].CliOkAsync("host", "attach", name);
+        Assert.Equal((1L << 30).ToString(System.Globalization.CultureInfo.InvariantCulture), (await HostCommand.CheckedAsync("nbdinfo", "--size", cluster[1].NbdUri(name))).Trim());
+        Assert.NotEqual(0, (await HostCommand.RunAsync("nbdinfo", ["--size", cluster[2].NbdUri(name)])).ExitCode);
 
         await cluster[1].CliOkAsync("host", "detach", name);
         await cluster[1].CliOkAsync("volume", "delete", name);
