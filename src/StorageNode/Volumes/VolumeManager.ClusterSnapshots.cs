@@ -105,8 +105,8 @@ public sealed partial class VolumeManager
         }
     }
 
-    /// <summary>Deletes this node's copies of the replica's snapshots that <paramref name="keep"/> does not name (deleted in the cluster, or never committed). Returns how many.</summary>
-    public async Task<int> DropSnapshotsAsync(string volumeId, IReadOnlySet<string> keep, CancellationToken cancellationToken)
+    /// <summary>Deletes this node's copies <paramref name="snapshotIds"/> of the replica's snapshots (deleted in the cluster, or never committed). Returns how many were there.</summary>
+    public async Task<int> DropSnapshotsAsync(string volumeId, IReadOnlyCollection<string> snapshotIds, CancellationToken cancellationToken)
     {
         if (_store.FindVolume(volumeId) is not { } record)
         {
@@ -114,7 +114,7 @@ public sealed partial class VolumeManager
         }
 
         var dropped = 0;
-        foreach (var snapshot in record.Snapshots.Where(s => !keep.Contains(s.Id)).ToList())
+        foreach (var snapshot in record.Snapshots.Where(s => snapshotIds.Contains(s.Id)).ToList())
         {
             record = await _store.DeleteSnapshotAsync(record, snapshot, cancellationToken).ConfigureAwait(false);
             dropped++;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Slab.Common;
 
 namespace Slab.Tests.Infrastructure;
@@ -120,6 +121,14 @@ public sealed class XfsScratch : IAsyncDisposable
 
         try
         {
+            // The kernel releases an autoclear loop device after the unmount, possibly a moment later
+            // (deferred to a workqueue on recent kernels): give it up to 5 s before calling it leaked.
+            var released = Stopwatch.StartNew();
+            while ((await LoopDevicesAsync()).Count > 0 && released.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                await Task.Delay(50);
+            }
+
             foreach (var device in await LoopDevicesAsync())
             {
                 problems.Add($"loop device {device} still attached to {ImagePath}");

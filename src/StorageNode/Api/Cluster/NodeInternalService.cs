@@ -17,7 +17,8 @@ public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore stor
 
     public override async Task<V1.SnapshotReplicaResponse> SnapshotReplica(V1.SnapshotReplicaRequest request, ServerCallContext context)
     {
-        await operations.SnapshotLocalReplicaAsync(request.VolumeId, request.SnapshotId, Epoch(request.Epoch), context.CancellationToken).ConfigureAwait(false);
+        await operations.SnapshotLocalReplicaAsync(request.VolumeId, request.SnapshotId, (long)Math.Min(request.MinRevision, long.MaxValue), Epoch(request.Epoch), context.CancellationToken)
+            .ConfigureAwait(false);
         return new V1.SnapshotReplicaResponse();
     }
 

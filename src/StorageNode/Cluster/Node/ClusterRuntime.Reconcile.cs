@@ -400,11 +400,15 @@ public sealed partial class ClusterRuntime
             local = _store.FindVolume(volume.Id) ?? local;
         }
 
-        // Copies of snapshots the cluster deleted (or never committed) go.
-        var keep = volume.Snapshots.Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
-        if (local.Snapshots.Any(s => !keep.Contains(s.Id)))
+        // Copies of snapshots the cluster deleted (or never committed) go. The copies are listed before
+        // the state is read: a copy is made only once this node's state has its snapshot (pending), so
+        // one made after the listing is not dropped and one listed is judged by a state that knows it.
+        var copies = (_store.FindVolume(volume.Id) ?? local).Snapshots.Select(s => s.Id).ToList();
+        var known = (State.Current.FindVolume(volume.Id) ?? volume).Snapshots.Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
+        var gone = copies.Where(id => !known.Contains(id)).ToList();
+        if (gone.Count > 0)
         {
-            var dropped = await _volumes.DropSnapshotsAsync(volume.Id, keep, cancellationToken).ConfigureAwait(false);
+            var dropped = await _volumes.DropSnapshotsAsync(volume.Id, gone, cancellationToken).ConfigureAwait(false);
             var action = dropped == 1 ? "dropped 1 snapshot copy the cluster no longer has" : $"dropped {dropped} snapshot copies the cluster no longer has";
             Log.Reconciled(_logger, volume.Name, action);
             local = _store.FindVolume(volume.Id) ?? local;

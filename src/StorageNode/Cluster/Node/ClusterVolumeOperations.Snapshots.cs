@@ -79,14 +79,14 @@ public sealed partial class ClusterVolumeOperations
         }
 
         var snapshotId = NewId();
-        await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
+        var pending = await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
         try
         {
             var revision = await volumes.AtWriteBoundaryAsync(
                 volume.Id,
                 async (boundary, token) =>
                 {
-                    await ReflinkReplicasAsync(volume, snapshotId, boundary.Epoch, boundary.InSyncNodeIds, token).ConfigureAwait(false);
+                    await ReflinkReplicasAsync(volume, snapshotId, pending.Revision, boundary.Epoch, boundary.InSyncNodeIds, token).ConfigureAwait(false);
                     var committed = await runtime.ProposeOrThrowAsync(
                         new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = boundary.Epoch, Holders = [.. boundary.InSyncNodeIds] },
                         prepared: false,
@@ -116,7 +116,7 @@ public sealed partial class ClusterVolumeOperations
             volume = Require(volume.Id);
             var epoch = volume.Epoch;
             var snapshotId = NewId();
-            await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
+            var pending = await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
             try
             {
                 var holders = volume.Replicas.Where(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)).Select(r => r.NodeId).ToList();
@@ -125,7 +125,7 @@ public sealed partial class ClusterVolumeOperations
                     throw new SlabException(SlabErrorCode.Unavailable, $"no in-sync replica of volume '{volume.Name}' is on an online node; nothing can be snapshotted");
                 }
 
-                await ReflinkReplicasAsync(volume, snapshotId, epoch, holders, cancellationToken).ConfigureAwait(false);
+                await ReflinkReplicasAsync(volume, snapshotId, pending.Revision, epoch, holders, cancellationToken).ConfigureAwait(false);
                 var committed = await runtime.ProposeOrThrowAsync(
                     new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = epoch, Holders = [.. holders] }, prepared: false, cancellationToken).ConfigureAwait(false);
                 Log.SnapshotTaken(logger, volume.Name, name, holders.Count, epoch);
@@ -143,22 +143,25 @@ public sealed partial class ClusterVolumeOperations
         }
     }
 
-    /// <summary>Reflinks the replicas on <paramref name="nodeIds"/> into the snapshot, in parallel, each admitted at <paramref name="epoch"/>.</summary>
-    private async Task ReflinkReplicasAsync(VolumeInfo volume, string snapshotId, long epoch, IReadOnlyList<string> nodeIds, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reflinks the replicas on <paramref name="nodeIds"/> into the snapshot, in parallel, each
+    /// admitted at <paramref name="epoch"/> once its node's state includes <paramref name="pendingRevision"/>.
+    /// </summary>
+    private async Task ReflinkReplicasAsync(VolumeInfo volume, string snapshotId, long pendingRevision, long epoch, IReadOnlyList<string> nodeIds, CancellationToken cancellationToken)
     {
         if (nodeIds.Count == 0)
         {
             throw new SlabException(SlabErrorCode.Unavailable, $"volume '{volume.Name}' has no in-sync replica to snapshot");
         }
 
-        await Task.WhenAll(nodeIds.Select(nodeId => ReflinkReplicaAsync(volume, nodeId, snapshotId, epoch, cancellationToken))).ConfigureAwait(false);
+        await Task.WhenAll(nodeIds.Select(nodeId => ReflinkReplicaAsync(volume, nodeId, snapshotId, pendingRevision, epoch, cancellationToken))).ConfigureAwait(false);
     }
 
-    private async Task ReflinkReplicaAsync(VolumeInfo volume, string nodeId, string snapshotId, long epoch, CancellationToken cancellationToken)
+    private async Task ReflinkReplicaAsync(VolumeInfo volume, string nodeId, string snapshotId, long pendingRevision, long epoch, CancellationToken cancellationToken)
     {
         if (nodeId == runtime.LocalNodeId)
         {
-            await SnapshotLocalReplicaAsync(volume.Id, snapshotId, epoch, cancellationToken).ConfigureAwait(false);
+            await SnapshotLocalReplicaAsync(volume.Id, snapshotId, pendingRevision, epoch, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -166,7 +169,7 @@ public sealed partial class ClusterVolumeOperations
         try
         {
             await peers.Internal(node).SnapshotReplicaAsync(
-                new V1.SnapshotReplicaRequest { VolumeId = volume.Id, SnapshotId = snapshotId, Epoch = (ulong)epoch }, PeerApi.Call(cancellationToken));
+                new V1.SnapshotReplicaRequest { VolumeId = volume.Id, SnapshotId = snapshotId, Epoch = (ulong)epoch, MinRevision = (ulong)pendingRevision }, PeerApi.Call(cancellationToken));
         }
         catch (RpcException e)
         {
@@ -176,12 +179,17 @@ public sealed partial class ClusterVolumeOperations
     }
 
     /// <summary>
-    /// Replica side (this node): reflinks this node's replica into the snapshot. Its copy is named by
-    /// the snapshot's id (names are the cluster state's; a name deleted and reused never clashes here).
+    /// Replica side (this node): reflinks this node's replica into the snapshot once this node's state
+    /// includes <paramref name="pendingRevision"/> (its reconciler drops copies of snapshots its state
+    /// does not know, and reads the state after it lists the copies). The copy is named by the
+    /// snapshot's id (names are the cluster state's; a name deleted and reused never clashes here).
     /// </summary>
-    public Task SnapshotLocalReplicaAsync(string volumeId, string snapshotId, long epoch, CancellationToken cancellationToken)
-        => volumes.SnapshotLocalReplicaAsync(
-            volumeId, new SnapshotRecord { Id = snapshotId, Name = snapshotId, SizeBytes = 0, Created = DateTimeOffset.UtcNow }, epoch, cancellationToken);
+    public async Task SnapshotLocalReplicaAsync(string volumeId, string snapshotId, long pendingRevision, long epoch, CancellationToken cancellationToken)
+    {
+        await runtime.WaitForRevisionAsync(pendingRevision, StateWait, cancellationToken).ConfigureAwait(false);
+        await volumes.SnapshotLocalReplicaAsync(
+            volumeId, new SnapshotRecord { Id = snapshotId, Name = snapshotId, SizeBytes = 0, Created = DateTimeOffset.UtcNow }, epoch, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>Deletes a snapshot that could not be taken (best effort: the leader deletes pending snapshots left behind).</summary>
     private async Task AbandonSnapshotAsync(VolumeInfo volume, string snapshotId, string name, string reason)
