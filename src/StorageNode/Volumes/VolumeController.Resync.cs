@@ -154,23 +154,26 @@ public sealed partial class VolumeController
         }
     }
 
-    /// <summary>Saves <paramref name="tracked"/> unless a save that began after its latest mark has done so already.</summary>
     /// <summary>
-    /// <paramref name="tracked"/>'s map as it must be saved: with the region a running resync is
-    /// copying still marked. Encoded before that region is read: a region taken for copying after the
-    /// encoding is still set in it; one taken before is added back (not copied yet).
+    /// <paramref name="tracked"/>'s map as it must be saved: with the regions a running resync is
+    /// copying still marked. Encoded before those regions are read: a region taken for copying after
+    /// the encoding is still set in it; one taken before is added back (not copied yet).
     /// </summary>
     private byte[] EncodeForSave(TrackedMap tracked)
     {
         var bytes = tracked.Map.Encode();
-        if (Volatile.Read(ref _resync) is { } run && run.Map == tracked && run.CopyingRegion is >= 0 and var copying)
+        if (Volatile.Read(ref _resync) is { } run && run.Map == tracked)
         {
-            DirtyRegionMap.MarkEncoded(bytes, copying);
+            foreach (var copying in run.CopyingRegions)
+            {
+                DirtyRegionMap.MarkEncoded(bytes, copying);
+            }
         }
 
         return bytes;
     }
 
+    /// <summary>Saves <paramref name="tracked"/> unless a save that began after its latest mark has done so already.</summary>
     private async ValueTask SaveMapAsync(int index, TrackedMap tracked, CancellationToken cancellationToken)
     {
         if (_dirtyMaps is null)
@@ -276,69 +279,113 @@ public sealed partial class VolumeController
         }
     }
 
+    /// <summary>
+    /// Regions copied at once by one resync: a copy is a chain of round trips (extents, read, write
+    /// over the network), so one region at a time leaves the disk and the connection idle between them.
+    /// </summary>
+    internal const int ConcurrentRegionCopies = 4;
+
     private async Task CopyAndPromoteAsync(ResyncRun run, CancellationToken cancellationToken)
     {
+        while (true)
+        {
+            using (var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                var workers = new Task[ConcurrentRegionCopies];
+                for (var i = 0; i < workers.Length; i++)
+                {
+                    workers[i] = CopyRegionsAsync(run, failed);
+                }
+
+                try
+                {
+                    await Task.WhenAll(workers).ConfigureAwait(false);
+                }
+                catch
+                {
+                    // The first failure, not a sibling's cancellation it caused.
+                    var first = workers.Select(w => w.Exception?.InnerException).FirstOrDefault(e => e is not null and not OperationCanceledException);
+                    if (first is not null)
+                    {
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
+                    }
+
+                    throw;
+                }
+            }
+
+            // Nothing left to copy: promote at a write boundary, unless writes marked more meanwhile.
+            var pause = await PauseWritesAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (run.Map.Map.DirtyCount > 0)
+                {
+                    continue;
+                }
+
+                await PromoteAsync(run, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            finally
+            {
+                await pause.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One of the resync's copy workers: takes regions no write is touching and copies them until none
+    /// is left. A failure cancels the other workers (through <paramref name="failed"/>); a region whose
+    /// copy did not finish is marked again.
+    /// </summary>
+    private async Task CopyRegionsAsync(ResyncRun run, CancellationTokenSource failed)
+    {
+        await Task.Yield(); // the workers run side by side
+        var cancellationToken = failed.Token;
         var buffer = AlignedBufferPool.Shared.Rent(run.Map.Map.RegionBytes);
         var extents = new BlockExtent[64];
-        var saved = System.Diagnostics.Stopwatch.GetTimestamp();
+        long cursor = 0;
         try
         {
             while (true)
             {
-                long cursor = 0;
-                while (true)
+                cancellationToken.ThrowIfCancellationRequested(); // replicas need not watch the token between requests
+                var region = run.TakeNext(ref cursor, out var idle);
+                if (region == ResyncRun.Done)
                 {
-                    cancellationToken.ThrowIfCancellationRequested(); // replicas need not watch the token between requests
-                    var region = run.TakeNext(ref cursor, out var idle);
-                    if (region == ResyncRun.Done)
-                    {
-                        break;
-                    }
-
-                    if (region == ResyncRun.Busy)
-                    {
-                        await idle!.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-                        continue;
-                    }
-
-                    try
-                    {
-                        await CopyRegionAsync(run, region, buffer, extents, cancellationToken).ConfigureAwait(false);
-                    }
-                    catch
-                    {
-                        run.Map.Map.Mark(region * run.Map.Map.RegionBytes, 1);
-                        throw;
-                    }
-                    finally
-                    {
-                        run.EndCopy();
-                    }
-
-                    if (System.Diagnostics.Stopwatch.GetElapsedTime(saved) >= ProgressSaveInterval)
-                    {
-                        await SaveProgressAsync(run, cancellationToken).ConfigureAwait(false);
-                        saved = System.Diagnostics.Stopwatch.GetTimestamp();
-                    }
+                    return;
                 }
 
-                // Nothing left to copy: promote at a write boundary, unless writes marked more meanwhile.
-                var pause = await PauseWritesAsync(cancellationToken).ConfigureAwait(false);
+                if (region == ResyncRun.Busy)
+                {
+                    await idle!.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
                 try
                 {
-                    if (run.Map.Map.DirtyCount > 0)
-                    {
-                        continue;
-                    }
-
-                    await PromoteAsync(run, cancellationToken).ConfigureAwait(false);
-                    return;
+                    await CopyRegionAsync(run, region, buffer, extents, cancellationToken).ConfigureAwait(false);
+                }
+                catch
+                {
+                    run.Map.Map.Mark(region * run.Map.Map.RegionBytes, 1);
+                    throw;
                 }
                 finally
                 {
-                    await pause.DisposeAsync().ConfigureAwait(false);
+                    run.EndCopy(region);
+                }
+
+                if (run.TryClaimProgressSave(ProgressSaveInterval))
+                {
+                    await SaveProgressAsync(run, cancellationToken).ConfigureAwait(false);
                 }
             }
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            await failed.CancelAsync().ConfigureAwait(false);
+            throw;
         }
         finally
         {
@@ -554,7 +601,7 @@ public sealed partial class VolumeController
         public long SavedGeneration { get; set; }
     }
 
-    /// <summary>One resync: which regions are left, which is being copied, which have writes in flight.</summary>
+    /// <summary>One resync: which regions are left, which are being copied, which have writes in flight.</summary>
     private sealed class ResyncRun(int slot, TrackedMap map, ReplicaMode mode, long started)
     {
         public const long Done = -1;
@@ -562,8 +609,9 @@ public sealed partial class VolumeController
 
         private readonly Lock _lock = new();
         private readonly Dictionary<long, int> _writes = [];
-        private long _copying = -1;
+        private readonly HashSet<long> _copying = [];
         private TaskCompletionSource? _idle;
+        private long _progressSavedAt = System.Diagnostics.Stopwatch.GetTimestamp();
 
         public long BytesCopied;
         public long RegionsDone;
@@ -580,15 +628,30 @@ public sealed partial class VolumeController
         /// <summary>When it began (<see cref="System.Diagnostics.Stopwatch"/> timestamp).</summary>
         public long Started { get; } = started;
 
-        /// <summary>The region being copied now (taken from the map but not yet written), else -1.</summary>
-        public long CopyingRegion
+        /// <summary>The regions being copied now (taken from the map but not yet written).</summary>
+        public long[] CopyingRegions
         {
             get
             {
                 lock (_lock)
                 {
-                    return _copying;
+                    return [.. _copying];
                 }
+            }
+        }
+
+        /// <summary>True for the one worker that should make progress durable now (every <paramref name="interval"/>).</summary>
+        public bool TryClaimProgressSave(TimeSpan interval)
+        {
+            lock (_lock)
+            {
+                if (System.Diagnostics.Stopwatch.GetElapsedTime(_progressSavedAt) < interval)
+                {
+                    return false;
+                }
+
+                _progressSavedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+                return true;
             }
         }
 
@@ -604,7 +667,7 @@ public sealed partial class VolumeController
                 for (var region = first; region <= last; region++)
                 {
                     _writes[region] = _writes.GetValueOrDefault(region) + 1;
-                    send &= region != _copying && !Map.Map.IsSet(region);
+                    send &= !_copying.Contains(region) && !Map.Map.IsSet(region);
                 }
 
                 return send;
@@ -633,7 +696,11 @@ public sealed partial class VolumeController
             }
         }
 
-        /// <summary>Takes the next region to copy that no write is touching; <see cref="Done"/> when none is left, <see cref="Busy"/> (with a task to wait for) when all left are being written.</summary>
+        /// <summary>
+        /// Takes the next region to copy that no write is touching and no other worker is copying;
+        /// <see cref="Done"/> when none is left, <see cref="Busy"/> (with a task to wait for) when all
+        /// left are being written or copied.
+        /// </summary>
         public long TakeNext(ref long cursor, out TaskCompletionSource? idle)
         {
             idle = null;
@@ -648,9 +715,11 @@ public sealed partial class VolumeController
                 var region = first;
                 do
                 {
-                    if (!_writes.ContainsKey(region) && Map.Map.TryTake(region))
+                    // A region another worker still copies was marked again by a write meanwhile: its
+                    // copy may be older than that write, so it is taken only after that copy ends.
+                    if (!_writes.ContainsKey(region) && !_copying.Contains(region) && Map.Map.TryTake(region))
                     {
-                        _copying = region;
+                        _copying.Add(region);
                         cursor = region + 1 < Map.Map.RegionCount ? region + 1 : 0;
                         return region;
                     }
@@ -665,11 +734,13 @@ public sealed partial class VolumeController
             }
         }
 
-        public void EndCopy()
+        public void EndCopy(long region)
         {
             lock (_lock)
             {
-                _copying = -1;
+                _copying.Remove(region);
+                _idle?.TrySetResult(); // a worker may wait for this region
+                _idle = null;
             }
         }
 

@@ -13,7 +13,7 @@ namespace Slab.Api.Cluster;
 /// the leader lets a dead holder's attachment be taken over, bumping the epoch), then made on this
 /// host — over the local replica, or over the replication protocol when the replica is elsewhere.
 /// </summary>
-public sealed class ClusterMountAttachService(ClusterRuntime runtime, VolumeManager volumes) : V1.MountAttach.MountAttachBase
+public sealed class ClusterMountAttachService(ClusterRuntime runtime, VolumeManager volumes, ClusterVolumeOperations operations) : V1.MountAttach.MountAttachBase
 {
     public override async Task<V1.AttachResponse> Attach(V1.AttachRequest request, ServerCallContext context)
     {
@@ -98,13 +98,5 @@ public sealed class ClusterMountAttachService(ClusterRuntime runtime, VolumeMana
         }
     }
 
-    private VolumeInfo Require(string nameOrId)
-    {
-        if (string.IsNullOrEmpty(nameOrId))
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, "volume name is empty");
-        }
-
-        return runtime.State.Current.FindVolume(nameOrId) ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{nameOrId}' not found");
-    }
+    private VolumeInfo Require(string nameOrId) => operations.Require(nameOrId);
 }
