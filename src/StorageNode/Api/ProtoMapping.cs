@@ -87,14 +87,18 @@ internal static class ProtoMapping
         return message;
     }
 
-    public static V1.Snapshot ToProto(VolumeRecord volume, SnapshotRecord snapshot) => new()
+    public static V1.Snapshot ToProto(VolumeRecord volume, SnapshotRecord snapshot)
+        => Snapshot(snapshot.Id, snapshot.Name, volume.Id, volume.Name, snapshot.SizeBytes, snapshot.Created);
+
+    /// <summary>A snapshot message (single node and cluster alike; a cluster adds the nodes holding it).</summary>
+    public static V1.Snapshot Snapshot(string id, string name, string volumeId, string volumeName, long sizeBytes, DateTimeOffset created) => new()
     {
-        Id = snapshot.Id,
-        Name = snapshot.Name,
-        VolumeId = volume.Id,
-        VolumeName = volume.Name,
-        SizeBytes = (ulong)snapshot.SizeBytes,
-        CreatedUnixMs = snapshot.Created.ToUnixTimeMilliseconds(),
+        Id = id,
+        Name = name,
+        VolumeId = volumeId,
+        VolumeName = volumeName,
+        SizeBytes = (ulong)sizeBytes,
+        CreatedUnixMs = created.ToUnixTimeMilliseconds(),
     };
 
     public static V1.Pool ToProto(PoolStatus pool)

@@ -88,15 +88,7 @@ internal static class ClusterProtoMapping
     /// <summary>A committed snapshot of a cluster volume, with the nodes whose replicas hold it.</summary>
     public static V1.Snapshot ToProto(VolumeInfo volume, SnapshotInfo snapshot, ClusterState state)
     {
-        var message = new V1.Snapshot
-        {
-            Id = snapshot.Id,
-            Name = snapshot.Name,
-            VolumeId = volume.Id,
-            VolumeName = volume.Name,
-            SizeBytes = (ulong)snapshot.SizeBytes,
-            CreatedUnixMs = snapshot.Created.ToUnixTimeMilliseconds(),
-        };
+        var message = ProtoMapping.Snapshot(snapshot.Id, snapshot.Name, volume.Id, volume.Name, snapshot.SizeBytes, snapshot.Created);
         message.Nodes.Add(snapshot.HoldingReplicas(volume).Select(r => NameOf(state, r.NodeId)));
         return message;
     }
