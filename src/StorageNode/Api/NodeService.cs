@@ -6,11 +6,11 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api;
 
 /// <summary>The Node service: node status with pools, capacity and alerts.</summary>
-public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, TimeProvider time, IServiceProvider services) : V1.Node.NodeBase
+public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store, LocalNodeIdentity node, TimeProvider time, IServiceProvider services) : V1.Node.NodeBase
 {
     public override Task<V1.StatusResponse> Status(V1.StatusRequest request, ServerCallContext context)
     {
-        var pool = volumes.Store.GetPoolStatus();
+        var pool = store.GetPoolStatus();
         var all = volumes.List();
         var response = new V1.StatusResponse
         {
@@ -30,7 +30,7 @@ public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, T
             NbdTcp = node.NbdTcp,
         };
         response.Pools.Add(ProtoMapping.ToProto(pool));
-        var options = volumes.Store.Options;
+        var options = store.Options;
         var clock = services.GetService(typeof(AlertClock)) as AlertClock;
         var poolAlert = $"pool {pool.Id} {(pool.UsedFraction >= options.FullFraction ? "full" : "near full")}";
         foreach (var other in new[] { $"pool {pool.Id} full", $"pool {pool.Id} near full" }.Where(k => k != poolAlert || pool.UsedFraction < options.NearFullFraction))
@@ -144,7 +144,7 @@ public sealed class NodeService(VolumeManager volumes, LocalNodeIdentity node, T
     public override Task<V1.PoolsResponse> Pools(V1.PoolsRequest request, ServerCallContext context)
     {
         var response = new V1.PoolsResponse();
-        response.Pools.Add(ProtoMapping.ToProto(volumes.Store.GetPoolStatus()));
+        response.Pools.Add(ProtoMapping.ToProto(store.GetPoolStatus()));
         return Task.FromResult(response);
     }
 }

@@ -112,7 +112,7 @@ public static partial class SlabdHost
                 Version,
                 options.NbdSocketPath,
                 options.NbdPort > 0 ? $"{options.ListenAddress}:{options.NbdPort}" : "");
-            builder.Services.AddSingleton(store);
+            builder.Services.AddSingleton<IVolumeStore>(store);
             builder.Services.AddSingleton(node);
             builder.Services.AddSingleton(new VolumeManagerOptions
             {

@@ -19,8 +19,14 @@ public enum IoPriority
 /// </summary>
 public interface IVolumeStore
 {
+    /// <summary>How the store was opened (limits such as snapshots per volume).</summary>
+    StoreOptions Options { get; }
+
     /// <summary>The one pool of this node: drives and capacity, read now.</summary>
     PoolStatus GetPoolStatus();
+
+    /// <summary>Bytes allocated on the drive by the volume's replica (snapshots not counted).</summary>
+    long AllocatedBytes(VolumeRecord volume);
 
     IReadOnlyList<VolumeRecord> ListVolumes();
 
@@ -32,6 +38,16 @@ public interface IVolumeStore
 
     /// <summary>Persists changed metadata (labels, formatted flag, size after a grow).</summary>
     Task<VolumeRecord> SaveVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken);
+
+    /// <summary>Saves the filesystem flags of <paramref name="flags"/> on this node's record <paramref name="local"/> of the same volume; returns the record as saved.</summary>
+    Task<VolumeRecord> SaveFilesystemFlagsAsync(VolumeRecord local, VolumeRecord flags, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Grows the replica to <paramref name="newSizeBytes"/> and commits the new size;
+    /// <paramref name="growReplica"/> grows the open replica (so I/O sees the new size at once), after
+    /// the capacity check and before the commit.
+    /// </summary>
+    Task<VolumeRecord> GrowVolumeAsync(VolumeRecord volume, long newSizeBytes, Action<long> growReplica, CancellationToken cancellationToken);
 
     Task DeleteVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken);
 

@@ -19,11 +19,11 @@ public sealed record VolumeView(VolumeRecord Record, AttachmentInfo? Attachment,
 /// </remarks>
 public sealed partial class VolumeManager
 {
-    private readonly VolumeStore _store;
+    private readonly IVolumeStore _store;
     private readonly ILogger<VolumeManager> _logger;
     private readonly TimeProvider _time;
 
-    public VolumeManager(VolumeStore store, Host.IBlockDeviceAttacher attacher, Host.IFilesystemManager filesystems, VolumeManagerOptions options, TimeProvider time, ILogger<VolumeManager> logger)
+    public VolumeManager(IVolumeStore store, Host.IBlockDeviceAttacher attacher, Host.IFilesystemManager filesystems, VolumeManagerOptions options, TimeProvider time, ILogger<VolumeManager> logger)
     {
         _store = store;
         _attacher = attacher;
@@ -32,8 +32,6 @@ public sealed partial class VolumeManager
         _time = time;
         _logger = logger;
     }
-
-    public VolumeStore Store => _store;
 
     public IReadOnlyList<VolumeView> List(IReadOnlyDictionary<string, string>? labels = null)
     {

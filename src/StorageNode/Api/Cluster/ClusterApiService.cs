@@ -13,7 +13,7 @@ namespace Slab.Api.Cluster;
 /// The Cluster service: nodes, KVDB members, maintenance and decommission. On a node started
 /// without <c>--cluster-id</c>, Inspect and ListNodes describe that one node and the rest is refused.
 /// </summary>
-public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity localNode, TimeProvider time, IServiceProvider services) : V1.Cluster.ClusterBase
+public sealed class ClusterApiService(VolumeManager volumes, Store.IVolumeStore store, LocalNodeIdentity localNode, TimeProvider time, IServiceProvider services) : V1.Cluster.ClusterBase
 {
     private ClusterRuntime? Runtime => (ClusterRuntime?)services.GetService(typeof(ClusterRuntime));
 
@@ -28,7 +28,7 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
                 LeaderNodeId = localNode.NodeId,
                 LeaderNodeName = localNode.NodeName,
                 HasQuorum = true,
-                VolumeCount = (uint)volumes.Store.ListVolumes().Count,
+                VolumeCount = (uint)store.ListVolumes().Count,
                 TotalBytes = single.TotalBytes,
                 UsedBytes = single.UsedBytes,
                 LocalNodeId = localNode.NodeId,
@@ -321,7 +321,7 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
 
     private V1.ClusterNode SingleNode()
     {
-        var pool = volumes.Store.GetPoolStatus();
+        var pool = store.GetPoolStatus();
         var message = new V1.ClusterNode
         {
             Id = localNode.NodeId,
@@ -332,7 +332,7 @@ public sealed class ClusterApiService(VolumeManager volumes, LocalNodeIdentity l
             TotalBytes = (ulong)pool.TotalBytes,
             UsedBytes = (ulong)pool.UsedBytes,
             ProvisionedBytes = (ulong)pool.ProvisionedBytes,
-            ReplicaCount = (uint)volumes.Store.ListVolumes().Count,
+            ReplicaCount = (uint)store.ListVolumes().Count,
             AttachedCount = (uint)volumes.AttachedCount,
             LastSeenUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
             Version = localNode.Version,

@@ -13,7 +13,7 @@ namespace Slab.Api.Cluster;
 /// the cluster), placed by the leader, their replicas made by the nodes that hold them. Any node
 /// answers for any volume.
 /// </summary>
-public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager volumes, PeerApi peers, ClusterVolumeOperations operations) : V1.Volumes.VolumesBase
+public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager volumes, Store.IVolumeStore store, PeerApi peers, ClusterVolumeOperations operations) : V1.Volumes.VolumesBase
 {
     public override async Task<V1.Volume> Create(V1.CreateVolumeRequest request, ServerCallContext context)
     {
@@ -148,8 +148,8 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
 
     private async Task<V1.Volume> DescribeAsync(VolumeInfo volume, bool includeRemoteUsage, CancellationToken cancellationToken)
     {
-        var local = volumes.Store.FindVolume(volume.Id);
-        var used = local is null ? 0 : volumes.Store.AllocatedBytes(local);
+        var local = store.FindVolume(volume.Id);
+        var used = local is null ? 0 : store.AllocatedBytes(local);
         var formatted = local?.Formatted ?? false;
         if (includeRemoteUsage && local is null
             && (volume.Replicas.FirstOrDefault(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)) ?? volume.Replicas.FirstOrDefault()) is { } replica
@@ -200,7 +200,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
         }
     }
 
-    private long LocalUsedBytes(string volumeId) => volumes.Store.FindVolume(volumeId) is { } local ? volumes.Store.AllocatedBytes(local) : 0;
+    private long LocalUsedBytes(string volumeId) => store.FindVolume(volumeId) is { } local ? store.AllocatedBytes(local) : 0;
 }
 
 /// <summary>

@@ -7,7 +7,7 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api.Cluster;
 
 /// <summary>Node-to-node calls answered by the node that holds a replica.</summary>
-public sealed class NodeInternalService(ClusterRuntime runtime, VolumeStore store, Volumes.VolumeManager volumes, ClusterVolumeOperations operations) : V1.NodeInternal.NodeInternalBase
+public sealed class NodeInternalService(ClusterRuntime runtime, IVolumeStore store, Volumes.VolumeManager volumes, ClusterVolumeOperations operations) : V1.NodeInternal.NodeInternalBase
 {
     public override async Task<V1.TakeSnapshotResponse> TakeSnapshot(V1.TakeSnapshotRequest request, ServerCallContext context)
     {

@@ -21,7 +21,7 @@ namespace Slab.Cluster.Node;
 public sealed partial class ClusterRuntime : IAsyncDisposable
 {
     private readonly ClusterNodeOptions _options;
-    private readonly VolumeStore _store;
+    private readonly IVolumeStore _store;
     private readonly VolumeManager _volumes;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
@@ -33,7 +33,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
     private Task _registration = Task.CompletedTask;
     private Task _reconciliation = Task.CompletedTask;
 
-    public ClusterRuntime(ClusterNodeOptions options, VolumeStore store, VolumeManager volumes, ILoggerFactory loggers, TimeProvider time)
+    public ClusterRuntime(ClusterNodeOptions options, IVolumeStore store, VolumeManager volumes, ILoggerFactory loggers, TimeProvider time)
     {
         _options = options;
         _store = store;
@@ -50,7 +50,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
     public string LocalNodeId => _options.NodeId;
 
     /// <summary>This node's store (replicas of the cluster's volumes).</summary>
-    internal VolumeStore Store => _store;
+    internal IVolumeStore Store => _store;
 
     /// <summary>The replicated cluster state (this node's read copy and its way to propose changes).</summary>
     public IClusterStateStore State => (IClusterStateStore?)_voter ?? _client ?? throw new InvalidOperationException("the cluster runtime is not started");

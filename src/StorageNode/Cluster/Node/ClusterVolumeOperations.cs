@@ -16,7 +16,7 @@ namespace Slab.Cluster.Node;
 /// the Raft transitions.
 /// </summary>
 /// <remarks>Thread-safe; every call may run concurrently with others.</remarks>
-public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, VolumeManager volumes, VolumeStore store, PeerApi peers, ILogger<ClusterVolumeOperations> logger)
+public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, VolumeManager volumes, IVolumeStore store, PeerApi peers, ILogger<ClusterVolumeOperations> logger)
 {
     private static readonly TimeSpan StateWait = TimeSpan.FromSeconds(5);
 
@@ -214,7 +214,7 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
     }
 
     /// <summary>This node's replica as the node-to-node API describes it.</summary>
-    public static V1.LocalReplica Describe(VolumeRecord local, VolumeStore store) => new()
+    public static V1.LocalReplica Describe(VolumeRecord local, IVolumeStore store) => new()
     {
         VolumeId = local.Id,
         SizeBytes = (ulong)local.SizeBytes,

@@ -14,7 +14,7 @@ namespace Slab.Cluster.Node;
 /// the epoch move; either way older requests are drained first and refused after.
 /// </summary>
 /// <remarks>Thread-safe; <see cref="TryGetReplica"/> allocates only when it opens a volume.</remarks>
-public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager volumes, VolumeStore store) : IReplicaResolver
+public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager volumes, IVolumeStore store) : IReplicaResolver
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<Guid, VolumeManager.LocalReplicaLease> _open = [];
