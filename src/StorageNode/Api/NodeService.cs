@@ -105,6 +105,8 @@ public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store,
     /// One alert per replica that does not count for its volume's writes (out, catching up,
     /// rebuilding) or sits on a node that is offline, dated from when its state changed: a warning
     /// while the volume has another in-sync replica on an online node, critical when it has none.
+    /// And one per snapshot that no replica holds any more (undated: the state does not record when
+    /// its last holder left).
     /// </summary>
     private static void AddReplicaAlerts(V1.StatusResponse response, Slab.Cluster.Node.ClusterRuntime runtime, Slab.Cluster.State.ClusterState state)
     {
@@ -137,6 +139,20 @@ public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store,
                         : $"replica on {node} {what}{where}; writes go on on {usable} in-sync replica(s)",
                     RaisedUnixMs = replica.StateSince == default ? 0 : replica.StateSince.ToUnixTimeMilliseconds(),
                 });
+            }
+
+            foreach (var snapshot in volume.Snapshots)
+            {
+                if (!snapshot.Pending && !snapshot.HoldingReplicas(volume).Any())
+                {
+                    // Its copies went with replicas that were replaced or rebuilt since it was taken.
+                    response.Alerts.Add(new V1.Alert
+                    {
+                        Severity = "warning",
+                        Resource = $"snapshot {volume.Name}@{snapshot.Name}",
+                        Message = "no replica holds this snapshot any more (the replicas it was taken on were replaced or removed): it cannot be restored or cloned; delete it",
+                    });
+                }
             }
         }
     }

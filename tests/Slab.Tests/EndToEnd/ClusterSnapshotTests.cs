@@ -175,4 +175,33 @@ public sealed class ClusterSnapshotTests(ITestOutputHelper output)
         await cluster[1].CliOkAsync("host", "detach", name);
         await cluster[1].CliOkAsync("volume", "delete", name);
     }
+
+    [Fact]
+    public async Task A_snapshot_whose_replicas_all_left_is_flagged_and_refused_for_clone_and_restore()
+    {
+        await using var cluster = await LocalCluster.StartAsync(2);
+        var name = LocalCluster.UniqueName("lost");
+        await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "1", "--nodes", "node-1");
+        await cluster[1].CliOkAsync("volume", "snapshot", "create", name, "--name", "only");
+
+        // The replica holding it is replaced: a new one on node-2 (rebuilt, without a copy of the snapshot), node-1's removed.
+        output.WriteLine(await cluster[2].CliOkAsync("volume", "ha-update", name, "--repl", "2", "--node", "node-2", "--wait"));
+        await cluster[2].CliOkAsync("volume", "ha-update", name, "--repl", "1", "--node", "node-1");
+        var listed = LocalCluster.First(await cluster[2].CliJsonAsync("volume", "snapshot", "list", name));
+        Assert.False(listed.TryGetProperty("nodes", out var nodes) && nodes.GetArrayLength() > 0);
+
+        var status = await cluster[2].CliOkAsync("status");
+        Assert.Contains($"snapshot {name}@only", status, StringComparison.Ordinal);
+        Assert.Contains("no replica holds this snapshot any more", status, StringComparison.Ordinal);
+        var clone = await cluster[2].CliAsync("volume", "clone", $"{name}@only", "--name", LocalCluster.UniqueName("c"));
+        Assert.NotEqual(0, clone.ExitCode);
+        Assert.Contains("no online node holds it", clone.Stderr, StringComparison.Ordinal);
+        var restore = await cluster[2].CliAsync("volume", "restore", name, "--snapshot", "only");
+        Assert.NotEqual(0, restore.ExitCode);
+        Assert.Contains("no in-sync replica holding snapshot", restore.Stderr, StringComparison.Ordinal);
+
+        await cluster[2].CliOkAsync("volume", "snapshot", "delete", name, "--name", "only");
+        Assert.DoesNotContain("no replica holds this snapshot", await cluster[2].CliOkAsync("status"), StringComparison.Ordinal);
+        await cluster[2].CliOkAsync("volume", "delete", name);
+    }
 }
