@@ -17,7 +17,7 @@ public sealed partial class VolumeManager
     /// <summary>
     /// Holds the writes of the volume's controller open on this node at a write boundary, flushes
     /// every replica it writes to, and runs <paramref name="cut"/> (which reflinks the in-sync
-    /// replicas and records the snapshot) before writes resume. Every write acknowledged before the
+    /// replicas) before writes resume. Every write acknowledged before the
     /// call is in the cut; none after it is.
     /// </summary>
     /// <exception cref="SlabException">No controller open here (FailedPrecondition); a replica failed the flush and could not be dropped (Unavailable).</exception>

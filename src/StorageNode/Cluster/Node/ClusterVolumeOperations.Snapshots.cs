@@ -82,20 +82,24 @@ public sealed partial class ClusterVolumeOperations
         var pending = await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
         try
         {
-            var revision = await volumes.AtWriteBoundaryAsync(
+            // Writes are held only while the replicas reflink: the copies are fixed then, and the commit
+            // (which expects the boundary's epoch, so a replica dropped meanwhile makes it fail) need not hold them.
+            var held = System.Diagnostics.Stopwatch.StartNew();
+            var boundary = await volumes.AtWriteBoundaryAsync(
                 volume.Id,
                 async (boundary, token) =>
                 {
                     await ReflinkReplicasAsync(volume, snapshotId, pending.Revision, boundary.Epoch, boundary.InSyncNodeIds, token).ConfigureAwait(false);
-                    var committed = await runtime.ProposeOrThrowAsync(
-                        new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = boundary.Epoch, Holders = [.. boundary.InSyncNodeIds] },
-                        prepared: false,
-                        token).ConfigureAwait(false);
-                    Log.SnapshotTaken(logger, volume.Name, name, boundary.InSyncNodeIds.Count, boundary.Epoch);
-                    return committed.Revision;
+                    return boundary;
                 },
                 cancellationToken).ConfigureAwait(false);
-            return (snapshotId, revision);
+            var heldMs = held.Elapsed.TotalMilliseconds;
+            var committed = await runtime.ProposeOrThrowAsync(
+                new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = boundary.Epoch, Holders = [.. boundary.InSyncNodeIds] },
+                prepared: false,
+                cancellationToken).ConfigureAwait(false);
+            Log.SnapshotTaken(logger, volume.Name, name, boundary.InSyncNodeIds.Count, boundary.Epoch, heldMs);
+            return (snapshotId, committed.Revision);
         }
         catch (Exception e) when (e is SlabException or OperationCanceledException)
         {
@@ -128,7 +132,7 @@ public sealed partial class ClusterVolumeOperations
                 await ReflinkReplicasAsync(volume, snapshotId, pending.Revision, epoch, holders, cancellationToken).ConfigureAwait(false);
                 var committed = await runtime.ProposeOrThrowAsync(
                     new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = epoch, Holders = [.. holders] }, prepared: false, cancellationToken).ConfigureAwait(false);
-                Log.SnapshotTaken(logger, volume.Name, name, holders.Count, epoch);
+                Log.SnapshotTaken(logger, volume.Name, name, holders.Count, epoch, 0);
                 return (snapshotId, committed.Revision);
             }
             catch (Exception e) when (e is SlabException or OperationCanceledException)

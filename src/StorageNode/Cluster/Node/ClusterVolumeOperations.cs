@@ -234,8 +234,8 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
 
     private static partial class Log
     {
-        [LoggerMessage(Level = LogLevel.Information, Message = "Snapshot {Volume}@{Snapshot} taken on {Replicas} replica(s) at epoch {Epoch}")]
-        public static partial void SnapshotTaken(ILogger logger, string volume, string snapshot, int replicas, long epoch);
+        [LoggerMessage(Level = LogLevel.Information, Message = "Snapshot {Volume}@{Snapshot} taken on {Replicas} replica(s) at epoch {Epoch}; writes held {HeldMs:0} ms")]
+        public static partial void SnapshotTaken(ILogger logger, string volume, string snapshot, int replicas, long epoch, double heldMs);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Snapshot {Volume}@{Snapshot} was not taken: {Reason}")]
         public static partial void SnapshotAbandoned(ILogger logger, string volume, string snapshot, string reason);
