@@ -6,7 +6,7 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api;
 
 /// <summary>The Node service: node status with pools, capacity and alerts.</summary>
-public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store, LocalNodeIdentity node, TimeProvider time, IServiceProvider services) : V1.Node.NodeBase
+public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store, LocalNodeIdentity node, AlertClock clock, IServiceProvider services) : V1.Node.NodeBase
 {
     public override Task<V1.StatusResponse> Status(V1.StatusRequest request, ServerCallContext context)
     {
@@ -31,14 +31,18 @@ public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store,
         };
         response.Pools.Add(ProtoMapping.ToProto(pool));
         var options = store.Options;
-        var clock = services.GetService(typeof(AlertClock)) as AlertClock;
-        var poolAlert = $"pool {pool.Id} {(pool.UsedFraction >= options.FullFraction ? "full" : "near full")}";
-        foreach (var other in new[] { $"pool {pool.Id} full", $"pool {pool.Id} near full" }.Where(k => k != poolAlert || pool.UsedFraction < options.NearFullFraction))
+        // The pool alert is dated from when its condition (near full, or full) began.
+        var poolAlert = pool.UsedFraction >= options.FullFraction ? $"pool {pool.Id} full"
+            : pool.UsedFraction >= options.NearFullFraction ? $"pool {pool.Id} near full" : null;
+        foreach (var condition in (string[])[$"pool {pool.Id} full", $"pool {pool.Id} near full"])
         {
-            clock?.Inactive(other);
+            if (condition != poolAlert)
+            {
+                clock.Inactive(condition);
+            }
         }
 
-        if (pool.UsedFraction >= options.NearFullFraction)
+        if (poolAlert is not null)
         {
             var full = pool.UsedFraction >= options.FullFraction;
             response.Alerts.Add(new V1.Alert
@@ -48,7 +52,7 @@ public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store,
                 Message = full
                     ? $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}): new volumes, clones and grows are refused; free space or add a drive"
                     : $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}); at {options.FullFraction:P0} new allocations will be refused",
-                RaisedUnixMs = (clock?.ActiveSince(poolAlert) ?? time.GetUtcNow()).ToUnixTimeMilliseconds(),
+                RaisedUnixMs = clock.ActiveSince(poolAlert).ToUnixTimeMilliseconds(),
             });
         }
 

@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using Slab.Common;
 
 namespace Slab.Common;
 
@@ -40,11 +39,13 @@ public static class VolumeNames
 
         if (!IsValid(name))
         {
-            throw new SlabException(
-                SlabErrorCode.InvalidArgument,
-                $"invalid {what} name '{name}': use 1-{MaximumLength} letters, digits, '.', '_' or '-', starting with a letter or digit");
+            throw new SlabException(SlabErrorCode.InvalidArgument, Invalid(name, what));
         }
     }
+
+    /// <summary>The message for a <paramref name="what"/> ("volume", "snapshot", "node") name that is not <see cref="IsValid"/>.</summary>
+    public static string Invalid(string? name, string what)
+        => $"invalid {what} name '{name}': use 1-{MaximumLength} letters, digits, '.', '_' or '-', starting with a letter or digit";
 
     /// <summary>Splits "VOL@SNAP"; the snapshot part is null for a plain volume name.</summary>
     public static (string Volume, string? Snapshot) Split(string reference)

@@ -70,6 +70,9 @@ public sealed record VolumeRecord
 
         return null;
     }
+
+    /// <summary>Finds a snapshot by id only (a name may look like another snapshot's id); null when none.</summary>
+    public SnapshotRecord? FindSnapshotById(string id) => Snapshots.Find(s => s.Id == id);
 }
 
 /// <summary>A snapshot: a reflink of the replica taken at a write boundary.</summary>

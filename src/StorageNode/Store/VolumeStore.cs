@@ -260,7 +260,7 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
         try
         {
             var current = Current(volume);
-            if (current.FindSnapshot(snapshot.Id) is { } same && same.Id == snapshot.Id)
+            if (current.FindSnapshotById(snapshot.Id) is not null)
             {
                 return current; // taken already (a retry)
             }

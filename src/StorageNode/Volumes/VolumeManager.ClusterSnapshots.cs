@@ -49,7 +49,7 @@ public sealed partial class VolumeManager
     public async Task SnapshotLocalReplicaAsync(string volumeId, SnapshotRecord snapshot, long epoch, CancellationToken cancellationToken)
     {
         var record = RequireLocalReplica(volumeId);
-        if (record.FindSnapshot(snapshot.Id) is { } taken && taken.Id == snapshot.Id)
+        if (record.FindSnapshotById(snapshot.Id) is not null)
         {
             return;
         }
@@ -85,7 +85,7 @@ public sealed partial class VolumeManager
     public async Task RestoreLocalReplicaAsync(string volumeId, string snapshotId, long epoch, CancellationToken cancellationToken)
     {
         var record = RequireLocalReplica(volumeId);
-        if (record.FindSnapshot(snapshotId) is not { } snapshot || snapshot.Id != snapshotId)
+        if (record.FindSnapshotById(snapshotId) is not { } snapshot)
         {
             throw new SlabException(SlabErrorCode.NotFound, $"the replica of volume '{record.Name}' here holds no copy of snapshot {snapshotId}");
         }

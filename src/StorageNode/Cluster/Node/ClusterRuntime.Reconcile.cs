@@ -403,9 +403,14 @@ public sealed partial class ClusterRuntime
         // Copies of snapshots the cluster deleted (or never committed) go. The copies are listed before
         // the state is read: a copy is made only once this node's state has its snapshot (pending), so
         // one made after the listing is not dropped and one listed is judged by a state that knows it.
-        var copies = (_store.FindVolume(volume.Id) ?? local).Snapshots.Select(s => s.Id).ToList();
-        var known = (State.Current.FindVolume(volume.Id) ?? volume).Snapshots.Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
-        var gone = copies.Where(id => !known.Contains(id)).ToList();
+        var copies = (_store.FindVolume(volume.Id) ?? local).Snapshots;
+        if (copies.Count == 0)
+        {
+            return local; // most replicas: nothing to look up every pass
+        }
+
+        var known = State.Current.FindVolume(volume.Id) ?? volume;
+        var gone = copies.Where(c => known.FindSnapshotById(c.Id) is null).Select(c => c.Id).ToList();
         if (gone.Count > 0)
         {
             var dropped = await _volumes.DropSnapshotsAsync(volume.Id, gone, cancellationToken).ConfigureAwait(false);
@@ -429,7 +434,7 @@ public sealed partial class ClusterRuntime
             return null;
         }
 
-        if (_store.FindVolume(origin.VolumeId) is { } source && source.FindSnapshot(origin.SnapshotId) is { } snapshot && snapshot.Id == origin.SnapshotId)
+        if (_store.FindVolume(origin.VolumeId) is { } source && source.FindSnapshotById(origin.SnapshotId) is { } snapshot)
         {
             return new ReplicaSource(source, snapshot);
         }

@@ -1,4 +1,3 @@
-using Grpc.Core;
 using Slab.Cluster.State;
 using Slab.Common;
 using V1 = Slab.Api.V1;
@@ -86,15 +85,14 @@ public sealed partial class ClusterVolumeOperations
         }
 
         var node = NodeOf(nodeId);
+        var request = new V1.RestoreReplicaRequest { VolumeId = volume.Id, SnapshotId = snapshotId, Epoch = (ulong)epoch };
         try
         {
-            await peers.Internal(node).RestoreReplicaAsync(
-                new V1.RestoreReplicaRequest { VolumeId = volume.Id, SnapshotId = snapshotId, Epoch = (ulong)epoch }, PeerApi.Call(cancellationToken));
+            await peers.CallAsync(node, (client, options) => client.RestoreReplicaAsync(request, options), cancellationToken).ConfigureAwait(false);
         }
-        catch (RpcException e)
+        catch (SlabException e)
         {
-            var failure = PeerApi.Translate(e, node);
-            throw new SlabException(failure.Code, $"the replica on {node.Name} could not be restored: {failure.Message}", e);
+            throw new SlabException(e.Code, $"the replica on {node.Name} could not be restored: {e.Message}", e);
         }
     }
 

@@ -1,4 +1,3 @@
-using Grpc.Core;
 using Slab.Cluster.State;
 using Slab.Common;
 using Slab.Store;
@@ -8,8 +7,8 @@ namespace Slab.Cluster.Node;
 
 // Snapshots and clones of cluster volumes. A snapshot is crash-consistent across replicas: where the
 // volume is attached (or resynced), its controller holds writes at a boundary and flushes, every
-// in-sync replica reflinks under its epoch gate at the controller's epoch, the snapshot is committed
-// with that epoch expected, and writes resume. A detached volume is held by an internal snapshot
+// in-sync replica reflinks under its epoch gate at the controller's epoch, writes resume, and the
+// snapshot is committed with that epoch expected. A detached volume is held by an internal snapshot
 // attachment instead (a host attach takes it over, which makes the commit fail). A snapshot is
 // pending until committed; a failed one is deleted, and the replicas' nodes drop their copies.
 public sealed partial class ClusterVolumeOperations
@@ -41,16 +40,9 @@ public sealed partial class ClusterVolumeOperations
                         $"volume '{volume.Name}' is attached on {holder.Name}, which is offline: its writes cannot be held for a snapshot; attach it on another node (takeover) first");
                 }
 
-                try
-                {
-                    var taken = await peers.Internal(holder).TakeSnapshotAsync(new V1.TakeSnapshotRequest { VolumeId = volume.Id, Name = name }, PeerApi.Call(cancellationToken));
-                    (snapshotId, revision) = (taken.SnapshotId, (long)taken.Revision);
-                }
-                catch (RpcException e)
-                {
-                    throw PeerApi.Translate(e, holder);
-                }
-
+                var request = new V1.TakeSnapshotRequest { VolumeId = volume.Id, Name = name };
+                var taken = await peers.CallAsync(holder, (client, options) => client.TakeSnapshotAsync(request, options), cancellationToken).ConfigureAwait(false);
+                (snapshotId, revision) = (taken.SnapshotId, (long)taken.Revision);
                 break;
             case { } busy:
                 throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is {Describe(busy)} by {NameOf(busy.NodeId)}; take the snapshot when that ends");
@@ -61,7 +53,7 @@ public sealed partial class ClusterVolumeOperations
 
         await runtime.WaitForRevisionAsync(revision, StateWait, cancellationToken).ConfigureAwait(false);
         volume = Require(volume.Id);
-        var snapshot = volume.Snapshots.FirstOrDefault(s => s.Id == snapshotId)
+        var snapshot = volume.FindSnapshotById(snapshotId)
             ?? throw new SlabException(SlabErrorCode.NotFound, $"snapshot '{name}' of volume '{volume.Name}' was deleted right after it was taken");
         return (volume, snapshot);
     }
@@ -78,22 +70,40 @@ public sealed partial class ClusterVolumeOperations
             throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is no longer attached on {runtime.Options.NodeName}; take the snapshot again");
         }
 
+        // Writes are held only while the replicas reflink: the copies are fixed then, and the commit
+        // (which expects the boundary's epoch, so a replica dropped meanwhile makes it fail) need not hold them.
+        return await TakeAsync(
+            volume,
+            name,
+            async (snapshotId, pendingRevision, token) =>
+            {
+                var held = System.Diagnostics.Stopwatch.StartNew();
+                var boundary = await volumes.AtWriteBoundaryAsync(
+                    volume.Id,
+                    async (boundary, cut) =>
+                    {
+                        await ReflinkReplicasAsync(volume, snapshotId, pendingRevision, boundary.Epoch, boundary.InSyncNodeIds, cut).ConfigureAwait(false);
+                        return boundary;
+                    },
+                    token).ConfigureAwait(false);
+                return (boundary, held.Elapsed.TotalMilliseconds);
+            },
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Records a pending snapshot, has <paramref name="cut"/> reflink the replicas (it returns the
+    /// cut's epoch and in-sync replicas, and how long writes were held), then commits it with that
+    /// epoch expected. Any failure deletes the snapshot. Returns its id and a revision with the commit.
+    /// </summary>
+    private async Task<(string SnapshotId, long Revision)> TakeAsync(
+        VolumeInfo volume, string name, Func<string, long, CancellationToken, Task<(Volumes.WriteBoundary Boundary, double HeldMs)>> cut, CancellationToken cancellationToken)
+    {
         var snapshotId = NewId();
         var pending = await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
         try
         {
-            // Writes are held only while the replicas reflink: the copies are fixed then, and the commit
-            // (which expects the boundary's epoch, so a replica dropped meanwhile makes it fail) need not hold them.
-            var held = System.Diagnostics.Stopwatch.StartNew();
-            var boundary = await volumes.AtWriteBoundaryAsync(
-                volume.Id,
-                async (boundary, token) =>
-                {
-                    await ReflinkReplicasAsync(volume, snapshotId, pending.Revision, boundary.Epoch, boundary.InSyncNodeIds, token).ConfigureAwait(false);
-                    return boundary;
-                },
-                cancellationToken).ConfigureAwait(false);
-            var heldMs = held.Elapsed.TotalMilliseconds;
+            var (boundary, heldMs) = await cut(snapshotId, pending.Revision, cancellationToken).ConfigureAwait(false);
             var committed = await runtime.ProposeOrThrowAsync(
                 new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = boundary.Epoch, Holders = [.. boundary.InSyncNodeIds] },
                 prepared: false,
@@ -118,28 +128,23 @@ public sealed partial class ClusterVolumeOperations
         {
             await runtime.WaitForRevisionAsync(attached.Revision, StateWait, cancellationToken).ConfigureAwait(false);
             volume = Require(volume.Id);
-            var epoch = volume.Epoch;
-            var snapshotId = NewId();
-            var pending = await runtime.ProposeOrThrowAsync(new CreateSnapshot { Volume = volume.Id, SnapshotId = snapshotId, Name = name }, prepared: false, cancellationToken).ConfigureAwait(false);
-            try
+            var holders = volume.Replicas.Where(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)).Select(r => r.NodeId).ToList();
+            if (holders.Count == 0)
             {
-                var holders = volume.Replicas.Where(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)).Select(r => r.NodeId).ToList();
-                if (holders.Count == 0)
-                {
-                    throw new SlabException(SlabErrorCode.Unavailable, $"no in-sync replica of volume '{volume.Name}' is on an online node; nothing can be snapshotted");
-                }
+                throw new SlabException(SlabErrorCode.Unavailable, $"no in-sync replica of volume '{volume.Name}' is on an online node; nothing can be snapshotted");
+            }
 
-                await ReflinkReplicasAsync(volume, snapshotId, pending.Revision, epoch, holders, cancellationToken).ConfigureAwait(false);
-                var committed = await runtime.ProposeOrThrowAsync(
-                    new CommitSnapshot { Volume = volume.Id, SnapshotId = snapshotId, ExpectedEpoch = epoch, Holders = [.. holders] }, prepared: false, cancellationToken).ConfigureAwait(false);
-                Log.SnapshotTaken(logger, volume.Name, name, holders.Count, epoch, 0);
-                return (snapshotId, committed.Revision);
-            }
-            catch (Exception e) when (e is SlabException or OperationCanceledException)
-            {
-                await AbandonSnapshotAsync(volume, snapshotId, name, e.Message).ConfigureAwait(false);
-                throw;
-            }
+            // No writes to hold: a host attach would take the attachment over with an epoch bump, failing the commit.
+            var boundary = new Volumes.WriteBoundary(volume.Epoch, holders);
+            return await TakeAsync(
+                volume,
+                name,
+                async (snapshotId, pendingRevision, token) =>
+                {
+                    await ReflinkReplicasAsync(volume, snapshotId, pendingRevision, boundary.Epoch, holders, token).ConfigureAwait(false);
+                    return (boundary, 0d);
+                },
+                cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -153,11 +158,6 @@ public sealed partial class ClusterVolumeOperations
     /// </summary>
     private async Task ReflinkReplicasAsync(VolumeInfo volume, string snapshotId, long pendingRevision, long epoch, IReadOnlyList<string> nodeIds, CancellationToken cancellationToken)
     {
-        if (nodeIds.Count == 0)
-        {
-            throw new SlabException(SlabErrorCode.Unavailable, $"volume '{volume.Name}' has no in-sync replica to snapshot");
-        }
-
         await Task.WhenAll(nodeIds.Select(nodeId => ReflinkReplicaAsync(volume, nodeId, snapshotId, pendingRevision, epoch, cancellationToken))).ConfigureAwait(false);
     }
 
@@ -170,15 +170,14 @@ public sealed partial class ClusterVolumeOperations
         }
 
         var node = NodeOf(nodeId);
+        var request = new V1.SnapshotReplicaRequest { VolumeId = volume.Id, SnapshotId = snapshotId, Epoch = (ulong)epoch, MinRevision = (ulong)pendingRevision };
         try
         {
-            await peers.Internal(node).SnapshotReplicaAsync(
-                new V1.SnapshotReplicaRequest { VolumeId = volume.Id, SnapshotId = snapshotId, Epoch = (ulong)epoch, MinRevision = (ulong)pendingRevision }, PeerApi.Call(cancellationToken));
+            await peers.CallAsync(node, (client, options) => client.SnapshotReplicaAsync(request, options), cancellationToken).ConfigureAwait(false);
         }
-        catch (RpcException e)
+        catch (SlabException e)
         {
-            var failure = PeerApi.Translate(e, node);
-            throw new SlabException(failure.Code, $"the replica on {node.Name} could not be snapshotted: {failure.Message}", e);
+            throw new SlabException(e.Code, $"the replica on {node.Name} could not be snapshotted: {e.Message}", e);
         }
     }
 

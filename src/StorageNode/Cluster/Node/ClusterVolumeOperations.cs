@@ -42,29 +42,43 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
         await runtime.WaitForRevisionAsync(result.Revision, StateWait, cancellationToken).ConfigureAwait(false);
         var volume = runtime.State.Current.FindVolume(command.VolumeId)
             ?? throw new SlabException(SlabErrorCode.Unavailable, $"volume '{command.Name}' was created but this node's copy of the cluster state does not show it yet; inspect it again");
+
+        // Nothing half-made: the record is taken back (the replica's node removes any file it made);
+        // if even that fails it stays, the replica's node makes the replica when it can, and delete works as usual.
+        await MakeReplicasOrUndoAsync(
+            volume, volume.Replicas, result.Revision, new DeleteVolume { Volume = volume.Id }, e => $"volume '{command.Name}' was not created: its replica could not be made: {e.Message}", cancellationToken)
+            .ConfigureAwait(false);
+        return volume;
+    }
+
+    /// <summary>
+    /// Has the nodes of <paramref name="replicas"/> make them (state at <paramref name="revision"/>);
+    /// when one cannot, proposes <paramref name="undo"/> (best effort, not cancelled with the request)
+    /// and throws the failure with the message <paramref name="failure"/> gives.
+    /// </summary>
+    private async Task MakeReplicasOrUndoAsync(
+        VolumeInfo volume, IEnumerable<ReplicaInfo> replicas, long revision, ClusterCommand undo, Func<SlabException, string> failure, CancellationToken cancellationToken)
+    {
         try
         {
-            foreach (var replica in volume.Replicas)
+            foreach (var replica in replicas)
             {
-                await SyncReplicaAsync(volume, replica.NodeId, result.Revision, cancellationToken).ConfigureAwait(false);
+                await SyncReplicaAsync(volume, replica.NodeId, revision, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (SlabException e)
         {
-            // Nothing half-made: take the record back (the replica's node removes any file it made).
             try
             {
-                await runtime.ProposeOrThrowAsync(new DeleteVolume { Volume = volume.Id }, prepared: false, CancellationToken.None).ConfigureAwait(false);
+                await runtime.ProposeOrThrowAsync(undo, prepared: true, CancellationToken.None).ConfigureAwait(false);
             }
             catch (SlabException)
             {
-                // The record stays; the replica's node creates the replica when it can, and delete works as usual.
+                // The change stays; see the caller for what becomes of it.
             }
 
-            throw new SlabException(e.Code, $"volume '{command.Name}' was not created: its replica could not be made: {e.Message}", e);
+            throw new SlabException(e.Code, failure(e), e);
         }
-
-        return volume;
     }
 
     /// <summary>
@@ -86,27 +100,17 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
         var result = await runtime.ProposeOrThrowAsync(new ChangeReplication { Volume = volume.Id, Repl = repl, Node = node }, prepared: true, cancellationToken).ConfigureAwait(false);
         await runtime.WaitForRevisionAsync(result.Revision, StateWait, cancellationToken).ConfigureAwait(false);
         volume = Require(volume.Id);
+        // Nothing half-made: a new replica that cannot be made leaves the set again (its node removes
+        // any file it made); if even that fails it stays, rebuilding once its node can make it.
         foreach (var added in volume.Replicas.Where(r => !before.Contains(r.NodeId)))
         {
-            try
-            {
-                await SyncReplicaAsync(volume, added.NodeId, result.Revision, cancellationToken).ConfigureAwait(false);
-            }
-            catch (SlabException e)
-            {
-                // Nothing half-made: take the replica back out of the set (its node removes any file it made).
-                try
-                {
-                    await runtime.ProposeOrThrowAsync(
-                        new ChangeReplication { Volume = volume.Id, Repl = volume.Replicas.Length - 1, Node = added.NodeId }, prepared: true, CancellationToken.None).ConfigureAwait(false);
-                }
-                catch (SlabException)
-                {
-                    // It stays in the set, rebuilding once its node can make it; ha-update down removes it.
-                }
-
-                throw new SlabException(e.Code, $"volume '{volume.Name}' keeps {before.Count} replica(s): the new replica could not be made: {e.Message}", e);
-            }
+            await MakeReplicasOrUndoAsync(
+                volume,
+                [added],
+                result.Revision,
+                new ChangeReplication { Volume = volume.Id, Repl = volume.Replicas.Length - 1, Node = added.NodeId },
+                e => $"volume '{volume.Name}' keeps {before.Count} replica(s): the new replica could not be made: {e.Message}",
+                cancellationToken).ConfigureAwait(false);
         }
 
         // Where the volume is attached here, follow at once rather than at the next reconcile.
@@ -128,14 +132,6 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
     public async Task<VolumeInfo> UpdateAsync(string volumeReference, long? sizeBytes, IReadOnlyDictionary<string, string> labelChanges, CancellationToken cancellationToken)
     {
         var volume = Require(volumeReference);
-        foreach (var (key, value) in labelChanges)
-        {
-            if (value.Length > 0)
-            {
-                VolumeNames.ValidateLabel(key, value);
-            }
-        }
-
         long revision;
         if (sizeBytes is { } size && volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId)
         {
@@ -146,14 +142,7 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
                 request.Labels[key] = value;
             }
 
-            try
-            {
-                revision = (long)(await peers.Internal(holder).UpdateVolumeAsync(request, PeerApi.Call(cancellationToken))).Revision;
-            }
-            catch (RpcException e)
-            {
-                throw PeerApi.Translate(e, holder);
-            }
+            revision = (long)(await peers.CallAsync(holder, (client, options) => client.UpdateVolumeAsync(request, options), cancellationToken).ConfigureAwait(false)).Revision;
         }
         else
         {
@@ -201,16 +190,8 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
             return Describe(local, store);
         }
 
-        var node = NodeOf(nodeId);
-        try
-        {
-            return await peers.Internal(node).SyncReplicaAsync(
-                new V1.SyncReplicaRequest { VolumeId = volume.Id, MinRevision = (ulong)revision }, PeerApi.Call(cancellationToken));
-        }
-        catch (RpcException e)
-        {
-            throw PeerApi.Translate(e, node);
-        }
+        var request = new V1.SyncReplicaRequest { VolumeId = volume.Id, MinRevision = (ulong)revision };
+        return await peers.CallAsync(NodeOf(nodeId), (client, options) => client.SyncReplicaAsync(request, options), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>This node's replica as the node-to-node API describes it.</summary>

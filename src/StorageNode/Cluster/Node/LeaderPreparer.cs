@@ -53,7 +53,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
     /// </summary>
     private CommandPreparation PlaceClone(CreateVolume create, ClusterState current, VolumeOrigin origin)
     {
-        if (!current.Volumes.TryGetValue(origin.VolumeId, out var source) || source.FindSnapshot(origin.SnapshotId) is not { Pending: false } snapshot)
+        if (!current.Volumes.TryGetValue(origin.VolumeId, out var source) || source.FindSnapshotById(origin.SnapshotId) is not { Pending: false } snapshot)
         {
             return CommandPreparation.Replicate(create); // apply gives the precise refusal
         }

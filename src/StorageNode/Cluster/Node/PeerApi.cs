@@ -38,6 +38,22 @@ public sealed class PeerApi : IDisposable
 
     public V1.NodeInternal.NodeInternalClient Internal(NodeInfo node) => new(ChannelTo(node));
 
+    /// <summary>
+    /// One call to <paramref name="node"/>'s node-to-node service with the node-to-node deadline; a
+    /// failure becomes the <see cref="SlabException"/> of <see cref="Translate"/>.
+    /// </summary>
+    public async Task<T> CallAsync<T>(NodeInfo node, Func<V1.NodeInternal.NodeInternalClient, CallOptions, AsyncUnaryCall<T>> call, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await call(Internal(node), Call(cancellationToken));
+        }
+        catch (RpcException e)
+        {
+            throw Translate(e, node);
+        }
+    }
+
     /// <summary>Call options with the node-to-node deadline, linked to <paramref name="cancellationToken"/>.</summary>
     public static CallOptions Call(CancellationToken cancellationToken) =>
         new(deadline: DateTime.UtcNow + CallTimeout, cancellationToken: cancellationToken);

@@ -297,6 +297,20 @@ public sealed record VolumeInfo
         return null;
     }
 
+    /// <summary>Finds a snapshot by id only (a name may look like another snapshot's id); null when none.</summary>
+    public SnapshotInfo? FindSnapshotById(string id)
+    {
+        foreach (var snapshot in Snapshots)
+        {
+            if (snapshot.Id == id)
+            {
+                return snapshot;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Finds the replica on <paramref name="nodeId"/>; null when none.</summary>
     public ReplicaInfo? FindReplica(string nodeId)
     {

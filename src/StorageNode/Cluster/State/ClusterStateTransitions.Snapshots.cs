@@ -26,8 +26,7 @@ public static partial class ClusterStateTransitions
 
         if (!VolumeNames.IsValid(c.Name))
         {
-            return Reject(state, Rejection.InvalidArgument,
-                $"invalid snapshot name '{c.Name}': use 1-{VolumeNames.MaximumLength} letters, digits, '.', '_' or '-', starting with a letter or digit");
+            return Reject(state, Rejection.InvalidArgument, VolumeNames.Invalid(c.Name, "snapshot"));
         }
 
         foreach (var existing in volume.Snapshots)
@@ -57,18 +56,10 @@ public static partial class ClusterStateTransitions
             return VolumeNotFound(state, c.Volume);
         }
 
-        var index = -1;
-        for (var i = 0; i < volume.Snapshots.Length && index < 0; i++)
-        {
-            index = volume.Snapshots[i].Id == c.SnapshotId ? i : -1;
-        }
-
-        if (index < 0)
+        if (volume.FindSnapshotById(c.SnapshotId) is not { } snapshot)
         {
             return Reject(state, Rejection.SnapshotNotFound, $"volume '{volume.Name}' has no snapshot with id {c.SnapshotId} (deleted meanwhile?)");
         }
-
-        var snapshot = volume.Snapshots[index];
         if (!snapshot.Pending)
         {
             return Ok(state, CommandResult.Ok(volume, snapshot.Id)); // committed already: a retry
@@ -98,7 +89,7 @@ public static partial class ClusterStateTransitions
             holders.Add(new SnapshotHolder(replica.NodeId, replica.Incarnation));
         }
 
-        volume = volume with { Snapshots = volume.Snapshots.SetItem(index, snapshot with { Pending = false, Holders = holders.ToImmutable() }) };
+        volume = volume with { Snapshots = volume.Snapshots.Replace(snapshot, snapshot with { Pending = false, Holders = holders.ToImmutable() }) };
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume, snapshot.Id));
     }
 
@@ -178,7 +169,7 @@ public static partial class ClusterStateTransitions
                 $"volume '{volume.Name}' is attached on {where}; detach it before restoring (if {where} is dead, attach it on another node, which takes it over, and detach it there)");
         }
 
-        if (volume.FindSnapshot(c.RestoreSnapshotId) is not { } snapshot || snapshot.Id != c.RestoreSnapshotId || snapshot.Pending)
+        if (volume.FindSnapshotById(c.RestoreSnapshotId) is not { Pending: false } snapshot)
         {
             return CommandResult.Reject(Rejection.SnapshotNotFound, $"volume '{volume.Name}' has no committed snapshot with id '{c.RestoreSnapshotId}'");
         }
@@ -200,7 +191,7 @@ public static partial class ClusterStateTransitions
             return CommandResult.Reject(Rejection.VolumeNotFound, $"the clone's source volume {origin.VolumeId} no longer exists");
         }
 
-        if (source.FindSnapshot(origin.SnapshotId) is not { Pending: false } snapshot || snapshot.Id != origin.SnapshotId)
+        if (source.FindSnapshotById(origin.SnapshotId) is not { Pending: false } snapshot)
         {
             return CommandResult.Reject(Rejection.SnapshotNotFound, $"volume '{source.Name}' has no committed snapshot with id {origin.SnapshotId} to clone");
         }

@@ -62,8 +62,7 @@ public static partial class ClusterStateTransitions
 
         if (!VolumeNames.IsValid(c.Name))
         {
-            return Reject(state, Rejection.InvalidArgument,
-                $"invalid node name '{c.Name}': use 1-{VolumeNames.MaximumLength} letters, digits, '.', '_' or '-', starting with a letter or digit");
+            return Reject(state, Rejection.InvalidArgument, VolumeNames.Invalid(c.Name, "node"));
         }
 
         foreach (var other in state.Nodes.Values)
@@ -190,8 +189,7 @@ public static partial class ClusterStateTransitions
 
         if (!VolumeNames.IsValid(c.Name))
         {
-            return Reject(state, Rejection.InvalidArgument,
-                $"invalid volume name '{c.Name}': use 1-{VolumeNames.MaximumLength} letters, digits, '.', '_' or '-', starting with a letter or digit");
+            return Reject(state, Rejection.InvalidArgument, VolumeNames.Invalid(c.Name, "volume"));
         }
 
         if (state.VolumeIdsByName.TryGetValue(c.Name, out var existingId))
