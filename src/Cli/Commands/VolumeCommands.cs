@@ -47,6 +47,8 @@ internal static class VolumeCommands
                         Name = "nodes", ValueName = "NODE,...", Repeatable = true,
                         Description = "place replicas only on these nodes (ids, names or addresses)",
                     },
+                    new() { Name = "zones", ValueName = "ZONE,...", Repeatable = true, Description = "place replicas only on nodes in these zones (spread across them)" },
+                    new() { Name = "racks", ValueName = "RACK,...", Repeatable = true, Description = "place replicas only on nodes in these racks" },
                 ],
                 Handler = CreateAsync,
             },
@@ -120,6 +122,8 @@ internal static class VolumeCommands
             spec.IoPriority = ParsePriority(priority);
         spec.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: false));
         spec.Nodes.Add(ctx.NameList("nodes"));
+        spec.Zones.Add(ctx.NameList("zones"));
+        spec.Racks.Add(ctx.NameList("racks"));
 
         var volume = await ctx.Api.Volumes.CreateAsync(new CreateVolumeRequest { Name = ctx.Arg(0), Spec = spec }, ctx.Api.Options());
         return ctx.Print(volume, $"Volume successfully created: {volume.Id}");

@@ -56,6 +56,21 @@ internal static class Formats
     /// <summary>Replica count with proto's "0 means 1".</summary>
     public static uint Ha(VolumeSpec? spec) => spec is null || spec.Repl == 0 ? 1 : spec.Repl;
 
+    /// <summary>"any node", or the constraints: "only on a,b; zones z1,z2; racks r1".</summary>
+    public static string Placement(VolumeSpec? spec)
+    {
+        if (spec is null)
+            return "any node";
+        var parts = new List<string>(3);
+        if (spec.Nodes.Count > 0)
+            parts.Add("only on " + string.Join(",", spec.Nodes));
+        if (spec.Zones.Count > 0)
+            parts.Add((spec.Zones.Count == 1 ? "zone " : "zones ") + string.Join(",", spec.Zones));
+        if (spec.Racks.Count > 0)
+            parts.Add((spec.Racks.Count == 1 ? "rack " : "racks ") + string.Join(",", spec.Racks));
+        return parts.Count == 0 ? "any node" : string.Join("; ", parts);
+    }
+
     public static string Fs(VolumeSpec? spec) => string.IsNullOrEmpty(spec?.Fs) ? "ext4" : spec.Fs;
 
     public static string Labels(IEnumerable<KeyValuePair<string, string>> labels)

@@ -45,7 +45,7 @@ internal static class VolumeViews
             .Add("Format", Formats.Fs(v.Spec) + (v.Formatted ? "" : " (not formatted yet)"))
             .Add("HA", Formats.Ha(v.Spec).ToString(CultureInfo.InvariantCulture))
             .Add("IO Priority", Formats.IoPriority(v.Spec?.IoPriority ?? IoPriority.Unspecified))
-            .Add("Placement", v.Spec is { Nodes.Count: > 0 } spec ? "only on " + string.Join(",", spec.Nodes) : "any node")
+            .Add("Placement", Formats.Placement(v.Spec))
             .Add("Creation time", Formats.Time(v.CreatedUnixMs))
             .Add("Shared", "no")
             .Add("Labels", Formats.Labels(v.Spec?.Labels ?? []))

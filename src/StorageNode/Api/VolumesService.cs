@@ -21,6 +21,13 @@ public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node
             }
         }
 
+        if (spec.Zones.Count > 0 || spec.Racks.Count > 0)
+        {
+            throw new Common.SlabException(
+                Common.SlabErrorCode.InvalidArgument,
+                "--zones and --racks place replicas across a cluster's nodes; this slabd runs without a cluster (start it with --cluster-id)");
+        }
+
         var view = await volumes.CreateAsync(
             request.Name,
             new VolumeSpecification(spec.SizeBytes, spec.Repl, spec.Fs, ProtoMapping.FromProto(spec.IoPriority), spec.Labels),

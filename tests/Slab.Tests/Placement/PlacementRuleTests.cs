@@ -99,6 +99,26 @@ public sealed class PlacementRuleTests
     }
 
     [Fact]
+    public void Allowed_zones_and_racks_confine_replicas_and_they_still_spread_within_them()
+    {
+        var topology = Topology(
+            Node("a1", "z1", "r1", pools: Pool(totalGiB: 5000)),
+            Node("a2", "z1", "r2", pools: Pool(totalGiB: 4000)),
+            Node("b1", "z2", "r1", pools: Pool(totalGiB: 100)),
+            Node("c1", "z3", "r1", pools: Pool(totalGiB: 50)));
+
+        Assert.Equal(["id-b1", "id-c1"], PlaceOk(topology, Request(2) with { Zones = ["z2", "z3"] }));
+        Assert.Equal(["id-a2"], PlaceOk(topology, Request(1) with { Racks = ["r2"] }));
+        Assert.Equal(["id-a1"], PlaceOk(topology, Request(1) with { Zones = ["z1"], Racks = ["r1"] }));
+
+        var message = PlaceFails(topology, Request(2) with { Zones = ["z1"], Racks = ["r1"] }, PlacementError.LabelsUnmatched);
+        Assert.Contains("in zone z1 in rack r1", message, StringComparison.Ordinal);
+        Assert.Contains("b1 (zone z2, rack r1)", message, StringComparison.Ordinal);
+        Assert.Contains("outside the allowed zones and racks", message, StringComparison.Ordinal);
+        Assert.Contains("allow more zones or racks", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Replicas_spread_over_zones_before_free_space()
     {
         // Zone z1 has the roomiest nodes; still one replica per zone.

@@ -40,6 +40,16 @@ internal static class ClusterProtoMapping
             message.Spec.Nodes.Add(volume.Spec.Nodes);
         }
 
+        if (!volume.Spec.Zones.IsDefaultOrEmpty)
+        {
+            message.Spec.Zones.Add(volume.Spec.Zones);
+        }
+
+        if (!volume.Spec.Racks.IsDefaultOrEmpty)
+        {
+            message.Spec.Racks.Add(volume.Spec.Racks);
+        }
+
         foreach (var replica in volume.Replicas)
         {
             message.Replicas.Add(new V1.Replica

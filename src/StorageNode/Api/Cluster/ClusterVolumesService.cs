@@ -20,13 +20,9 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
         var spec = request.Spec ?? new V1.VolumeSpec();
         var (size, repl, fs, labels) = volumes.ValidateSpec(
             request.Name, new VolumeSpecification(spec.SizeBytes, spec.Repl, spec.Fs, ProtoMapping.FromProto(spec.IoPriority), spec.Labels));
-        foreach (var node in spec.Nodes)
-        {
-            if (string.IsNullOrWhiteSpace(node))
-            {
-                throw new SlabException(SlabErrorCode.InvalidArgument, "--nodes has an empty entry");
-            }
-        }
+        RequireNoEmptyEntry("nodes", spec.Nodes);
+        RequireNoEmptyEntry("zones", spec.Zones);
+        RequireNoEmptyEntry("racks", spec.Racks);
 
         var id = Guid.NewGuid().ToString("N");
         var volume = await operations.CreateAsync(
@@ -43,10 +39,20 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
                     IoPriority = ProtoMapping.FromProto(spec.IoPriority) ?? Store.IoPriority.Medium,
                     Labels = labels,
                     Nodes = [.. spec.Nodes],
+                    Zones = [.. spec.Zones.Distinct(StringComparer.Ordinal)],
+                    Racks = [.. spec.Racks.Distinct(StringComparer.Ordinal)],
                 },
             },
             context.CancellationToken).ConfigureAwait(false);
         return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    private static void RequireNoEmptyEntry(string flag, IEnumerable<string> entries)
+    {
+        if (entries.Any(string.IsNullOrWhiteSpace))
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, $"--{flag} has an empty entry");
+        }
     }
 
     public override async Task<V1.Volume> Inspect(V1.InspectVolumeRequest request, ServerCallContext context)

@@ -167,6 +167,8 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
             IoPriority = spec.IoPriority,
             NodeSelector = onNode is not null ? [onNode] : spec.Nodes.IsDefault ? [] : spec.Nodes,
             RequiredLabels = spec.NodeSelector,
+            Zones = spec.Zones.IsDefault ? [] : spec.Zones,
+            Racks = spec.Racks.IsDefault ? [] : spec.Racks,
             PlacedReplicas = [.. kept.Select(r => new ReplicaLocation(r.NodeId, r.PoolId))],
             AvoidNodes = avoid is null ? [] : [avoid],
         });

@@ -155,6 +155,15 @@ public sealed record PlacementRequest(string VolumeId, int ReplicaCount, long Si
     /// <summary>Labels a node must carry, each with exactly this value (ordinal). Empty = none required.</summary>
     public IReadOnlyDictionary<string, string> RequiredLabels { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>
+    /// <c>--zones</c>: the failure zones replicas may go to (ordinal). Empty = any zone. Replicas still
+    /// spread across the allowed zones.
+    /// </summary>
+    public IReadOnlyList<string> Zones { get; init; } = [];
+
+    /// <summary><c>--racks</c>: the racks replicas may go to (ordinal, in any zone). Empty = any rack.</summary>
+    public IReadOnlyList<string> Racks { get; init; } = [];
+
     /// <summary>Node ids never to choose (for example the node a failed replica was on). Unknown ids are ignored.</summary>
     public IReadOnlyList<string> AvoidNodes { get; init; } = [];
 
@@ -177,7 +186,7 @@ public enum PlacementError
     /// <summary><c>--nodes</c> names a node that does not exist, or matches fewer nodes than replicas needed.</summary>
     NodeSelectorUnmatched,
 
-    /// <summary>Fewer nodes carry the required labels than replicas needed.</summary>
+    /// <summary>Fewer nodes carry the required labels, or lie in the allowed zones and racks, than replicas needed.</summary>
     LabelsUnmatched,
 
     /// <summary>Enough nodes match, but too few of them are online.</summary>

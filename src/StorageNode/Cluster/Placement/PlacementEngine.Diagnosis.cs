@@ -17,6 +17,7 @@ public sealed partial class PlacementEngine
         Placed,
         Avoided,
         NotSelected,
+        OutsideTopology,
         MissingLabels,
         Offline,
         Maintenance,
@@ -103,7 +104,7 @@ public sealed partial class PlacementEngine
                 names.Add(detail is null ? DisplayName(node) : $"{DisplayName(node)} ({detail})");
             }
 
-            afterSelector += reason is Reason.Qualifies or >= Reason.MissingLabels ? 1 : 0;
+            afterSelector += reason is Reason.Qualifies or >= Reason.OutsideTopology ? 1 : 0;
             afterLabels += reason is Reason.Qualifies or >= Reason.Offline ? 1 : 0;
             afterStatus += reason is Reason.Qualifies or >= Reason.NoPools ? 1 : 0;
         }
@@ -112,6 +113,8 @@ public sealed partial class PlacementEngine
         var (error, hint) =
             selected is not null && afterSelector < needed
                 ? (PlacementError.NodeSelectorUnmatched, "name more nodes in --nodes or lower repl")
+            : (request.Zones.Count > 0 || request.Racks.Count > 0) && afterLabels < needed
+                ? (PlacementError.LabelsUnmatched, "allow more zones or racks, or lower repl")
             : request.RequiredLabels.Count > 0 && afterLabels < needed
                 ? (PlacementError.LabelsUnmatched, "label more nodes or lower repl")
             : afterStatus < needed
@@ -140,6 +143,16 @@ public sealed partial class PlacementEngine
         if (selected is not null)
         {
             message.Append(" among --nodes ").Append(string.Join(',', request.NodeSelector));
+        }
+
+        if (request.Zones.Count > 0)
+        {
+            message.Append(request.Zones.Count == 1 ? " in zone " : " in zones ").Append(string.Join(',', request.Zones));
+        }
+
+        if (request.Racks.Count > 0)
+        {
+            message.Append(request.Racks.Count == 1 ? " in rack " : " in racks ").Append(string.Join(',', request.Racks));
         }
 
         if (request.RequiredLabels.Count > 0)
@@ -202,6 +215,13 @@ public sealed partial class PlacementEngine
             return Reason.NotSelected;
         }
 
+        if (!InTopology(node, request))
+        {
+            var where = Where(node);
+            detail = where.Length == 0 ? "no zone or rack" : where.Trim()[1..^1];
+            return Reason.OutsideTopology;
+        }
+
         if (!HasLabels(node, request.RequiredLabels))
         {
             return Reason.MissingLabels;
@@ -253,6 +273,7 @@ public sealed partial class PlacementEngine
         {
             Reason.Avoided => who + (one ? " is to be avoided" : " are to be avoided"),
             Reason.NotSelected => who + (one ? " is not in --nodes" : " are not in --nodes"),
+            Reason.OutsideTopology => who + (one ? " is outside the allowed zones and racks" : " are outside the allowed zones and racks"),
             Reason.MissingLabels => who + (one ? " lacks the labels" : " lack the labels"),
             Reason.Offline => who + (one ? " is offline" : " are offline"),
             Reason.Maintenance => who + (one ? " is in maintenance" : " are in maintenance"),

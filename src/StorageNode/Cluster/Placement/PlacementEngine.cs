@@ -161,7 +161,7 @@ public sealed partial class PlacementEngine
             var candidateCount = 0;
             foreach (var node in scan)
             {
-                if (!_isOnline[node] || excluded.Contains(node) || !HasLabels(node, request.RequiredLabels))
+                if (!_isOnline[node] || excluded.Contains(node) || !HasLabels(node, request.RequiredLabels) || !InTopology(node, request))
                 {
                     continue;
                 }
@@ -274,6 +274,27 @@ public sealed partial class PlacementEngine
         }
 
         return best;
+    }
+
+    /// <summary>Whether the node lies in one of the request's zones and racks (each empty = any).</summary>
+    private bool InTopology(int node, PlacementRequest request)
+    {
+        var info = _topology.Nodes[node];
+        return (request.Zones.Count == 0 || Contains(request.Zones, info.Zone))
+            && (request.Racks.Count == 0 || Contains(request.Racks, info.Rack));
+
+        static bool Contains(IReadOnlyList<string> allowed, string value)
+        {
+            foreach (var entry in allowed)
+            {
+                if (string.Equals(entry, value, StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
     }
 
     private bool HasLabels(int node, IReadOnlyDictionary<string, string> required)

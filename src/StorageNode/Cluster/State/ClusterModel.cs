@@ -123,6 +123,12 @@ public sealed record VolumeSpec
 
     /// <summary><c>--nodes</c>: node ids, names or addresses the replicas may go to; empty places anywhere.</summary>
     public ImmutableArray<string> Nodes { get; init; } = [];
+
+    /// <summary><c>--zones</c>: the node zones the replicas may go to; empty places in any zone.</summary>
+    public ImmutableArray<string> Zones { get; init; } = [];
+
+    /// <summary><c>--racks</c>: the node racks the replicas may go to; empty places in any rack.</summary>
+    public ImmutableArray<string> Racks { get; init; } = [];
 }
 
 /// <summary>One replica of a volume: where it lives and whether it has every acknowledged write.</summary>
