@@ -139,7 +139,7 @@ public sealed class MountAttachService(VolumeManager volumes) : V1.MountAttach.M
 
     public override async Task<V1.MountResponse> Mount(V1.MountRequest request, ServerCallContext context)
     {
-        var (device, fs) = await volumes.MountAsync(request.Volume, request.Path, context.CancellationToken).ConfigureAwait(false);
+        var (device, fs) = await volumes.MountAsync(request.Volume, request.Path, request.Options, context.CancellationToken).ConfigureAwait(false);
         return new V1.MountResponse { DevicePath = device, Path = request.Path, Fs = fs };
     }
 

@@ -47,7 +47,7 @@ public sealed class FilesystemManager(ILogger<FilesystemManager>? logger = null)
         HostLog.Filesystem(_logger, "Formatted", device, tool);
     }
 
-    public async Task MountAsync(string device, string mountPath, FilesystemType filesystem, CancellationToken cancellationToken)
+    public async Task MountAsync(string device, string mountPath, FilesystemType filesystem, IReadOnlyList<string> options, CancellationToken cancellationToken)
     {
         var target = MountTable.Normalize(mountPath);
         var existing = MountTable.At(target);
@@ -62,7 +62,10 @@ public sealed class FilesystemManager(ILogger<FilesystemManager>? logger = null)
         }
 
         Directory.CreateDirectory(target);
-        await HostTools.RunCheckedAsync("mount", ["-t", FilesystemName(filesystem), device, target], cancellationToken);
+        string[] arguments = options.Count == 0
+            ? ["-t", FilesystemName(filesystem), device, target]
+            : ["-t", FilesystemName(filesystem), "-o", string.Join(',', options), device, target];
+        await HostTools.RunCheckedAsync("mount", arguments, cancellationToken);
         HostLog.Filesystem(_logger, "Mounted", device, target);
     }
 

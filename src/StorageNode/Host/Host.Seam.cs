@@ -183,9 +183,10 @@ public interface IFilesystemManager
     /// <summary>
     /// Mounts the device at <paramref name="mountPath"/>, creating the directory if missing. A no-op
     /// when this device is already mounted there; <see cref="HostAttachError.Busy"/> when something
-    /// else is.
+    /// else is. <paramref name="options"/> are mount(8) <c>-o</c> options, already validated
+    /// (<see cref="MountOptions.Validate"/>); empty = the defaults.
     /// </summary>
-    Task MountAsync(string device, string mountPath, FilesystemType filesystem, CancellationToken cancellationToken);
+    Task MountAsync(string device, string mountPath, FilesystemType filesystem, IReadOnlyList<string> options, CancellationToken cancellationToken);
 
     /// <summary>Unmounts <paramref name="mountPath"/>; a no-op when nothing is mounted there. <see cref="HostAttachError.Busy"/> when in use.</summary>
     Task UnmountAsync(string mountPath, CancellationToken cancellationToken);

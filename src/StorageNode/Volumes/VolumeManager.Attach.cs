@@ -67,11 +67,18 @@ public sealed partial class VolumeManager
 
     /// <summary>
     /// Mounts the volume at <paramref name="path"/>, attaching it first when needed and formatting it
-    /// with its filesystem on first use. Returns the device and the filesystem.
+    /// with its filesystem on first use, with mount(8) <paramref name="options"/> (empty = defaults;
+    /// refused when malformed). A repeat at a path the volume is already mounted at is a no-op (its
+    /// options are not compared). Returns the device and the filesystem.
     /// </summary>
-    public async Task<(string Device, string Fs)> MountAsync(string volumeReference, string path, CancellationToken cancellationToken)
+    public async Task<(string Device, string Fs)> MountAsync(string volumeReference, string path, IReadOnlyList<string> options, CancellationToken cancellationToken)
     {
         var mountPath = ValidateMountPath(path);
+        if (MountOptions.Validate(options) is { } invalid)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, invalid);
+        }
+
         await _attachLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -125,7 +132,7 @@ public sealed partial class VolumeManager
                     await HostCallAsync(volume.Name, () => _filesystems.GrowFilesystemAsync(attachment.DevicePath, null, ToFilesystemType(fs), cancellationToken)).ConfigureAwait(false);
                 }
 
-                await HostCallAsync(volume.Name, () => _filesystems.MountAsync(attachment.DevicePath, mountPath, ToFilesystemType(fs), cancellationToken)).ConfigureAwait(false);
+                await HostCallAsync(volume.Name, () => _filesystems.MountAsync(attachment.DevicePath, mountPath, ToFilesystemType(fs), options, cancellationToken)).ConfigureAwait(false);
                 if (!volume.Formatted || volume.FilesystemGrowPending)
                 {
                     await SaveFlagsAsync(volume with { Formatted = true, FilesystemGrowPending = false }, cancellationToken).ConfigureAwait(false);

@@ -52,8 +52,8 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         Assert.Null(await _env.Filesystems.ProbeAsync(device, CancellationToken.None));
         await _env.Filesystems.FormatAsync(device, FilesystemType.Ext4, CancellationToken.None);
         Assert.Equal("ext4", await _env.Filesystems.ProbeAsync(device, CancellationToken.None));
-        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, CancellationToken.None);
-        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, CancellationToken.None); // idempotent
+        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, [], CancellationToken.None);
+        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, [], CancellationToken.None); // idempotent
         Assert.True(await _env.Filesystems.IsMountedAsync(mount, CancellationToken.None));
         var payload = new byte[3 * 1024 * 1024];
         Random.Shared.NextBytes(payload);
@@ -65,7 +65,7 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         Assert.True(fsck.Succeeded, fsck.Diagnostic);
 
         // The data went through NBD: it is there after a remount.
-        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, CancellationToken.None);
+        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, [], CancellationToken.None);
         Assert.Equal(payload, await File.ReadAllBytesAsync(Path.Combine(mount, "data.bin")));
         await _env.Filesystems.UnmountAsync(mount, CancellationToken.None);
         await _env.Attacher.DetachAsync("vol1", CancellationToken.None);
@@ -78,7 +78,7 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         var device = (await _env.Attacher.AttachAsync(_env.Spec("vol1", 128 * MiB), CancellationToken.None)).DevicePath;
         var mount = _env.MountPath("grow");
         await _env.Filesystems.FormatAsync(device, FilesystemType.Ext4, CancellationToken.None);
-        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, CancellationToken.None);
+        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, [], CancellationToken.None);
         var before = await FilesystemSizeAsync(mount);
 
         var grown = await _env.Attacher.ResizeAsync("vol1", 256 * MiB, CancellationToken.None);
@@ -101,7 +101,7 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
             // the typed error says so, and the offline path grows it instead.
             await _env.Filesystems.UnmountAsync(mount, CancellationToken.None);
             await _env.Filesystems.GrowFilesystemAsync(device, null, FilesystemType.Ext4, CancellationToken.None);
-            await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, CancellationToken.None);
+            await _env.Filesystems.MountAsync(device, mount, FilesystemType.Ext4, [], CancellationToken.None);
         }
 
         var after = await FilesystemSizeAsync(mount);
@@ -121,7 +121,7 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         var mount = _env.MountPath("xfs");
         await _env.Filesystems.FormatAsync(device, FilesystemType.Xfs, CancellationToken.None);
         Assert.Equal("xfs", await _env.Filesystems.ProbeAsync(device, CancellationToken.None));
-        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Xfs, CancellationToken.None);
+        await _env.Filesystems.MountAsync(device, mount, FilesystemType.Xfs, [], CancellationToken.None);
         await File.WriteAllTextAsync(Path.Combine(mount, "hello.txt"), "hello");
         var before = await FilesystemSizeAsync(mount);
 
@@ -145,7 +145,7 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         var attached = await _env.Attacher.AttachAsync(_env.Spec("vol1", 128 * MiB), CancellationToken.None);
         var mount = _env.MountPath("busy");
         await _env.Filesystems.FormatAsync(attached.DevicePath, FilesystemType.Ext4, CancellationToken.None);
-        await _env.Filesystems.MountAsync(attached.DevicePath, mount, FilesystemType.Ext4, CancellationToken.None);
+        await _env.Filesystems.MountAsync(attached.DevicePath, mount, FilesystemType.Ext4, [], CancellationToken.None);
 
         var busy = await Assert.ThrowsAsync<HostAttachException>(() => _env.Attacher.DetachAsync("vol1", CancellationToken.None));
         Assert.Equal(HostAttachError.Busy, busy.Error);
@@ -168,7 +168,7 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         var second = await _env.Attacher.AttachAsync(_env.Spec("vol2", 128 * MiB), CancellationToken.None);
         var mount = _env.MountPath("crashed");
         await _env.Filesystems.FormatAsync(first.DevicePath, FilesystemType.Ext4, CancellationToken.None);
-        await _env.Filesystems.MountAsync(first.DevicePath, mount, FilesystemType.Ext4, CancellationToken.None);
+        await _env.Filesystems.MountAsync(first.DevicePath, mount, FilesystemType.Ext4, [], CancellationToken.None);
         // A half-made attachment too: a directory with a pid file of no process and no state.
         Directory.CreateDirectory(Path.Combine(_env.AttachRoot, "vol3", "fuse"));
         await File.WriteAllTextAsync(Path.Combine(_env.AttachRoot, "vol3", "nbdfuse.pid"), "999999");

@@ -25,7 +25,7 @@ public sealed class ClusterMountAttachService(ClusterRuntime runtime, VolumeMana
     public override async Task<V1.MountResponse> Mount(V1.MountRequest request, ServerCallContext context)
     {
         var volume = Require(request.Volume);
-        var (device, fs) = await WithRecordedAttachmentAsync(volume, ct => volumes.MountAsync(volume.Id, request.Path, ct), context.CancellationToken)
+        var (device, fs) = await WithRecordedAttachmentAsync(volume, ct => volumes.MountAsync(volume.Id, request.Path, request.Options, ct), context.CancellationToken)
             .ConfigureAwait(false);
         return new V1.MountResponse { DevicePath = device, Path = request.Path, Fs = fs };
     }
