@@ -14,6 +14,8 @@ public static class BuildOutputs
 
     public static string Slabctl => Path.Combine(RepositoryRoot, "src", "Cli", "bin", Layout.Value.Configuration, "net10.0", "slabctl.dll");
 
+    public static string SlabCsi => Path.Combine(RepositoryRoot, "src", "Csi", "bin", Layout.Value.Configuration, "net10.0", "slab-csi.dll");
+
     private static (string, string) Locate()
     {
         // tests/Slab.Tests/bin/CONFIG/net10.0/

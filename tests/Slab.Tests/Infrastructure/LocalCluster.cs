@@ -29,6 +29,9 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public string ClusterId { get; }
 
+    /// <summary>Node i's <c>--zone</c>; null = none (the default).</summary>
+    public Func<int, string?> ZoneOf { get; private init; } = _ => null;
+
     public int Count => _nodes.Count;
 
     public int Voters { get; }
@@ -88,9 +91,10 @@ public sealed class LocalCluster : IAsyncDisposable
         Func<int, string>? addressOf = null,
         Func<int, string?>? namespaceOf = null,
         IEnumerable<int>? order = null,
-        Func<int, int>? portBaseOf = null)
+        Func<int, int>? portBaseOf = null,
+        Func<int, string?>? zoneOf = null)
     {
-        var cluster = new LocalCluster(count, voters, addressOf ?? UniqueLoopback(), namespaceOf ?? (_ => null), portBaseOf);
+        var cluster = new LocalCluster(count, voters, addressOf ?? UniqueLoopback(), namespaceOf ?? (_ => null), portBaseOf) { ZoneOf = zoneOf ?? (_ => null) };
         try
         {
             await Task.WhenAll((order ?? cluster.Indexes).Select(cluster.StartNodeAsync));
@@ -121,6 +125,11 @@ public sealed class LocalCluster : IAsyncDisposable
             "--cluster-id", ClusterId, "--advertise", Address(i), "--peers", peers, .. ports,
             "--node-name", NameOf(i), "--rack", $"rack-{((i - 1) % 3) + 1}",
         ];
+        if (ZoneOf(i) is { } zone)
+        {
+            arguments = [.. arguments, "--zone", zone];
+        }
+
         return i <= Voters || _joiningVoters.Contains(i) ? [.. arguments, "--kvdb"] : arguments;
     }
 

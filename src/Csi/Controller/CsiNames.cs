@@ -1,0 +1,48 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Slab.Csi.Controller;
+
+/// <summary>
+/// CSI names (the CO's idempotency keys) as slabd volume and snapshot names, and CSI snapshot ids.
+/// Kubernetes' names (pvc-UUID, snapshot-UUID) are valid slabd names and kept as they are; any other
+/// name maps to a stable "csi-" + hash name, so a repeat finds the same volume.
+/// </summary>
+internal static class CsiNames
+{
+    private const int MaximumLength = 128;
+
+    /// <summary>The slabd name for a CSI name (same rules as slabd's: 1-128 of [A-Za-z0-9._-], starting alphanumeric).</summary>
+    public static string ToSlab(string csiName)
+    {
+        if (IsSlabName(csiName))
+            return csiName;
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(csiName));
+        return "csi-" + Convert.ToHexStringLower(hash)[..40];
+    }
+
+    private static bool IsSlabName(string name)
+    {
+        if (name.Length is 0 or > MaximumLength || !char.IsAsciiLetterOrDigit(name[0]))
+            return false;
+        foreach (var c in name)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && c is not ('.' or '_' or '-'))
+                return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A CSI snapshot id: "VOLUMEID@SNAPSHOTID" (slabd's own "VOL@SNAP" reference, with ids).</summary>
+    public static string SnapshotId(string volumeId, string snapshotId) => volumeId + "@" + snapshotId;
+
+    /// <summary>Splits a CSI snapshot id; false when it is not one slab-csi made.</summary>
+    public static bool TrySplitSnapshotId(string id, out string volumeId, out string snapshotId)
+    {
+        var at = id.IndexOf('@', StringComparison.Ordinal);
+        volumeId = at > 0 ? id[..at] : "";
+        snapshotId = at > 0 ? id[(at + 1)..] : "";
+        return at > 0 && snapshotId.Length > 0 && !snapshotId.Contains('@', StringComparison.Ordinal);
+    }
+}

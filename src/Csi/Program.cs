@@ -1,0 +1,3 @@
+using Slab.Csi.Hosting;
+
+return await CsiHost.RunAsync(args).ConfigureAwait(false);
