@@ -92,7 +92,8 @@ internal sealed partial class ControllerService
 
     private static string CsiIdOf(V1.Snapshot snapshot) => CsiNames.SnapshotId(snapshot.VolumeId, snapshot.Id);
 
-    private static global::Csi.V1.Snapshot ToCsi(V1.Snapshot snapshot) => new()
+    /// <summary>The CSI view of a slabd snapshot; a member of a group snapshot names its group.</summary>
+    internal static global::Csi.V1.Snapshot ToCsi(V1.Snapshot snapshot) => new()
     {
         SnapshotId = CsiIdOf(snapshot),
         SourceVolumeId = snapshot.VolumeId,
@@ -100,7 +101,14 @@ internal sealed partial class ControllerService
         CreationTime = Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CreatedUnixMs)),
         // slabd commits a snapshot only once every replica has cut it: usable at once.
         ReadyToUse = true,
+        GroupSnapshotId = CsiNames.IsGroupSnapshotName(snapshot.Name) ? snapshot.Name : "",
     };
+
+    private Task<V1.Snapshot?> FindSnapshotByNameAsync(string name, ServerCallContext context) => SnapshotCatalog.FindByNameAsync(slabd, name, context);
+
+    private Task<List<V1.Snapshot>> AllSnapshotsAsync(ServerCallContext context) => SnapshotCatalog.AllAsync(slabd, context);
+
+    private Task<List<V1.Snapshot>> SnapshotsOfAsync(string volumeId, ServerCallContext context) => SnapshotCatalog.OfVolumeAsync(slabd, volumeId, context);
 
     /// <summary>The snapshot with this CSI id and its volume, or null.</summary>
     private async Task<(V1.Volume Volume, V1.Snapshot Snapshot)?> FindSnapshotAsync(string csiId, ServerCallContext context)
@@ -112,31 +120,5 @@ internal sealed partial class ControllerService
             return null;
         var snapshot = (await SnapshotsOfAsync(volume.Id, context).ConfigureAwait(false)).FirstOrDefault(s => s.Id == snapshotId);
         return snapshot is null ? null : (volume, snapshot);
-    }
-
-    /// <summary>CSI snapshot names are unique across volumes; slabd's are per volume. Searches them all.</summary>
-    private async Task<V1.Snapshot?> FindSnapshotByNameAsync(string name, ServerCallContext context) =>
-        (await AllSnapshotsAsync(context).ConfigureAwait(false)).FirstOrDefault(s => s.Name == name);
-
-    private async Task<List<V1.Snapshot>> AllSnapshotsAsync(ServerCallContext context)
-    {
-        var volumes = await slabd.Volumes.EnumerateAsync(new V1.EnumerateVolumesRequest(), SlabdApi.Options(context)).ConfigureAwait(false);
-        var all = new List<V1.Snapshot>();
-        foreach (var volume in volumes.Volumes.Where(v => v.SnapshotCount > 0))
-            all.AddRange(await SnapshotsOfAsync(volume.Id, context).ConfigureAwait(false));
-        return all;
-    }
-
-    private async Task<List<V1.Snapshot>> SnapshotsOfAsync(string volumeId, ServerCallContext context)
-    {
-        try
-        {
-            var response = await slabd.Snapshots.EnumerateAsync(new V1.EnumerateSnapshotsRequest { Volume = volumeId }, SlabdApi.Options(context)).ConfigureAwait(false);
-            return [.. response.Snapshots];
-        }
-        catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound)
-        {
-            return []; // deleted meanwhile
-        }
     }
 }

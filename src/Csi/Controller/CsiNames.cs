@@ -15,11 +15,25 @@ internal static class CsiNames
     /// <summary>The slabd name for a CSI name (same rules as slabd's: 1-128 of [A-Za-z0-9._-], starting alphanumeric).</summary>
     public static string ToSlab(string csiName)
     {
-        if (IsSlabName(csiName))
+        // "group." names are the members of group snapshots; a CSI name never takes that form here.
+        if (IsSlabName(csiName) && !IsGroupSnapshotName(csiName))
             return csiName;
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(csiName));
-        return "csi-" + Convert.ToHexStringLower(hash)[..40];
+        return "csi-" + Hash(csiName);
     }
+
+    private const string GroupPrefix = "group.";
+
+    /// <summary>
+    /// The slabd snapshot name of every member of a group snapshot, and the group's CSI id:
+    /// "group." + the CSI name (hashed when that would not be a valid slabd name).
+    /// </summary>
+    public static string ToGroupSnapshotName(string csiName) =>
+        IsSlabName(GroupPrefix + csiName) ? GroupPrefix + csiName : GroupPrefix + "csi-" + Hash(csiName);
+
+    /// <summary>Whether a slabd snapshot name is a group member's.</summary>
+    public static bool IsGroupSnapshotName(string name) => name.StartsWith(GroupPrefix, StringComparison.Ordinal);
+
+    private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..40];
 
     private static bool IsSlabName(string name)
     {

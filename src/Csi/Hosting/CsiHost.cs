@@ -68,7 +68,10 @@ internal static partial class CsiHost
         await using var app = builder.Build();
         app.MapGrpcService<IdentityService>();
         if (options.ServesController)
+        {
             app.MapGrpcService<ControllerService>();
+            app.MapGrpcService<GroupControllerService>();
+        }
         if (options.ServesNode)
             app.MapGrpcService<NodeService>();
 

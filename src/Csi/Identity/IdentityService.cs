@@ -21,6 +21,7 @@ internal sealed class IdentityService(CsiOptions options, SlabdApi slabd) : glob
         if (options.ServesController)
         {
             response.Capabilities.Add(Service(PluginCapability.Types.Service.Types.Type.ControllerService));
+            response.Capabilities.Add(Service(PluginCapability.Types.Service.Types.Type.GroupControllerService));
         }
 
         response.Capabilities.Add(Service(PluginCapability.Types.Service.Types.Type.VolumeAccessibilityConstraints));

@@ -22,26 +22,42 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         {
             return await continuation(request, context).ConfigureAwait(false);
         }
-        catch (RpcException)
+        catch (Exception ex) when (ex is not RpcException)
         {
-            throw;
+            throw ToRpcException(ex, context);
         }
-        catch (SlabException ex)
+    }
+
+    /// <summary>Node-to-node streams (group snapshot holds) map their failures the same way.</summary>
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream,
+        IServerStreamWriter<TResponse> responseStream,
+        ServerCallContext context,
+        DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
         {
-            throw new RpcException(new Status(ToStatusCode(ex.Code), ex.Message));
+            await continuation(requestStream, responseStream, context).ConfigureAwait(false);
         }
-        catch (BlockTargetException ex)
+        catch (Exception ex) when (ex is not RpcException)
         {
-            throw new RpcException(new Status(ToStatusCode(ex.Error), ex.Message));
+            throw ToRpcException(ex, context);
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+    }
+
+    private RpcException ToRpcException(Exception ex, ServerCallContext context)
+    {
+        switch (ex)
         {
-            throw new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled"));
-        }
-        catch (Exception ex)
-        {
-            LogUnexpected(logger, context.Method, ex);
-            throw new RpcException(new Status(StatusCode.Internal, $"internal error in {context.Method}: {ex.Message}"));
+            case SlabException slab:
+                return new RpcException(new Status(ToStatusCode(slab.Code), slab.Message));
+            case BlockTargetException block:
+                return new RpcException(new Status(ToStatusCode(block.Error), block.Message));
+            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+                return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled"));
+            default:
+                LogUnexpected(logger, context.Method, ex);
+                return new RpcException(new Status(StatusCode.Internal, $"internal error in {context.Method}: {ex.Message}"));
         }
     }
 

@@ -109,6 +109,14 @@ public sealed class SnapshotsService(VolumeManager volumes, LocalNodeIdentity no
         return Task.FromResult(response);
     }
 
+    public override async Task<V1.CreateGroupSnapshotResponse> CreateGroup(V1.CreateGroupSnapshotRequest request, ServerCallContext context)
+    {
+        var taken = await volumes.CreateGroupSnapshotAsync(request.Volumes, request.Name, context.CancellationToken).ConfigureAwait(false);
+        var response = new V1.CreateGroupSnapshotResponse();
+        response.Snapshots.Add(taken.Select(t => ProtoMapping.ToProto(t.Volume, t.Snapshot)));
+        return response;
+    }
+
     public override async Task<V1.Volume> Restore(V1.RestoreSnapshotRequest request, ServerCallContext context)
     {
         var view = await volumes.RestoreAsync(request.Volume, request.Snapshot, context.CancellationToken).ConfigureAwait(false);

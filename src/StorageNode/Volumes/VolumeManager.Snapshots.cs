@@ -30,6 +30,77 @@ public sealed partial class VolumeManager
         }
     }
 
+    /// <summary>The most volumes one group snapshot may take.</summary>
+    public const int MaxGroupVolumes = 64;
+
+    /// <summary>
+    /// Snapshots every volume under <paramref name="snapshotName"/> at one write boundary: the writes
+    /// of all of them are held (in volume-id order) and flushed before any is cut. All or nothing:
+    /// on a failure the snapshots already made are deleted. Returns them in the order given.
+    /// </summary>
+    public async Task<IReadOnlyList<(VolumeRecord Volume, SnapshotRecord Snapshot)>> CreateGroupSnapshotAsync(
+        IReadOnlyList<string> volumeReferences, string snapshotName, CancellationToken cancellationToken)
+    {
+        VolumeNames.Validate(snapshotName, "snapshot");
+        if (volumeReferences.Count is 0 or > MaxGroupVolumes)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, $"a group snapshot takes 1 to {MaxGroupVolumes} volumes, not {volumeReferences.Count}");
+        }
+
+        var group = volumeReferences.Select(Require).ToList();
+        if (group.GroupBy(v => v.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, $"volume '{twice.First().Name}' is named twice in the group");
+        }
+
+        if (group.FirstOrDefault(v => v.FindSnapshot(snapshotName) is { } s && s.Name == snapshotName) is { } taken)
+        {
+            throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{taken.Name}' already has snapshot '{snapshotName}'; choose another name for the group");
+        }
+
+        var pauses = new List<IAsyncDisposable>();
+        var made = new List<(VolumeRecord Volume, SnapshotRecord Snapshot)>();
+        try
+        {
+            foreach (var volume in group.OrderBy(v => v.Id, StringComparer.Ordinal))
+            {
+                if (await PauseIfOpenAsync(volume, cancellationToken).ConfigureAwait(false) is { } pause)
+                {
+                    pauses.Add(pause);
+                }
+            }
+
+            foreach (var volume in group)
+            {
+                await FlushIfOpenAsync(volume, cancellationToken).ConfigureAwait(false);
+            }
+
+            foreach (var volume in group)
+            {
+                var updated = await _store.CreateSnapshotAsync(Require(volume.Id), snapshotName, cancellationToken).ConfigureAwait(false);
+                made.Add((updated, updated.FindSnapshot(snapshotName)!));
+            }
+
+            return made;
+        }
+        catch
+        {
+            foreach (var (volume, snapshot) in made)
+            {
+                await _store.DeleteSnapshotAsync(Require(volume.Id), snapshot, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            throw;
+        }
+        finally
+        {
+            for (var i = pauses.Count - 1; i >= 0; i--)
+            {
+                await pauses[i].DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
     public IReadOnlyList<SnapshotRecord> ListSnapshots(string volumeReference) => Require(volumeReference).Snapshots;
 
     public async Task DeleteSnapshotAsync(string volumeReference, string snapshotName, CancellationToken cancellationToken)

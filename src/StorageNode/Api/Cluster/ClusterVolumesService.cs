@@ -236,6 +236,15 @@ public sealed class ClusterSnapshotsService(ClusterRuntime runtime, ClusterVolum
         return ClusterProtoMapping.ToProto(volume, runtime.State.Current, usedBytes: 0, localAttachment: null, runtime.IsAlive);
     }
 
+    public override async Task<V1.CreateGroupSnapshotResponse> CreateGroup(V1.CreateGroupSnapshotRequest request, ServerCallContext context)
+    {
+        var taken = await operations.CreateGroupSnapshotAsync(request.Volumes, request.Name, context.CancellationToken).ConfigureAwait(false);
+        var state = runtime.State.Current;
+        var response = new V1.CreateGroupSnapshotResponse();
+        response.Snapshots.Add(taken.Select(t => ClusterProtoMapping.ToProto(t.Volume, t.Snapshot, state)));
+        return response;
+    }
+
     public override async Task<V1.DeleteSnapshotResponse> Delete(V1.DeleteSnapshotRequest request, ServerCallContext context)
     {
         await operations.DeleteSnapshotAsync(request.Volume, request.Snapshot, context.CancellationToken).ConfigureAwait(false);

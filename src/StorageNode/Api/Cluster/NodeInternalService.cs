@@ -15,6 +15,57 @@ public sealed class NodeInternalService(ClusterRuntime runtime, IVolumeStore sto
         return new V1.TakeSnapshotResponse { SnapshotId = snapshotId, Revision = (ulong)revision };
     }
 
+    /// <summary>This node's part of a group snapshot (see the proto): start → held → cut → cut done; writes resume when the stream ends.</summary>
+    public override async Task HoldForGroupSnapshot(IAsyncStreamReader<V1.GroupHoldRequest> requestStream, IServerStreamWriter<V1.GroupHoldReply> responseStream, ServerCallContext context)
+    {
+        var cancellationToken = context.CancellationToken;
+        if (!await requestStream.MoveNext(cancellationToken).ConfigureAwait(false) || requestStream.Current.StepCase != V1.GroupHoldRequest.StepOneofCase.Start)
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "a group hold starts with a start message");
+        }
+
+        var start = requestStream.Current.Start;
+        var members = start.Members.Select(m => new GroupSnapshotMember(m.VolumeId, m.SnapshotId, (long)Math.Min(m.PendingRevision, long.MaxValue))).ToList();
+        if (members.Count == 0 || members.Any(m => m.VolumeId.Length == 0 || m.SnapshotId.Length == 0))
+        {
+            throw new SlabException(SlabErrorCode.InvalidArgument, "a group hold names at least one volume, each with its snapshot id");
+        }
+
+        var holdTimeout = TimeSpan.FromMilliseconds(Math.Clamp(start.HoldTimeoutMs, 1_000u, 60_000u));
+        var boundaries = await operations.HoldAndCutAsync(
+            members,
+            async token =>
+            {
+                await responseStream.WriteAsync(new V1.GroupHoldReply { Held = new V1.GroupHeld() }, token).ConfigureAwait(false);
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(token);
+                wait.CancelAfter(holdTimeout);
+                bool moved;
+                try
+                {
+                    moved = await requestStream.MoveNext(wait.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!token.IsCancellationRequested)
+                {
+                    throw new SlabException(SlabErrorCode.Unavailable, $"no cut came within {holdTimeout.TotalSeconds:0} s; writes resumed and the group snapshot is abandoned");
+                }
+
+                if (!moved || requestStream.Current.StepCase != V1.GroupHoldRequest.StepOneofCase.Cut)
+                {
+                    throw new SlabException(SlabErrorCode.FailedPrecondition, "the group snapshot's coordinator ended before the cut; writes resumed");
+                }
+            },
+            cancellationToken).ConfigureAwait(false);
+        var done = new V1.GroupCutDone();
+        foreach (var (volumeId, boundary) in boundaries)
+        {
+            var message = new V1.GroupBoundary { VolumeId = volumeId, Epoch = (ulong)boundary.Epoch };
+            message.InSyncNodeIds.Add(boundary.InSyncNodeIds);
+            done.Boundaries.Add(message);
+        }
+
+        await responseStream.WriteAsync(new V1.GroupHoldReply { Cut = done }, cancellationToken).ConfigureAwait(false);
+    }
+
     public override async Task<V1.SnapshotReplicaResponse> SnapshotReplica(V1.SnapshotReplicaRequest request, ServerCallContext context)
     {
         await operations.SnapshotLocalReplicaAsync(request.VolumeId, request.SnapshotId, (long)Math.Min(request.MinRevision, long.MaxValue), Epoch(request.Epoch), context.CancellationToken)

@@ -218,6 +218,9 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
         [LoggerMessage(Level = LogLevel.Information, Message = "Snapshot {Volume}@{Snapshot} taken on {Replicas} replica(s) at epoch {Epoch}; writes held {HeldMs:0} ms")]
         public static partial void SnapshotTaken(ILogger logger, string volume, string snapshot, int replicas, long epoch, double heldMs);
 
+        [LoggerMessage(Level = LogLevel.Information, Message = "Group snapshot {Snapshot} of {Volumes} volume(s) on {Nodes} node(s) taken; writes held {HeldMs:0} ms")]
+        public static partial void GroupSnapshotTaken(ILogger logger, string snapshot, int volumes, int nodes, double heldMs);
+
         [LoggerMessage(Level = LogLevel.Warning, Message = "Snapshot {Volume}@{Snapshot} was not taken: {Reason}")]
         public static partial void SnapshotAbandoned(ILogger logger, string volume, string snapshot, string reason);
 
