@@ -1,5 +1,6 @@
 using Csi.V1;
 using Grpc.Core;
+using Slab.Tests.Infrastructure;
 using Xunit;
 using static Slab.Tests.Csi.CsiRequests;
 using Mode = Csi.V1.VolumeCapability.Types.AccessMode.Types.Mode;
@@ -222,6 +223,66 @@ public sealed class CsiControllerTests(CsiFixture fixture) : IClassFixture<CsiFi
             foreach (var id in new[] { snapshot.SnapshotId, second.SnapshotId, snapshot.SnapshotId, "garbage" })
                 await Controller.DeleteSnapshotAsync(new DeleteSnapshotRequest { SnapshotId = id });
             Assert.Empty((await Controller.ListSnapshotsAsync(new ListSnapshotsRequest { SourceVolumeId = a.VolumeId })).Entries);
+        }
+        finally
+        {
+            await Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = a.VolumeId });
+            await Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = b.VolumeId });
+        }
+    }
+
+    [Fact]
+    public async Task Group_snapshots_are_idempotent_by_name_found_by_id_and_deleted_whole()
+    {
+        using var channel = ApiChannel.ForUnixSocket(fixture.Plugin.Socket);
+        var group = new global::Csi.V1.GroupController.GroupControllerClient(channel);
+        var capabilities = await group.GroupControllerGetCapabilitiesAsync(new GroupControllerGetCapabilitiesRequest());
+        Assert.Equal(GroupControllerServiceCapability.Types.RPC.Types.Type.CreateDeleteGetVolumeGroupSnapshot, Assert.Single(capabilities.Capabilities).Rpc.Type);
+        var identity = await fixture.Plugin.Identity.GetPluginCapabilitiesAsync(new GetPluginCapabilitiesRequest());
+        Assert.Contains(identity.Capabilities, c => c.Service?.Type == PluginCapability.Types.Service.Types.Type.GroupControllerService);
+
+        var a = (await Controller.CreateVolumeAsync(Create("pvc-group-a", 128L << 20))).Volume;
+        var b = (await Controller.CreateVolumeAsync(Create("pvc-group-b", 128L << 20))).Volume;
+        try
+        {
+            var create = new CreateVolumeGroupSnapshotRequest { Name = "groupsnapshot-1" };
+            create.SourceVolumeIds.Add([a.VolumeId, b.VolumeId]);
+            var taken = (await group.CreateVolumeGroupSnapshotAsync(create)).GroupSnapshot;
+            Assert.True(taken.ReadyToUse);
+            Assert.Equal(2, taken.Snapshots.Count);
+            Assert.All(taken.Snapshots, s => Assert.Equal(taken.GroupSnapshotId, s.GroupSnapshotId));
+            Assert.Equal(new[] { a.VolumeId, b.VolumeId }.Order(StringComparer.Ordinal), taken.Snapshots.Select(s => s.SourceVolumeId).Order(StringComparer.Ordinal));
+            var again = (await group.CreateVolumeGroupSnapshotAsync(create)).GroupSnapshot;
+            Assert.Equal(taken.GroupSnapshotId, again.GroupSnapshotId);
+            var other = new CreateVolumeGroupSnapshotRequest { Name = "groupsnapshot-1" };
+            other.SourceVolumeIds.Add(a.VolumeId);
+            await FailsAsync(StatusCode.AlreadyExists, () => group.CreateVolumeGroupSnapshotAsync(other).ResponseAsync);
+            var missing = new CreateVolumeGroupSnapshotRequest { Name = "groupsnapshot-2" };
+            missing.SourceVolumeIds.Add([a.VolumeId, "0123456789abcdef0123456789abcdef"]);
+            await FailsAsync(StatusCode.NotFound, () => group.CreateVolumeGroupSnapshotAsync(missing).ResponseAsync);
+            await FailsAsync(StatusCode.InvalidArgument, () => group.CreateVolumeGroupSnapshotAsync(new CreateVolumeGroupSnapshotRequest { Name = "groupsnapshot-3" }).ResponseAsync);
+            Assert.DoesNotContain((await Controller.ListSnapshotsAsync(new ListSnapshotsRequest { SourceVolumeId = b.VolumeId })).Entries, e => e.Snapshot.GroupSnapshotId.Length == 0);
+
+            var get = new GetVolumeGroupSnapshotRequest { GroupSnapshotId = taken.GroupSnapshotId };
+            get.SnapshotIds.Add(taken.Snapshots.Select(s => s.SnapshotId));
+            Assert.Equal(2, (await group.GetVolumeGroupSnapshotAsync(get)).GroupSnapshot.Snapshots.Count);
+            var wrong = new GetVolumeGroupSnapshotRequest { GroupSnapshotId = taken.GroupSnapshotId };
+            wrong.SnapshotIds.Add(taken.Snapshots[0].SnapshotId);
+            await FailsAsync(StatusCode.InvalidArgument, () => group.GetVolumeGroupSnapshotAsync(wrong).ResponseAsync);
+            await FailsAsync(StatusCode.NotFound, () => group.GetVolumeGroupSnapshotAsync(new GetVolumeGroupSnapshotRequest { GroupSnapshotId = "group.nope" }).ResponseAsync);
+
+            // A member restores like any snapshot.
+            var restore = Create("pvc-group-restored", 128L << 20);
+            restore.VolumeContentSource = new VolumeContentSource { Snapshot = new VolumeContentSource.Types.SnapshotSource { SnapshotId = taken.Snapshots[0].SnapshotId } };
+            var restored = (await Controller.CreateVolumeAsync(restore)).Volume;
+            await Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = restored.VolumeId });
+
+            var delete = new DeleteVolumeGroupSnapshotRequest { GroupSnapshotId = taken.GroupSnapshotId };
+            delete.SnapshotIds.Add(get.SnapshotIds);
+            await group.DeleteVolumeGroupSnapshotAsync(delete);
+            await group.DeleteVolumeGroupSnapshotAsync(delete);
+            Assert.Empty((await Controller.ListSnapshotsAsync(new ListSnapshotsRequest { SourceVolumeId = a.VolumeId })).Entries);
+            await FailsAsync(StatusCode.NotFound, () => group.GetVolumeGroupSnapshotAsync(get).ResponseAsync);
         }
         finally
         {
