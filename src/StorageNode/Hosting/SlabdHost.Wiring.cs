@@ -22,6 +22,50 @@ public static partial class SlabdHost
         services.AddHostedService<NbdListenerService>();
     }
 
+    /// <summary>
+    /// The Docker volume plugin when it is on: its options, handler and start/stop service; null when
+    /// off. In the default (on because /run/docker/plugins exists) a socket another slabd serves
+    /// turns it off with a warning; asked for explicitly, that stops start-up.
+    /// </summary>
+    private static Api.Docker.DockerPluginOptions? ConfigureDockerPlugin(IServiceCollection services, SlabdOptions options, ILogger logger)
+    {
+        if (!options.DockerPluginEnabled)
+        {
+            return null;
+        }
+
+        try
+        {
+            Api.Docker.DockerPluginEndpoint.PrepareSocket(options.DockerPluginSocketPath);
+        }
+        catch (Common.SlabException e) when (options.DockerPlugin is null)
+        {
+            LogDockerPluginSkipped(logger, e.Message);
+            return null;
+        }
+
+        var docker = new Api.Docker.DockerPluginOptions
+        {
+            SocketPath = options.DockerPluginSocketPath,
+            StateDirectory = Path.Combine(options.RunDirectory, "docker"),
+            ApiSocketPath = options.ApiSocketPath,
+        };
+        services.AddSingleton(docker);
+        services.AddSingleton(Api.Docker.DockerMountRegistry.Load(docker.MountIdFile));
+        services.AddSingleton(new Api.Docker.GrpcSlabVolumeApi(docker.ApiSocketPath));
+        services.AddSingleton<Api.Docker.ISlabVolumeApi>(sp => sp.GetRequiredService<Api.Docker.GrpcSlabVolumeApi>());
+        services.AddSingleton(sp => new Api.Docker.DockerPluginHandler(
+            sp.GetRequiredService<Api.Docker.ISlabVolumeApi>(),
+            sp.GetRequiredService<Api.Docker.DockerMountRegistry>(),
+            docker,
+            sp.GetRequiredService<ILogger<Api.Docker.DockerPluginHandler>>()));
+        services.AddHostedService<Api.Docker.DockerPluginService>();
+        return docker;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Docker volume plugin not started: {Reason}")]
+    private static partial void LogDockerPluginSkipped(ILogger logger, string reason);
+
     private static async Task RemoveStaleAttachmentsAsync(IBlockDeviceAttacher attacher, ILogger logger)
     {
         foreach (var removal in await attacher.RemoveStaleAsync(CancellationToken.None).ConfigureAwait(false))

@@ -1,0 +1,152 @@
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Slab.Common;
+
+namespace Slab.Api.Docker;
+
+/// <summary>
+/// The HTTP side of the Docker plugin: requests that arrive on the plugin socket (and only those)
+/// are answered by <see cref="DockerPluginHandler"/>; gRPC never answers there and the plugin never
+/// answers on the API sockets. Kestrel listens on the socket (HTTP/1.1, which is what Docker speaks).
+/// </summary>
+public static partial class DockerPluginEndpoint
+{
+    /// <summary>The media type Docker sends and expects from plugins.</summary>
+    public const string ContentType = "application/vnd.docker.plugins.v1.2+json";
+
+    /// <summary>Adds the plugin's branch to the request pipeline, ahead of the gRPC endpoints.</summary>
+    public static void MapDockerPlugin(this WebApplication app, DockerPluginOptions options)
+    {
+        var socket = Path.GetFullPath(options.SocketPath);
+        app.UseWhen(
+            context => context.Features.Get<IConnectionEndPointFeature>()?.LocalEndPoint is UnixDomainSocketEndPoint local && local.ToString() == socket,
+            branch => branch.Run(context => ServeAsync(context, options)));
+    }
+
+    private static async Task ServeAsync(HttpContext context, DockerPluginOptions options)
+    {
+        var handler = context.RequestServices.GetRequiredService<DockerPluginHandler>();
+        DockerReply reply;
+        if (!HttpMethods.IsPost(context.Request.Method))
+        {
+            reply = new DockerReply(405, """{"Err":"Docker plugin calls are POST requests"}"""u8.ToArray());
+        }
+        else if (await ReadBodyAsync(context.Request, options.MaxRequestBytes, context.RequestAborted).ConfigureAwait(false) is not { } body)
+        {
+            reply = new DockerReply(413, System.Text.Encoding.UTF8.GetBytes($$"""{"Err":"the request is larger than {{options.MaxRequestBytes}} bytes"}"""));
+        }
+        else
+        {
+            reply = await handler.HandleAsync(context.Request.Path.Value ?? "", body, context.RequestAborted).ConfigureAwait(false);
+        }
+
+        context.Response.StatusCode = reply.Status;
+        context.Response.ContentType = ContentType;
+        context.Response.ContentLength = reply.Body.Length;
+        await context.Response.Body.WriteAsync(reply.Body, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>The whole body, or null when it is longer than <paramref name="limit"/>.</summary>
+    private static async Task<byte[]?> ReadBodyAsync(HttpRequest request, int limit, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength > limit)
+        {
+            return null;
+        }
+
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            if (buffer.Length + read > limit)
+            {
+                return null;
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
+        return buffer.ToArray();
+    }
+
+    /// <summary>
+    /// Prepares the socket path before Kestrel listens: a socket another live process answers on is
+    /// refused (another slabd serves Docker on this host); a stale one (a crash) is removed.
+    /// </summary>
+    /// <exception cref="SlabException">FailedPrecondition: the socket is live.</exception>
+    public static void PrepareSocket(string socketPath)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(socketPath))!;
+        Directory.CreateDirectory(directory);
+        if (!File.Exists(socketPath))
+        {
+            return;
+        }
+
+        using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            try
+            {
+                probe.Connect(new UnixDomainSocketEndPoint(socketPath));
+                throw new SlabException(
+                    SlabErrorCode.FailedPrecondition,
+                    $"the Docker plugin socket {socketPath} is served by another process (another slabd?); stop it, or start this slabd with --docker-plugin-socket PATH or --no-docker-plugin");
+            }
+            catch (SocketException)
+            {
+                // Nobody listens: left by a crash.
+            }
+        }
+
+        File.Delete(socketPath);
+    }
+}
+
+/// <summary>
+/// Mounts again, once the API serves, the volumes Docker held before slabd restarted; removes the
+/// plugin socket when slabd stops (the web server has stopped by then), so Docker does not find a
+/// dead plugin there.
+/// </summary>
+public sealed partial class DockerPluginService(
+    DockerPluginHandler handler,
+    DockerPluginOptions options,
+    IHostApplicationLifetime lifetime,
+    ILogger<DockerPluginService> logger) : IHostedService
+{
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _restore = Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            LogServing(logger, options.SocketPath);
+            _restore = Task.Run(() => handler.RestoreMountsAsync(_stopping.Token));
+        });
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _restore.ConfigureAwait(false);
+        _stopping.Dispose();
+        try
+        {
+            File.Delete(options.SocketPath);
+        }
+        catch (IOException)
+        {
+            // best effort: a stale socket is removed at the next start
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Docker volume plugin listening on {Socket}")]
+    private static partial void LogServing(ILogger logger, string socket);
+}
