@@ -178,8 +178,7 @@ public static partial class SlabdHost
             kestrel.ListenUnixSocket(options.ApiSocketPath, l => l.Protocols = HttpProtocols.Http2);
             if (docker is not null)
             {
-                // Docker speaks HTTP/1.1 to its plugins.
-                kestrel.ListenUnixSocket(docker.SocketPath, l => l.Protocols = HttpProtocols.Http1);
+                kestrel.ListenUnixSocket(docker.SocketPath, DockerPluginEndpoint.ConfigureListener);
             }
             if (options.ApiPort > 0)
             {

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -19,14 +20,22 @@ public static partial class DockerPluginEndpoint
     /// <summary>The media type Docker sends and expects from plugins.</summary>
     public const string ContentType = "application/vnd.docker.plugins.v1.2+json";
 
-    /// <summary>Adds the plugin's branch to the request pipeline, ahead of the gRPC endpoints.</summary>
-    public static void MapDockerPlugin(this WebApplication app, DockerPluginOptions options)
+    /// <summary>Sets up the plugin socket's Kestrel listener: HTTP/1.1 (what Docker speaks), its connections marked as the plugin's.</summary>
+    public static void ConfigureListener(ListenOptions listen)
     {
-        var socket = Path.GetFullPath(options.SocketPath);
-        app.UseWhen(
-            context => context.Features.Get<IConnectionEndPointFeature>()?.LocalEndPoint is UnixDomainSocketEndPoint local && local.ToString() == socket,
-            branch => branch.Run(context => ServeAsync(context, options)));
+        listen.Protocols = HttpProtocols.Http1;
+        listen.Use(next => connection =>
+        {
+            connection.Features.Set(PluginConnection.Instance);
+            return next(connection);
+        });
     }
+
+    /// <summary>Adds the plugin's branch to the request pipeline, ahead of the gRPC endpoints: it answers the plugin socket's requests alone.</summary>
+    public static void MapDockerPlugin(this WebApplication app, DockerPluginOptions options)
+        => app.UseWhen(
+            context => context.Features.Get<PluginConnection>() is not null,
+            branch => branch.Run(context => ServeAsync(context, options)));
 
     private static async Task ServeAsync(HttpContext context, DockerPluginOptions options)
     {
@@ -49,6 +58,12 @@ public static partial class DockerPluginEndpoint
         context.Response.ContentType = ContentType;
         context.Response.ContentLength = reply.Body.Length;
         await context.Response.Body.WriteAsync(reply.Body, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>Marks a connection accepted on the plugin socket.</summary>
+    private sealed class PluginConnection
+    {
+        public static readonly PluginConnection Instance = new();
     }
 
     /// <summary>The whole body, or null when it is longer than <paramref name="limit"/>.</summary>

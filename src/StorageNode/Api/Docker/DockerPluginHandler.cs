@@ -84,7 +84,7 @@ public sealed partial class DockerPluginHandler
     {
         try
         {
-            return JsonSerializer.Deserialize(body.Span, type) ?? throw new BadRequestException($"{method}: the request body is null; expected a JSON object");
+            return JsonSerializer.Deserialize(body.Span, type) ?? throw new BadRequestException($"{method}: the request is not the expected JSON (null instead of an object)");
         }
         catch (JsonException e)
         {
