@@ -179,7 +179,7 @@ public sealed class Dockerd : IAsyncDisposable
         var bin = Path.Combine(image, "bin");
         Directory.CreateDirectory(bin);
         File.Copy("/bin/busybox", Path.Combine(bin, "busybox"));
-        foreach (var applet in new[] { "sh", "cat", "echo", "ls", "sync", "sleep", "test", "stat" })
+        foreach (var applet in new[] { "sh", "cat", "echo", "ls", "sync", "sleep", "test", "stat", "true" })
         {
             File.CreateSymbolicLink(Path.Combine(bin, applet), "busybox");
         }
