@@ -52,7 +52,7 @@ public static partial class SlabdHost
         };
         services.AddSingleton(docker);
         services.AddSingleton(Api.Docker.DockerMountRegistry.Load(docker.MountIdFile));
-        services.AddSingleton(new Api.Docker.GrpcSlabVolumeApi(docker.ApiSocketPath));
+        services.AddSingleton(_ => new Api.Docker.GrpcSlabVolumeApi(docker.ApiSocketPath)); // disposed with the host
         services.AddSingleton<Api.Docker.ISlabVolumeApi>(sp => sp.GetRequiredService<Api.Docker.GrpcSlabVolumeApi>());
         services.AddSingleton(sp => new Api.Docker.DockerPluginHandler(
             sp.GetRequiredService<Api.Docker.ISlabVolumeApi>(),

@@ -32,6 +32,9 @@ public sealed partial class DockerPluginHandler
     [LoggerMessage(Level = LogLevel.Information, Message = "Docker: {Method} refused ({Code}): {Reason}")]
     private static partial void LogRefused(ILogger logger, string method, SlabErrorCode code, string reason);
 
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Docker: Get: {Reason}")]
+    private static partial void LogNotFound(ILogger logger, string reason);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Docker: malformed {Method} request: {Reason}")]
     private static partial void LogBadRequest(ILogger logger, string method, string reason);
 

@@ -64,7 +64,15 @@ public sealed partial class DockerPluginHandler
         }
         catch (SlabException e)
         {
-            LogRefused(_logger, method, e.Code, e.Message);
+            if (e.Code == SlabErrorCode.NotFound && method == "VolumeDriver.Get")
+            {
+                LogNotFound(_logger, e.Message); // Docker asks before it creates: not a refusal
+            }
+            else
+            {
+                LogRefused(_logger, method, e.Code, e.Message);
+            }
+
             return Error(200, e.Message);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
