@@ -23,9 +23,9 @@ public static partial class SlabdHost
     }
 
     /// <summary>
-    /// The Docker volume plugin when it is on: its options, handler and start/stop service; null when
-    /// off. In the default (on because /run/docker/plugins exists) a socket another slabd serves
-    /// turns it off with a warning; asked for explicitly, that stops start-up.
+    /// The Docker volume plugin when it is on: its socket claim, options, handler and start/stop
+    /// service; null when off. In the default (on because /run/docker/plugins exists) a socket
+    /// another slabd holds turns it off with a warning; asked for explicitly, that stops start-up.
     /// </summary>
     private static Api.Docker.DockerPluginOptions? ConfigureDockerPlugin(IServiceCollection services, SlabdOptions options, ILogger logger)
     {
@@ -34,15 +34,18 @@ public static partial class SlabdHost
             return null;
         }
 
+        Api.Docker.DockerPluginSocketLock socket;
         try
         {
-            Api.Docker.DockerPluginEndpoint.PrepareSocket(options.DockerPluginSocketPath);
+            socket = Api.Docker.DockerPluginSocketLock.Acquire(options.DockerPluginSocketPath);
         }
         catch (Common.SlabException e) when (options.DockerPlugin is null)
         {
             LogDockerPluginSkipped(logger, e.Message);
             return null;
         }
+
+        services.AddSingleton(socket);
 
         var docker = new Api.Docker.DockerPluginOptions
         {

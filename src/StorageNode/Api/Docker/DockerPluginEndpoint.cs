@@ -1,8 +1,7 @@
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -90,47 +89,75 @@ public static partial class DockerPluginEndpoint
         return buffer.ToArray();
     }
 
-    /// <summary>
-    /// Prepares the socket path before Kestrel listens: a socket another live process answers on is
-    /// refused (another slabd serves Docker on this host); a stale one (a crash) is removed.
-    /// </summary>
-    /// <exception cref="SlabException">FailedPrecondition: the socket is live.</exception>
-    public static void PrepareSocket(string socketPath)
+}
+
+/// <summary>
+/// This slabd's claim on the plugin socket path: an exclusive flock on <c>SOCKET.lock</c> next to
+/// it, held for the process's life (the kernel drops it when the process dies), so two slabds on a
+/// host (a local cluster, a test) never take the same socket even when they start at once. Taken
+/// before Kestrel listens; a socket file left by a crash is removed then.
+/// </summary>
+public sealed class DockerPluginSocketLock : IDisposable
+{
+    private readonly FileStream _lock;
+
+    private DockerPluginSocketLock(string socketPath, FileStream held)
     {
-        var directory = Path.GetDirectoryName(Path.GetFullPath(socketPath))!;
-        Directory.CreateDirectory(directory);
-        if (!File.Exists(socketPath))
+        SocketPath = socketPath;
+        _lock = held;
+    }
+
+    public string SocketPath { get; }
+
+    /// <exception cref="SlabException">FailedPrecondition: another process holds the socket.</exception>
+    public static DockerPluginSocketLock Acquire(string socketPath)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(socketPath))!);
+        FileStream held;
+        try
         {
-            return;
+            // FileShare.None takes flock(LOCK_EX | LOCK_NB) on Linux.
+            held = new FileStream(socketPath + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new SlabException(
+                SlabErrorCode.FailedPrecondition,
+                $"the Docker plugin socket {socketPath} belongs to another slabd on this host ({e.Message}); give this one --docker-plugin-socket PATH or --no-docker-plugin",
+                e);
         }
 
-        using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        held.SetLength(0);
+        held.Write(System.Text.Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"));
+        held.Flush();
+        File.Delete(socketPath); // ours now: a file here was left by a crash
+        return new DockerPluginSocketLock(socketPath, held);
+    }
+
+    /// <summary>Removes the socket (the listener has stopped) and lets the path go.</summary>
+    public void Dispose()
+    {
+        try
         {
-            try
-            {
-                probe.Connect(new UnixDomainSocketEndPoint(socketPath));
-                throw new SlabException(
-                    SlabErrorCode.FailedPrecondition,
-                    $"the Docker plugin socket {socketPath} is served by another process (another slabd?); stop it, or start this slabd with --docker-plugin-socket PATH or --no-docker-plugin");
-            }
-            catch (SocketException)
-            {
-                // Nobody listens: left by a crash.
-            }
+            File.Delete(SocketPath);
+        }
+        catch (IOException)
+        {
+            // best effort: the next owner removes it
         }
 
-        File.Delete(socketPath);
+        _lock.Dispose();
     }
 }
 
 /// <summary>
 /// Mounts again, once the API serves, the volumes Docker held before slabd restarted; removes the
-/// plugin socket when slabd stops (the web server has stopped by then), so Docker does not find a
-/// dead plugin there.
+/// plugin socket when slabd stops, so Docker does not find a dead plugin there.
 /// </summary>
 public sealed partial class DockerPluginService(
     DockerPluginHandler handler,
     DockerPluginOptions options,
+    DockerPluginSocketLock socket,
     IHostApplicationLifetime lifetime,
     ILogger<DockerPluginService> logger) : IHostedService
 {
@@ -152,14 +179,7 @@ public sealed partial class DockerPluginService(
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _restore.ConfigureAwait(false);
         _stopping.Dispose();
-        try
-        {
-            File.Delete(options.SocketPath);
-        }
-        catch (IOException)
-        {
-            // best effort: a stale socket is removed at the next start
-        }
+        socket.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Docker volume plugin listening on {Socket}")]
