@@ -167,6 +167,15 @@ public sealed class DockerEndpointTests : IDisposable
     }
 
     [Fact]
+    public async Task AnUnknownIdDetachesNothingItDidNotMount()
+    {
+        var handler = NewHandler();
+        await CallAsync(handler, "/VolumeDriver.Create", "{\"Name\":\"v\"}");
+        Assert.Equal("", Err((await CallAsync(handler, "/VolumeDriver.Unmount", "{\"Name\":\"v\",\"ID\":\"never\"}")).Body));
+        Assert.DoesNotContain(_api.Calls, c => c.StartsWith("unmount", StringComparison.Ordinal) || c.StartsWith("detach", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task AFailedMountCountsNothing()
     {
         var handler = NewHandler();

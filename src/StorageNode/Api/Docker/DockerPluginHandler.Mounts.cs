@@ -113,14 +113,18 @@ public sealed partial class DockerPluginHandler
     private static string RequireId(MountRequest request)
         => request.Id.Length > 0 ? request.Id : throw new SlabException(SlabErrorCode.InvalidArgument, "the mount ID is empty");
 
-    /// <summary>Unmounts the volume's Docker mount (if mounted) and detaches it from this node.</summary>
+    /// <summary>
+    /// Unmounts the volume's Docker mount and detaches it from this node. Not mounted there: nothing
+    /// is Docker's to undo (an attachment without that mount is someone else's, e.g. slabctl host attach).
+    /// </summary>
     private async Task ReleaseAsync(string name, string path, CancellationToken cancellationToken)
     {
-        if (_isMountPoint(path))
+        if (!_isMountPoint(path))
         {
-            await _api.UnmountAsync(name, path, cancellationToken).ConfigureAwait(false);
+            return;
         }
 
+        await _api.UnmountAsync(name, path, cancellationToken).ConfigureAwait(false);
         try
         {
             await _api.DetachAsync(name, cancellationToken).ConfigureAwait(false);
