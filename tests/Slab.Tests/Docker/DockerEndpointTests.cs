@@ -188,6 +188,23 @@ public sealed class DockerEndpointTests : IDisposable
     }
 
     [Fact]
+    public void TheMountIdFileIsReplacedWholeAndACorruptOneStopsStartUp()
+    {
+        var registry = DockerMountRegistry.Load(_options.MountIdFile);
+        registry.Set("v", ["a", "b"]);
+        registry.Set("w", ["c"]);
+        registry.Set("w", []);
+        File.WriteAllText(_options.MountIdFile + ".tmp-deadbeef", "{\"Volumes\":{\"half"); // a crash mid-write
+        var reloaded = DockerMountRegistry.Load(_options.MountIdFile);
+        Assert.Equal(["a", "b"], reloaded.IdsOf("v").Order(StringComparer.Ordinal));
+        Assert.Empty(reloaded.IdsOf("w"));
+        Assert.False(File.Exists(_options.MountIdFile + ".tmp-deadbeef"));
+
+        File.WriteAllText(_options.MountIdFile, "{\"Volumes\":[1]}");
+        Assert.Equal(SlabErrorCode.Internal, Assert.Throws<SlabException>(() => DockerMountRegistry.Load(_options.MountIdFile)).Code);
+    }
+
+    [Fact]
     public async Task GetAndListDescribeVolumes()
     {
         var handler = NewHandler();

@@ -136,6 +136,24 @@ public sealed class DockerPluginTests(DockerFixture fixture) : IClassFixture<Doc
     }
 
     [Fact]
+    public async Task ParentMakesAClone()
+    {
+        var source = Unique("dp");
+        await Docker.OkAsync("volume", "create", "-d", Docker.Driver, "--opt", "size=1G", "--opt", "io_priority=medium", "--opt", "block_size=4K", source);
+        var write = await Docker.RunContainerAsync(["-v", $"{source}:/data"], "sh", "-c", "echo original > /data/f && sync");
+        Assert.True(write.ExitCode == 0, write.ToString());
+
+        var clone = Unique("dp");
+        await Docker.OkAsync("volume", "create", "-d", Docker.Driver, "--opt", "parent=" + source, "--opt", "label=copy=yes", clone);
+        Assert.Equal("original", (await ReadAsync(clone, "/data/f")).Trim());
+        var slab = LocalCluster.First(await Node.CliJsonAsync("volume", "inspect", clone));
+        Assert.Equal(source, slab.GetProperty("source").GetString());
+
+        var refused = await Docker.RunAsync("volume", "create", "-d", Docker.Driver, "--opt", "parent=" + source, "--opt", "size=5G", Unique("dp"));
+        Assert.Contains("a clone takes size", refused.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task BadOptionsGiveDockersErrorWithOurMessage()
     {
         var bad = await Docker.RunAsync("volume", "create", "-d", Docker.Driver, "--opt", "size=lots", Unique("db"));
