@@ -209,6 +209,28 @@ public sealed class DockerPluginTests(DockerFixture fixture) : IClassFixture<Doc
     }
 
     [Fact]
+    public async Task AfterASlabdCrashTheMountCountsAreRebuilt()
+    {
+        var name = Unique("dk");
+        await Docker.OkAsync("volume", "create", "-d", Docker.Driver, name);
+        var write = await Docker.RunContainerAsync(["-v", $"{name}:/data"], "sh", "-c", "echo before-crash > /data/f && sync");
+        Assert.True(write.ExitCode == 0, write.ToString());
+        var holder = Unique("hold");
+        await Docker.OkAsync("run", "-d", "--name", holder, "--network", "none", "-v", $"{name}:/data", Dockerd.Image, "sleep", "600");
+        var mountpoint = await PathAsync(name);
+        Assert.NotEqual("", mountpoint);
+
+        await Node.KillAsync();
+        await Node.StartProcessAsync(fixture.NodeArguments);
+        await Poll.UntilAsync(async () => await PathAsync(name) == mountpoint, TimeSpan.FromSeconds(60), "the volume mounted again after the crash");
+        Assert.Equal("before-crash", (await File.ReadAllTextAsync(Path.Combine(mountpoint, "f"))).Trim());
+
+        await Docker.OkAsync("rm", "-f", holder);
+        await Poll.UntilAsync(async () => await PathAsync(name) == "", TimeSpan.FromSeconds(60), "the holder's unmount");
+        Assert.Equal("before-crash", (await ReadAsync(name, "/data/f")).Trim());
+    }
+
+    [Fact]
     public async Task MalformedRequestsOnTheSocketAreRefusedAndSlabdStaysUp()
     {
         var (status, body) = await PluginCallAsync("/VolumeDriver.Create", "{\"Name\":");
