@@ -2,16 +2,18 @@
 # Installs what a fresh Debian machine lacks (apt-get update once), checks the .NET SDK.
 
 SLAB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SLAB_PACKAGES=(xfsprogs e2fsprogs util-linux libnbd-bin fuse3 fio qemu-utils nbdkit iproute2 docker.io busybox-static)
+SLAB_PACKAGES=(xfsprogs e2fsprogs util-linux libnbd-bin fuse3 fio qemu-utils nbdkit iproute2)
 # Command each package provides, to tell whether it is installed.
 declare -A SLAB_PACKAGE_PROBE=(
   [xfsprogs]=mkfs.xfs [e2fsprogs]=mkfs.ext4 [util-linux]=losetup [libnbd-bin]=nbdfuse
   [fuse3]=fusermount3 [fio]=fio [qemu-utils]=qemu-img [nbdkit]=nbdkit
   [iproute2]=ip  # network namespaces of the partition tests (tests/Slab.Tests/Infrastructure/NetworkLab.cs)
-  # The Docker plugin tests start private dockerds (tests/Slab.Tests/Infrastructure/Dockerd.cs)
-  # and import an image made of busybox-static's /bin/busybox.
-  [docker.io]=dockerd [busybox-static]=busybox
 )
+
+# The Docker plugin tests start private dockerds (tests/Slab.Tests/Infrastructure/Dockerd.cs) and
+# import an image made of busybox-static's /bin/busybox.
+SLAB_PACKAGES+=(docker.io busybox-static)
+SLAB_PACKAGE_PROBE+=([docker.io]=dockerd [busybox-static]=busybox)
 
 slab_say() { printf '==> %s\n' "$*"; }
 slab_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
