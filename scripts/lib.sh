@@ -11,6 +11,11 @@ declare -A SLAB_PACKAGE_PROBE=(
   [nodejs]=node [npm]=npm  # packaging/kubernetes/validate checks the Kubernetes manifests
 )
 
+# The Docker plugin tests start private dockerds (tests/Slab.Tests/Infrastructure/Dockerd.cs) and
+# import an image made of busybox-static's /bin/busybox.
+SLAB_PACKAGES+=(docker.io busybox-static)
+SLAB_PACKAGE_PROBE+=([docker.io]=dockerd [busybox-static]=busybox)
+
 slab_say() { printf '==> %s\n' "$*"; }
 slab_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 

@@ -1,21 +1,20 @@
-using System.Globalization;
+using Slab.Common;
 
 namespace Slab.Cli.Parsing;
 
 /// <summary>
-/// Parses volume sizes given on the command line. A bare whole number is GiB (pxctl's unit);
-/// a suffix picks another binary unit: M/MB/Mi/MiB, G/GB/Gi/GiB, T/TB/Ti/TiB (case-insensitive;
-/// "G" and "GB" mean GiB, as in pxctl). Sizes are whole numbers of their unit, at least 1 MiB and
-/// at most 64 TiB.
+/// Parses volume sizes given on the command line with the grammar slabd's Docker plugin shares
+/// (<see cref="SizeSyntax"/>, linked from src/StorageNode/Common): a bare whole number is GiB
+/// (pxctl's unit); M/G/T suffixes (with or without B/i/iB) pick another binary unit.
 /// </summary>
 internal static class SizeParser
 {
-    public const ulong MiB = 1UL << 20;
-    public const ulong GiB = 1UL << 30;
-    public const ulong TiB = 1UL << 40;
-    public const ulong MaxBytes = 64 * TiB;
+    public const ulong MiB = SizeSyntax.MiB;
+    public const ulong GiB = SizeSyntax.GiB;
+    public const ulong TiB = SizeSyntax.TiB;
+    public const ulong MaxBytes = SizeSyntax.MaxBytes;
 
-    public const string HelpText = "whole GiB (10) or with a unit: 512M, 10G, 10GiB, 1T; at most 64T";
+    public const string HelpText = SizeSyntax.HelpText;
 
     /// <summary>Bytes for <paramref name="text"/>, or throws <see cref="UsageException"/> naming the problem.</summary>
     public static ulong Parse(string text, string flag = "--size")
@@ -25,73 +24,5 @@ internal static class SizeParser
         throw new UsageException($"invalid size \"{text}\" for {flag}: {error}");
     }
 
-    public static bool TryParse(string? text, out ulong bytes, out string error)
-    {
-        bytes = 0;
-        var s = (text ?? "").Trim();
-        if (s.Length == 0)
-        {
-            error = "a size is required";
-            return false;
-        }
-
-        var digits = 0;
-        while (digits < s.Length && char.IsAsciiDigit(s[digits]))
-            digits++;
-        var unitText = s[digits..].Trim();
-
-        if (digits == 0)
-        {
-            error = s[0] == '-' ? "must be positive" : $"must be a whole number of GiB or have a unit ({HelpText})";
-            return false;
-        }
-        if (unitText.StartsWith('.') || unitText.StartsWith(','))
-        {
-            error = "fractional sizes are not supported; use a smaller unit (e.g. 1536M for 1.5G)";
-            return false;
-        }
-
-        ulong unit;
-        switch (unitText.ToUpperInvariant())
-        {
-            case "":
-            case "G":
-            case "GB":
-            case "GI":
-            case "GIB":
-                unit = GiB;
-                break;
-            case "M":
-            case "MB":
-            case "MI":
-            case "MIB":
-                unit = MiB;
-                break;
-            case "T":
-            case "TB":
-            case "TI":
-            case "TIB":
-                unit = TiB;
-                break;
-            default:
-                error = $"unknown unit \"{unitText}\" (use M, G or T)";
-                return false;
-        }
-
-        if (!ulong.TryParse(s.AsSpan(0, digits), NumberStyles.None, CultureInfo.InvariantCulture, out var count)
-            || count > MaxBytes / unit)
-        {
-            error = "too large: the maximum is 64 TiB";
-            return false;
-        }
-        if (count == 0)
-        {
-            error = "must be positive";
-            return false;
-        }
-
-        bytes = count * unit;
-        error = "";
-        return true;
-    }
+    public static bool TryParse(string? text, out ulong bytes, out string error) => SizeSyntax.TryParse(text, out bytes, out error);
 }

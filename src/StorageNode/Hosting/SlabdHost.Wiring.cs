@@ -22,6 +22,53 @@ public static partial class SlabdHost
         services.AddHostedService<NbdListenerService>();
     }
 
+    /// <summary>
+    /// The Docker volume plugin when it is on: its socket claim, options, handler and start/stop
+    /// service; null when off. In the default (on because /run/docker/plugins exists) a socket
+    /// another slabd holds turns it off with a warning; asked for explicitly, that stops start-up.
+    /// </summary>
+    private static Api.Docker.DockerPluginOptions? ConfigureDockerPlugin(IServiceCollection services, SlabdOptions options, ILogger logger)
+    {
+        if (!options.DockerPluginEnabled)
+        {
+            return null;
+        }
+
+        Api.Docker.DockerPluginSocketLock socket;
+        try
+        {
+            socket = Api.Docker.DockerPluginSocketLock.Acquire(options.DockerPluginSocketPath);
+        }
+        catch (Common.SlabException e) when (options.DockerPlugin is null)
+        {
+            LogDockerPluginSkipped(logger, e.Message);
+            return null;
+        }
+
+        services.AddSingleton(socket);
+
+        var docker = new Api.Docker.DockerPluginOptions
+        {
+            SocketPath = options.DockerPluginSocketPath,
+            StateDirectory = Path.Combine(options.RunDirectory, "docker"),
+            ApiSocketPath = options.ApiSocketPath,
+        };
+        services.AddSingleton(docker);
+        services.AddSingleton(Api.Docker.DockerMountRegistry.Load(docker.MountIdFile));
+        services.AddSingleton(_ => new Api.Docker.GrpcSlabVolumeApi(docker.ApiSocketPath)); // disposed with the host
+        services.AddSingleton<Api.Docker.ISlabVolumeApi>(sp => sp.GetRequiredService<Api.Docker.GrpcSlabVolumeApi>());
+        services.AddSingleton(sp => new Api.Docker.DockerPluginHandler(
+            sp.GetRequiredService<Api.Docker.ISlabVolumeApi>(),
+            sp.GetRequiredService<Api.Docker.DockerMountRegistry>(),
+            docker,
+            sp.GetRequiredService<ILogger<Api.Docker.DockerPluginHandler>>()));
+        services.AddHostedService<Api.Docker.DockerPluginService>();
+        return docker;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Docker volume plugin not started: {Reason}")]
+    private static partial void LogDockerPluginSkipped(ILogger logger, string reason);
+
     private static async Task RemoveStaleAttachmentsAsync(IBlockDeviceAttacher attacher, ILogger logger)
     {
         foreach (var removal in await attacher.RemoveStaleAsync(CancellationToken.None).ConfigureAwait(false))

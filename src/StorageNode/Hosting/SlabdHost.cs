@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Slab.Api;
+using Slab.Api.Docker;
 using Slab.Common;
 using Slab.Store;
 using Slab.Volumes;
@@ -124,9 +125,15 @@ public static partial class SlabdHost
             builder.Services.AddSingleton<AttachExportCatalog>();
             builder.Services.AddHostedService<NodeShutdownService>();
             ConfigureClusterServices(builder.Services, options, identity);
-            ConfigureListeners(builder, options);
+            var docker = ConfigureDockerPlugin(builder.Services, options, logger);
+            ConfigureListeners(builder, options, docker);
 
             var app = builder.Build();
+            if (docker is not null)
+            {
+                app.MapDockerPlugin(docker);
+            }
+
             MapApi(app, options);
 
             await app.StartAsync().ConfigureAwait(false);
@@ -157,7 +164,7 @@ public static partial class SlabdHost
         logging.AddFilter("Grpc", LogLevel.Warning);
     }
 
-    private static void ConfigureListeners(WebApplicationBuilder builder, SlabdOptions options)
+    private static void ConfigureListeners(WebApplicationBuilder builder, SlabdOptions options, Api.Docker.DockerPluginOptions? docker)
     {
         foreach (var socket in new[] { options.ApiSocketPath, options.NbdSocketPath, options.AttachSocketPath })
         {
@@ -169,6 +176,10 @@ public static partial class SlabdHost
         {
             kestrel.Limits.MaxRequestBodySize = 4 * 1024 * 1024;
             kestrel.ListenUnixSocket(options.ApiSocketPath, l => l.Protocols = HttpProtocols.Http2);
+            if (docker is not null)
+            {
+                kestrel.ListenUnixSocket(docker.SocketPath, DockerPluginEndpoint.ConfigureListener);
+            }
             if (options.ApiPort > 0)
             {
                 kestrel.Listen(ParseAddress(options.ListenAddress), options.ApiPort, l => l.Protocols = HttpProtocols.Http2);

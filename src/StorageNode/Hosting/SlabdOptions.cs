@@ -81,6 +81,20 @@ public sealed record SlabdOptions
     /// <summary>Gossip UDP port, and TCP port of the proposal-forwarding channel (default 9505).</summary>
     public int GossipPort { get; init; } = 9505;
 
+    /// <summary>
+    /// Serve Docker's volume plugin protocol on <see cref="DockerPluginSocketPath"/>: true
+    /// (<c>--docker-plugin</c>, or a socket path given), false (<c>--no-docker-plugin</c>), null: on
+    /// when Docker's plugin directory (<c>/run/docker/plugins</c>) exists when slabd starts.
+    /// </summary>
+    public bool? DockerPlugin { get; init; }
+
+    public string? DockerPluginSocket { get; init; }
+
+    public string DockerPluginSocketPath => DockerPluginSocket ?? Api.Docker.DockerPluginOptions.DefaultSocketPath;
+
+    /// <summary>Whether the Docker plugin runs, deciding the default now (see <see cref="DockerPlugin"/>).</summary>
+    public bool DockerPluginEnabled => DockerPlugin ?? Directory.Exists(Api.Docker.DockerPluginOptions.DockerPluginDirectory);
+
     public bool Clustered => ClusterId is not null;
 
     /// <summary>The address other nodes use: <see cref="Advertise"/>, else the listen address.</summary>
@@ -117,6 +131,12 @@ public sealed record SlabdOptions
           --overcommit-ratio R    provisioned bytes may reach capacity x R (default 4)
           --skip-pool-benchmark   do not measure the pool's io priority when creating it
           --log-level LEVEL       Trace, Debug, Information, Warning, Error (default Information)
+          --docker-plugin         serve Docker's volume plugin (driver "slab"); default: on when
+                                  /run/docker/plugins exists
+          --no-docker-plugin      do not serve Docker's volume plugin
+          --docker-plugin-socket PATH
+                                  the plugin's socket (default /run/docker/plugins/slab.sock;
+                                  Docker names the driver after the file); implies --docker-plugin
 
         Cluster (without --cluster-id the node runs alone):
           --cluster-id ID         join or form this cluster (letters, digits, '-', '_', '.'; max 64)
@@ -195,17 +215,30 @@ public sealed record SlabdOptions
                 case "--rack": options = options with { Rack = DomainName(arg, Value()) }; break;
                 case "--label": options = options with { Labels = LabelList(Value()) }; break;
                 case "--port-base": options = options with { PortBase = PortBaseValue(Value()) }; break;
+                case "--docker-plugin": options = options with { DockerPlugin = DockerPluginValue(options, true) }; break;
+                case "--no-docker-plugin": options = options with { DockerPlugin = DockerPluginValue(options, false) }; break;
+                case "--docker-plugin-socket": options = options with { DockerPluginSocket = SocketPathValue(arg, Value()) }; break;
                 default:
                     throw new FormatException(arg.StartsWith('-') ? $"unknown option {arg}" : $"unexpected argument '{arg}'");
             }
 
-            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "--kvdb" or "-h" or "--help")
+            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "--kvdb" or "-h" or "--help" or "--docker-plugin" or "--no-docker-plugin")
             {
                 throw new FormatException($"{arg} takes no value");
             }
         }
 
         options = options with { Drives = drives };
+        if (options.DockerPluginSocket is not null)
+        {
+            options = options with
+            {
+                DockerPlugin = options.DockerPlugin != false
+                    ? true
+                    : throw new FormatException("--docker-plugin-socket and --no-docker-plugin contradict each other"),
+            };
+        }
+
         if (options.ShowHelp)
         {
             return options;
@@ -317,6 +350,16 @@ public sealed record SlabdOptions
 
         return options with { Peers = list };
     }
+
+    private static bool DockerPluginValue(SlabdOptions options, bool on)
+        => options.DockerPlugin is { } given && given != on
+            ? throw new FormatException("--docker-plugin and --no-docker-plugin contradict each other")
+            : on;
+
+    private static string SocketPathValue(string flag, string value)
+        => value.StartsWith('/') && value.Length < 108 && !value.EndsWith('/')
+            ? value
+            : throw new FormatException($"{flag} must be an absolute path of a socket file, shorter than 108 bytes (got '{value}')");
 
     private static string ClusterIdValue(string value)
         => value.Length is > 0 and <= 64 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')

@@ -16,9 +16,11 @@ public sealed class LocalCluster : IAsyncDisposable
     private readonly Func<int, string> _addressOf;
     private readonly Func<int, string?> _namespaceOf;
     private readonly Func<int, int>? _portBaseOf;
+    private readonly Func<int, string[]> _extraArgumentsOf;
 
-    private LocalCluster(int count, int voters, Func<int, string> addressOf, Func<int, string?> namespaceOf, Func<int, int>? portBaseOf)
+    private LocalCluster(int count, int voters, Func<int, string> addressOf, Func<int, string?> namespaceOf, Func<int, int>? portBaseOf, Func<int, string[]>? extraArgumentsOf)
     {
+        _extraArgumentsOf = extraArgumentsOf ?? (_ => []);
         _nodes = [.. new SlabNode?[count]];
         Voters = voters;
         _addressOf = addressOf;
@@ -84,6 +86,7 @@ public sealed class LocalCluster : IAsyncDisposable
     /// Starts nodes 1..<paramref name="count"/> (in <paramref name="order"/> when given) and waits until
     /// every node lists all of them online. Nodes listen on their own address with the default ports,
     /// or, with <paramref name="portBaseOf"/>, on <c>--port-base</c> ports (then they may share one address).
+    /// <paramref name="extraArgumentsOf"/> adds slabd arguments to node i (e.g. its Docker plugin socket).
     /// </summary>
     public static async Task<LocalCluster> StartAsync(
         int count,
@@ -92,9 +95,10 @@ public sealed class LocalCluster : IAsyncDisposable
         Func<int, string?>? namespaceOf = null,
         IEnumerable<int>? order = null,
         Func<int, int>? portBaseOf = null,
-        Func<int, string?>? zoneOf = null)
+        Func<int, string?>? zoneOf = null,
+        Func<int, string[]>? extraArgumentsOf = null)
     {
-        var cluster = new LocalCluster(count, voters, addressOf ?? UniqueLoopback(), namespaceOf ?? (_ => null), portBaseOf) { ZoneOf = zoneOf ?? (_ => null) };
+        var cluster = new LocalCluster(count, voters, addressOf ?? UniqueLoopback(), namespaceOf ?? (_ => null), portBaseOf, extraArgumentsOf) { ZoneOf = zoneOf ?? (_ => null) };
         try
         {
             await Task.WhenAll((order ?? cluster.Indexes).Select(cluster.StartNodeAsync));
@@ -123,7 +127,7 @@ public sealed class LocalCluster : IAsyncDisposable
         string[] arguments =
         [
             "--cluster-id", ClusterId, "--advertise", Address(i), "--peers", peers, .. ports,
-            "--node-name", NameOf(i), "--rack", $"rack-{((i - 1) % 3) + 1}",
+            "--node-name", NameOf(i), "--rack", $"rack-{((i - 1) % 3) + 1}", .. _extraArgumentsOf(i),
         ];
         if (ZoneOf(i) is { } zone)
         {

@@ -92,10 +92,16 @@ public sealed class SlabNode : IAsyncDisposable
 
     public static string SlabctlDll => BuildOutputs.Slabctl;
 
+    /// <summary>
+    /// slabd's arguments. The Docker plugin is off unless <paramref name="extra"/> asks for it: on a
+    /// host with /run/docker/plugins every test slabd would otherwise claim the same socket there.
+    /// </summary>
     public IReadOnlyList<string> DaemonArguments(params string[] extra) =>
     [
         SlabdDll, "--data-dir", DataDirectory, "--run-dir", RunDirectory, "--drive", DrivePath,
-        "--api-port", "0", "--nbd-port", "0", "--skip-pool-benchmark", "--node-name", "test-node", .. extra,
+        "--api-port", "0", "--nbd-port", "0", "--skip-pool-benchmark", "--node-name", "test-node",
+        .. extra.Any(a => a.StartsWith("--docker-plugin", StringComparison.Ordinal) || a == "--no-docker-plugin") ? [] : new[] { "--no-docker-plugin" },
+        .. extra,
     ];
 
     /// <summary>Starts slabd (again) on this node's directories; returns when it logs that it is ready.</summary>
