@@ -1,10 +1,11 @@
 using Slab.Api.V1;
+using Slab.Cli.Connection;
 using Slab.Cli.Output;
 using Slab.Cli.Parsing;
 
 namespace Slab.Cli.Commands;
 
-/// <summary><c>slabctl volume snapshot</c> (alias <c>snap</c>): create, list, delete.</summary>
+/// <summary><c>slabctl volume snapshot</c> (alias <c>snap</c>): create, group, list, delete.</summary>
 internal static class VolumeSnapshotCommands
 {
     private static readonly ArgSpec _volume = new("VOLUME");
@@ -25,6 +26,15 @@ internal static class VolumeSnapshotCommands
                 Flags = [NameFlag("name of the snapshot")],
                 Handler = CreateAsync,
             },
+            new CommandNode("group", "Snapshot several volumes at one write boundary (each gets a snapshot of this name)", "g")
+            {
+                Flags =
+                [
+                    NameFlag("name of every member snapshot"),
+                    new() { Name = "volume_ids", ValueName = "VOL,...", Repeatable = true, Required = true, Description = "the volumes (names or ids) to snapshot together" },
+                ],
+                Handler = GroupAsync,
+            },
             new CommandNode("list", "List the snapshots of a volume", "l")
             {
                 Args = [_volume],
@@ -42,6 +52,14 @@ internal static class VolumeSnapshotCommands
         var request = new CreateSnapshotRequest { Volume = ctx.Arg(0), Name = ctx.RequireName("name") };
         var snapshot = await ctx.Api.Snapshots.CreateAsync(request, ctx.Api.Options());
         return ctx.Print(snapshot, $"Volume snap successful: {snapshot.Id}");
+    }
+
+    private static async Task<int> GroupAsync(CommandContext ctx)
+    {
+        var request = new CreateGroupSnapshotRequest { Name = ctx.RequireName("name") };
+        request.Volumes.Add(ctx.NameList("volume_ids"));
+        var response = await ctx.Api.Snapshots.CreateGroupAsync(request, ctx.Api.Options(ApiConnection.LongDeadline));
+        return ctx.PrintList(response.Snapshots, o => VolumeViews.WriteSnapshots(response.Snapshots, o));
     }
 
     private static async Task<int> ListAsync(CommandContext ctx)

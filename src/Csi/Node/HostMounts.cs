@@ -1,5 +1,6 @@
 using System.Globalization;
 using Slab.Common;
+using Slab.Host;
 
 namespace Slab.Csi.Node;
 
@@ -13,43 +14,7 @@ internal static class HostMounts
     public static MountEntry? At(string path) => MountTable.At(path);
 
     /// <summary>The block device's major:minor (sysfs), or null when <paramref name="devicePath"/> is not one.</summary>
-    public static (int Major, int Minor)? DeviceNumber(string devicePath)
-    {
-        string text;
-        try
-        {
-            text = File.ReadAllText($"/sys/class/block/{Path.GetFileName(devicePath)}/dev").Trim();
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
-        }
-
-        var parts = text.Split(':');
-        return parts.Length == 2
-            && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var major)
-            && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var minor)
-            ? (major, minor)
-            : null;
-    }
-
-    /// <summary>The size in bytes of block device <paramref name="major"/>:<paramref name="minor"/> (sysfs), or null.</summary>
-    public static long? DeviceSizeOf(int major, int minor)
-    {
-        try
-        {
-            var text = File.ReadAllText($"/sys/dev/block/{major}:{minor}/size").Trim();
-            return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var sectors) ? sectors * 512 : null;
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-    }
+    public static (int Major, int Minor)? DeviceNumber(string devicePath) => BlockSysfs.DeviceNumber(devicePath);
 
     /// <summary>
     /// The device node bind-mounted at a block volume's target, or null when the mount is not one:
@@ -59,9 +24,8 @@ internal static class HostMounts
     public static string? BoundDevice(MountEntry mount) =>
         mount.FilesystemType == "devtmpfs" && mount.Root.Length > 1 ? "/dev" + mount.Root : null;
 
-    /// <summary>The size in bytes of the block device at <paramref name="devicePath"/>, or null.</summary>
-    public static long? DeviceSize(string devicePath) =>
-        DeviceNumber(devicePath) is { } number ? DeviceSizeOf(number.Major, number.Minor) : null;
+    /// <summary>The size in bytes of the block device at <paramref name="devicePath"/> (sysfs), or null.</summary>
+    public static long? DeviceSize(string devicePath) => BlockSysfs.SizeBytes(devicePath);
 
     /// <summary>Bind-mounts <paramref name="source"/> (a directory or a device node) at <paramref name="target"/>, read-only when asked.</summary>
     public static async Task BindAsync(string source, string target, bool readOnly, CancellationToken cancellationToken)

@@ -30,9 +30,6 @@ public sealed partial class VolumeManager
         }
     }
 
-    /// <summary>The most volumes one group snapshot may take.</summary>
-    public const int MaxGroupVolumes = 64;
-
     /// <summary>
     /// Snapshots every volume under <paramref name="snapshotName"/> at one write boundary: the writes
     /// of all of them are held (in volume-id order) and flushed before any is cut. All or nothing:
@@ -42,21 +39,9 @@ public sealed partial class VolumeManager
         IReadOnlyList<string> volumeReferences, string snapshotName, CancellationToken cancellationToken)
     {
         VolumeNames.Validate(snapshotName, "snapshot");
-        if (volumeReferences.Count is 0 or > MaxGroupVolumes)
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"a group snapshot takes 1 to {MaxGroupVolumes} volumes, not {volumeReferences.Count}");
-        }
-
+        GroupSnapshotRules.CheckCount(volumeReferences.Count);
         var group = volumeReferences.Select(Require).ToList();
-        if (group.GroupBy(v => v.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"volume '{twice.First().Name}' is named twice in the group");
-        }
-
-        if (group.FirstOrDefault(v => v.FindSnapshot(snapshotName) is { } s && s.Name == snapshotName) is { } taken)
-        {
-            throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{taken.Name}' already has snapshot '{snapshotName}'; choose another name for the group");
-        }
+        GroupSnapshotRules.CheckMembers(group, snapshotName, v => v.Id, v => v.Name, (v, n) => v.FindSnapshot(n) is { } s && s.Name == n);
 
         var pauses = new List<IAsyncDisposable>();
         var made = new List<(VolumeRecord Volume, SnapshotRecord Snapshot)>();

@@ -21,9 +21,6 @@ public sealed partial class ClusterVolumeOperations
     /// <summary>How long a node holds writes for a group snapshot waiting for the cut before it gives up.</summary>
     public static readonly TimeSpan GroupHoldTimeout = TimeSpan.FromSeconds(20);
 
-    /// <summary>The most volumes one group snapshot may take.</summary>
-    public const int MaxGroupVolumes = 64;
-
     /// <summary>
     /// Takes a crash-consistent snapshot named <paramref name="name"/> of every volume, at one write
     /// boundary; returns them committed, in the order of <paramref name="volumeReferences"/>.
@@ -33,24 +30,9 @@ public sealed partial class ClusterVolumeOperations
         IReadOnlyList<string> volumeReferences, string name, CancellationToken cancellationToken)
     {
         VolumeNames.Validate(name, "snapshot");
-        if (volumeReferences.Count is 0 or > MaxGroupVolumes)
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"a group snapshot takes 1 to {MaxGroupVolumes} volumes, not {volumeReferences.Count}");
-        }
-
+        GroupSnapshotRules.CheckCount(volumeReferences.Count);
         var group = volumeReferences.Select(Require).ToList();
-        if (group.GroupBy(v => v.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
-        {
-            throw new SlabException(SlabErrorCode.InvalidArgument, $"volume '{twice.First().Name}' is named twice in the group");
-        }
-
-        foreach (var volume in group)
-        {
-            if (volume.FindSnapshot(name) is { } existing && existing.Name == name)
-            {
-                throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{volume.Name}' already has snapshot '{name}'; choose another name for the group");
-            }
-        }
+        GroupSnapshotRules.CheckMembers(group, name, v => v.Id, v => v.Name, (v, n) => v.FindSnapshot(n) is { } s && s.Name == n);
 
         var local = new List<VolumeInfo>();
         var remote = new Dictionary<string, List<VolumeInfo>>(StringComparer.Ordinal);
