@@ -6,7 +6,8 @@ using V1 = Slab.Api.V1;
 namespace Slab.Csi.Controller;
 
 /// <summary>Where a new volume's replicas may go: slabd's --nodes, --zones, --racks (each empty = any).</summary>
-internal sealed record PlacementConstraints(IReadOnlyList<string> Nodes, IReadOnlyList<string> Zones, IReadOnlyList<string> Racks)
+/// <param name="PreferredNode">The slabd node to give the first replica (the preferred topology's first node, where the CO will run the pod); null = none.</param>
+internal sealed record PlacementConstraints(IReadOnlyList<string> Nodes, IReadOnlyList<string> Zones, IReadOnlyList<string> Racks, string? PreferredNode = null)
 {
     public bool Constrained => Nodes.Count > 0 || Zones.Count > 0 || Racks.Count > 0;
 
@@ -34,8 +35,8 @@ internal sealed partial class ControllerService
     /// <summary>
     /// The stricter of the StorageClass's nodes/zones/racks and the CO's requisite topology. A
     /// requisite that admits every node constrains nothing; one that admits whole zones becomes
-    /// zones; else the nodes it admits. Preferred topology is not used: every node can attach a
-    /// Slab volume, so the volume is accessible wherever the CO schedules within the requisite.
+    /// zones; else the nodes it admits. The preferred topology's first segment, when it names a node
+    /// (WaitForFirstConsumer: the pod's node), gets the first replica, so the pod's reads stay local.
     /// </summary>
     private static PlacementConstraints Constrain(VolumeParameters parameters, TopologyRequirement? requirement, IReadOnlyList<V1.ClusterNode> nodes)
     {
@@ -76,7 +77,8 @@ internal sealed partial class ControllerService
             }
         }
 
-        return new PlacementConstraints(nodeNames, zones, parameters.Racks);
+        var preferred = requirement?.Preferred.FirstOrDefault()?.Segments.GetValueOrDefault(Topology.NodeKey);
+        return new PlacementConstraints(nodeNames, zones, parameters.Racks, string.IsNullOrEmpty(preferred) ? null : preferred);
     }
 
     /// <summary>

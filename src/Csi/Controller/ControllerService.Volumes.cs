@@ -65,7 +65,8 @@ internal sealed partial class ControllerService
         spec.Nodes.Add(placement.Nodes);
         spec.Zones.Add(placement.Zones);
         spec.Racks.Add(placement.Racks);
-        return await slabd.Volumes.CreateAsync(new V1.CreateVolumeRequest { Name = name, Spec = spec }, SlabdApi.Options(context)).ConfigureAwait(false);
+        var create = new V1.CreateVolumeRequest { Name = name, Spec = spec, PreferredNode = placement.PreferredNode ?? "" };
+        return await slabd.Volumes.CreateAsync(create, SlabdApi.Options(context)).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -96,6 +96,15 @@ public sealed class CsiClusterTests
         var replicas = (await cluster.InspectAsync(1, "pvc-zone2")).GetProperty("replicas").EnumerateArray().Select(r => r.GetProperty("nodeName").GetString()).ToList();
         Assert.Equal(["node-2"], replicas);
 
+        // WaitForFirstConsumer: the preferred topology's first node (the pod's) gets the replica.
+        var local = Create("pvc-local", 256L << 20);
+        local.AccessibilityRequirements = new TopologyRequirement();
+        foreach (var i in new[] { 1, 2, 3 })
+            local.AccessibilityRequirements.Requisite.Add(new global::Csi.V1.Topology { Segments = { ["topology.slab.dev/node"] = $"node-{i}", ["topology.slab.dev/zone"] = $"z{i}" } });
+        local.AccessibilityRequirements.Preferred.Add(local.AccessibilityRequirements.Requisite[2]);
+        await controller.Controller.CreateVolumeAsync(local);
+        Assert.Equal("node-3", Assert.Single((await cluster.InspectAsync(1, "pvc-local")).GetProperty("replicas").EnumerateArray()).GetProperty("nodeName").GetString());
+
         var twoInZone2 = Create("pvc-zone2-repl2", 256L << 20, parameters: ("repl", "2"));
         twoInZone2.AccessibilityRequirements = inZone2.AccessibilityRequirements;
         var exhausted = await FailsAsync(StatusCode.ResourceExhausted, () => controller.Controller.CreateVolumeAsync(twoInZone2).ResponseAsync);

@@ -119,6 +119,23 @@ public sealed class PlacementRuleTests
     }
 
     [Fact]
+    public void The_preferred_node_gets_the_first_replica_when_it_qualifies_and_the_rest_spread_from_it()
+    {
+        var topology = Topology(
+            Node("a1", "z1", "r1", pools: Pool(totalGiB: 5000)),
+            Node("a2", "z1", "r2", pools: Pool(totalGiB: 50)),
+            Node("b1", "z2", "r1", pools: Pool(totalGiB: 4000)),
+            Node("c1", "z3", "r1", pools: Pool(totalGiB: 3000)),
+            Node("down", "z3", "r2", status: NodeStatus.Offline, pools: Pool(totalGiB: 9000)));
+
+        Assert.Equal(["id-a2", "id-b1", "id-c1"], PlaceOk(topology, Request(3) with { PreferredNode = "A2" })); // names match case-insensitively
+        Assert.Equal(["id-c1"], PlaceOk(topology, Request(1) with { PreferredNode = "id-c1" }));
+        Assert.Equal(["id-a1"], PlaceOk(topology, Request(1) with { PreferredNode = "down" })); // offline: no preference
+        Assert.Equal(["id-a1"], PlaceOk(topology, Request(1) with { PreferredNode = "nobody" }));
+        Assert.Equal(["id-b1"], PlaceOk(topology, Request(1) with { PreferredNode = "a2", Zones = ["z2"] })); // outside the zones: no preference
+    }
+
+    [Fact]
     public void Replicas_spread_over_zones_before_free_space()
     {
         // Zone z1 has the roomiest nodes; still one replica per zone.

@@ -42,6 +42,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
                     Zones = [.. spec.Zones.Distinct(StringComparer.Ordinal)],
                     Racks = [.. spec.Racks.Distinct(StringComparer.Ordinal)],
                 },
+                PreferredNode = request.PreferredNode.Length > 0 ? request.PreferredNode : null,
             },
             context.CancellationToken).ConfigureAwait(false);
         return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);

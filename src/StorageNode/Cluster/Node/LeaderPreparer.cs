@@ -34,7 +34,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
             return PlaceClone(create, current, origin);
         }
 
-        var placed = Place(current, create.VolumeId, create.Spec, create.Spec.Repl, kept: []);
+        var placed = Place(current, create.VolumeId, create.Spec, create.Spec.Repl, kept: [], preferred: create.PreferredNode);
         if (!placed.Succeeded)
         {
             return CommandPreparation.Refuse(Rejection.PlacementViolation, $"cannot place volume '{create.Name}': {placed.Failure.Message}");
@@ -156,9 +156,11 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
     /// <summary>
     /// Places a volume's replicas by policy, over the state and the leader's live view of the nodes:
     /// <paramref name="replicaCount"/> in all, <paramref name="kept"/> already placed; only on
-    /// <paramref name="onNode"/> when given (else the spec's <c>--nodes</c>), never on <paramref name="avoid"/>.
+    /// <paramref name="onNode"/> when given (else the spec's <c>--nodes</c>), never on <paramref name="avoid"/>,
+    /// the first on <paramref name="preferred"/> when it qualifies.
     /// </summary>
-    private PlacementResult Place(ClusterState current, string volumeId, VolumeSpec spec, int replicaCount, IReadOnlyList<ReplicaInfo> kept, string? onNode = null, string? avoid = null)
+    private PlacementResult Place(
+        ClusterState current, string volumeId, VolumeSpec spec, int replicaCount, IReadOnlyList<ReplicaInfo> kept, string? onNode = null, string? avoid = null, string? preferred = null)
     {
         var options = runtime.Options;
         var topology = PlacementTopology.FromState(current, runtime.IsAlive, LiveUsage, options.OvercommitRatio, options.FullFraction);
@@ -171,6 +173,7 @@ internal sealed class LeaderPreparer(ClusterRuntime runtime) : ILeaderCommandPre
             Racks = spec.Racks.IsDefault ? [] : spec.Racks,
             PlacedReplicas = [.. kept.Select(r => new ReplicaLocation(r.NodeId, r.PoolId))],
             AvoidNodes = avoid is null ? [] : [avoid],
+            PreferredNode = preferred,
         });
     }
 

@@ -164,6 +164,13 @@ public sealed record PlacementRequest(string VolumeId, int ReplicaCount, long Si
     /// <summary><c>--racks</c>: the racks replicas may go to (ordinal, in any zone). Empty = any rack.</summary>
     public IReadOnlyList<string> Racks { get; init; } = [];
 
+    /// <summary>
+    /// A node (id, name or address, as <see cref="NodeSelector"/> matches) that gets the first new
+    /// replica when it qualifies: the node the volume's user runs on, so that its reads stay local.
+    /// The other replicas still spread away from it. Null or unmatched = no preference (never a refusal).
+    /// </summary>
+    public string? PreferredNode { get; init; }
+
     /// <summary>Node ids never to choose (for example the node a failed replica was on). Unknown ids are ignored.</summary>
     public IReadOnlyList<string> AvoidNodes { get; init; } = [];
 

@@ -191,7 +191,16 @@ public sealed partial class PlacementEngine
                 return Diagnose(request, selected, excluded);
             }
 
-            return PlacementResult.Success(Choose(candidates.AsSpan(0, candidateCount), needed, request.PlacedReplicas));
+            var preferred = -1;
+            if (request.PreferredNode is { Length: > 0 } wanted && ResolveSelector([wanted], out _) is [var preferredNode])
+            {
+                for (var c = 0; c < candidateCount && preferred < 0; c++)
+                {
+                    preferred = candidates[c].Node == preferredNode ? c : -1;
+                }
+            }
+
+            return PlacementResult.Success(Choose(candidates.AsSpan(0, candidateCount), needed, request.PlacedReplicas, preferred));
         }
         finally
         {
@@ -199,7 +208,8 @@ public sealed partial class PlacementEngine
         }
     }
 
-    private ReplicaLocation[] Choose(Span<Candidate> candidates, int needed, IReadOnlyList<ReplicaLocation> placed)
+    /// <summary>Picks <paramref name="needed"/> candidates, zone then rack spread first; <paramref name="preferred"/> (an index, or -1) is picked first.</summary>
+    private ReplicaLocation[] Choose(Span<Candidate> candidates, int needed, IReadOnlyList<ReplicaLocation> placed, int preferred)
     {
         // Zones and racks covered so far: the placed replicas' (when their node is known) and the chosen.
         var capacity = placed.Count + needed;
@@ -232,6 +242,11 @@ public sealed partial class PlacementEngine
                     best = c;
                     bestTier = tier;
                 }
+            }
+
+            if (step == 0 && preferred >= 0)
+            {
+                best = preferred;
             }
 
             var chosen = candidates[best];

@@ -104,6 +104,9 @@ public sealed record CreateVolume : ClusterCommand
     /// <summary>Initial placement, if the proposer already chose one; may be empty.</summary>
     public ImmutableArray<ReplicaInfo> Replicas { get; init; } = [];
 
+    /// <summary>A node (id or name) placement gives the first replica when it qualifies (the user's node: local reads); null = none.</summary>
+    public string? PreferredNode { get; init; }
+
     /// <summary>
     /// For a clone: the committed snapshot it is made from. Its in-sync replicas must be on holders of
     /// that snapshot (their nodes reflink it); replicas elsewhere start rebuilding.
