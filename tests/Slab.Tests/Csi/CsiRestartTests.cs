@@ -1,0 +1,46 @@
+using Csi.V1;
+using Slab.Tests.Infrastructure;
+using Xunit;
+using Xunit.Abstractions;
+using static Slab.Tests.Csi.CsiRequests;
+
+namespace Slab.Tests.Csi;
+
+/// <summary>
+/// What kubelet's calls find after slabd restarts under staged and published volumes: the repeated
+/// stage and publish serve the volume again with its data. (A pod running across the restart loses
+/// its device meanwhile: slabd's attach path does not survive slabd.)
+/// </summary>
+public sealed class CsiRestartTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Stage_and_publish_repeated_after_a_slabd_restart_serve_the_volume_again()
+    {
+        await using var node = await SlabNode.StartAsync(driveBytes: 8L << 30);
+        await using var plugin = await CsiPlugin.StartAsync(node.Endpoint);
+        var dir = Path.Combine(node.Root, "kubelet");
+        string staging = Path.Combine(dir, "staging"), target = Path.Combine(dir, "pod");
+        Directory.CreateDirectory(staging);
+        var volume = (await plugin.Controller.CreateVolumeAsync(Create("pvc-restart", 256L << 20))).Volume;
+        await plugin.Node.NodeStageVolumeAsync(Stage(volume.VolumeId, staging));
+        await plugin.Node.NodePublishVolumeAsync(Publish(volume.VolumeId, staging, target));
+        await File.WriteAllTextAsync(Path.Combine(target, "before.txt"), "before the restart");
+        await HostCommand.SyncAsync(target);
+
+        // slabd's shutdown cannot detach a device still bound into a pod; its start-up removes the
+        // leftover (the stale pod mount included), so kubelet's repeated calls find a clean node.
+        await node.StopAsync();
+        await node.StartProcessAsync();
+        output.WriteLine(node.Log);
+
+        await plugin.Node.NodeStageVolumeAsync(Stage(volume.VolumeId, staging));
+        await plugin.Node.NodePublishVolumeAsync(Publish(volume.VolumeId, staging, target));
+        Assert.Equal("before the restart", await File.ReadAllTextAsync(Path.Combine(target, "before.txt")));
+        await File.WriteAllTextAsync(Path.Combine(target, "after.txt"), "after the restart");
+        await HostCommand.SyncAsync(target);
+
+        await plugin.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+        await plugin.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
+        await plugin.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = volume.VolumeId });
+    }
+}
