@@ -15,6 +15,8 @@ internal sealed partial class ControllerService
         var parameters = VolumeParameters.Parse(request.Parameters, request.MutableParameters);
         var (fs, fsExplicit) = ResolveFs(request.VolumeCapabilities, parameters);
         var source = await ResolveSourceAsync(request.VolumeContentSource, context).ConfigureAwait(false);
+        if (source is not null && !fsExplicit)
+            fs = FsOf(source.Volume); // a clone holds its source's filesystem; a repeat must compare with that
         var size = CapacityRanges.Resolve(request.CapacityRange, source?.SizeBytes ?? 0);
         var nodes = await ListNodesAsync(context).ConfigureAwait(false);
         var placement = Constrain(parameters, request.AccessibilityRequirements, nodes);

@@ -292,6 +292,33 @@ public sealed class CsiControllerTests(CsiFixture fixture) : IClassFixture<CsiFi
     }
 
     [Fact]
+    public async Task A_clone_keeps_its_sources_filesystem_and_its_repeat_finds_it()
+    {
+        var source = (await Controller.CreateVolumeAsync(Create("pvc-xfs-source", 128L << 20, Mount("xfs")))).Volume;
+        string? cloneId = null;
+        try
+        {
+            var clone = Create("pvc-xfs-clone", 128L << 20, Mount());
+            clone.VolumeContentSource = new VolumeContentSource { Volume = new VolumeContentSource.Types.VolumeSource { VolumeId = source.VolumeId } };
+            var made = (await Controller.CreateVolumeAsync(clone)).Volume;
+            cloneId = made.VolumeId;
+            Assert.Equal("xfs", made.VolumeContext["fs"]);
+            Assert.Equal(source.VolumeId, made.ContentSource.Volume.VolumeId);
+            Assert.Equal(cloneId, (await Controller.CreateVolumeAsync(clone)).Volume.VolumeId);
+            var ext4 = Create("pvc-xfs-clone-2", 128L << 20, Mount("ext4"));
+            ext4.VolumeContentSource = clone.VolumeContentSource;
+            var refused = await FailsAsync(StatusCode.InvalidArgument, () => Controller.CreateVolumeAsync(ext4).ResponseAsync);
+            Assert.Contains("holds xfs", refused, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (cloneId is not null)
+                await Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = cloneId });
+            await Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = source.VolumeId });
+        }
+    }
+
+    [Fact]
     public async Task Expand_grows_the_volume_never_shrinks_and_is_idempotent()
     {
         var volume = (await Controller.CreateVolumeAsync(Create("pvc-grow", GiB))).Volume;

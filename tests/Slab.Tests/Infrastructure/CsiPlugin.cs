@@ -1,9 +1,6 @@
 extern alias cli;
-using System.Diagnostics;
-using System.Text;
 using Csi.V1;
 using Grpc.Net.Client;
-using Tmds.Linux;
 
 namespace Slab.Tests.Infrastructure;
 
@@ -14,12 +11,10 @@ namespace Slab.Tests.Infrastructure;
 /// </summary>
 public sealed class CsiPlugin : IAsyncDisposable
 {
-    private readonly StringBuilder _log = new();
-    private readonly Lock _logLock = new();
+    private readonly ProcessLog _log = new();
     private readonly string[] _arguments;
-    private Process? _process;
+    private DaemonProcess? _process;
     private GrpcChannel? _channel;
-    private TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private CsiPlugin(string directory, string[] arguments)
     {
@@ -31,16 +26,7 @@ public sealed class CsiPlugin : IAsyncDisposable
 
     public string Socket => Path.Combine(Directory, "csi.sock");
 
-    public string Log
-    {
-        get
-        {
-            lock (_logLock)
-            {
-                return _log.ToString();
-            }
-        }
-    }
+    public string Log => _log.ToString();
 
     public global::Csi.V1.Identity.IdentityClient Identity => new(Channel);
 
@@ -80,53 +66,20 @@ public sealed class CsiPlugin : IAsyncDisposable
 
     private async Task StartProcessAsync()
     {
-        _ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(BuildOutputs.SlabCsi);
-        foreach (var argument in _arguments)
-            info.ArgumentList.Add(argument);
-        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        process.OutputDataReceived += (_, e) => OnOutput(e.Data);
-        process.ErrorDataReceived += (_, e) => OnOutput(e.Data);
-        process.Exited += (_, _) => _ready.TrySetException(new InvalidOperationException($"slab-csi exited during start-up:\n{Log}"));
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        _process = process;
-        await _ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
-    }
-
-    private void OnOutput(string? line)
-    {
-        if (line is null)
-            return;
-        lock (_logLock)
-            _log.AppendLine(line);
-        if (line.Contains("slab-csi ready", StringComparison.Ordinal))
-            _ready.TrySetResult();
+        _process = DaemonProcess.Start("dotnet", [BuildOutputs.SlabCsi, .. _arguments], _log, "slab-csi ready", "slab-csi");
+        await _process.WaitReadyAsync(TimeSpan.FromSeconds(60));
     }
 
     private async Task StopProcessAsync()
     {
         _channel?.Dispose();
         _channel = null;
-        if (_process is { HasExited: false } process)
+        if (_process is not null)
         {
-            _ = LibC.kill(process.Id, LibC.SIGTERM);
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            try
-            {
-                await process.WaitForExitAsync(cts.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-            }
+            await _process.StopOrKillAsync(TimeSpan.FromSeconds(30));
+            _process.Dispose();
+            _process = null;
         }
-
-        _process?.Dispose();
-        _process = null;
     }
 
     public async ValueTask DisposeAsync()

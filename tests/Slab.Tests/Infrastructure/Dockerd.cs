@@ -20,9 +20,8 @@ public sealed class Dockerd : IAsyncDisposable
 
     public const string SpecDirectory = "/etc/docker/plugins";
 
-    private readonly StringBuilder _log = new();
-    private readonly Lock _logLock = new();
-    private Process? _process;
+    private readonly ProcessLog _log = new();
+    private DaemonProcess? _process;
 
     private Dockerd(string root, string pluginSocket)
     {
@@ -44,16 +43,7 @@ public sealed class Dockerd : IAsyncDisposable
 
     public string SpecFile => Path.Combine(SpecDirectory, Driver + ".spec");
 
-    public string Log
-    {
-        get
-        {
-            lock (_logLock)
-            {
-                return _log.ToString();
-            }
-        }
-    }
+    public string Log => _log.ToString();
 
     /// <summary>The docker CLI of the docker.io package (same version as the daemon) when present.</summary>
     public static string Cli => File.Exists("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
@@ -112,29 +102,13 @@ public sealed class Dockerd : IAsyncDisposable
             throw new InvalidOperationException("dockerd is already running");
         }
 
-        var info = new ProcessStartInfo("dockerd")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in new[]
-        {
+        string[] arguments =
+        [
             "--data-root", Path.Combine(Root, "data"), "--exec-root", Path.Combine(Root, "exec"),
             "--host", "unix://" + Socket, "--pidfile", Path.Combine(Root, "docker.pid"),
             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-        })
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        var process = new Process { StartInfo = info };
-        process.OutputDataReceived += (_, e) => OnOutput(e.Data);
-        process.ErrorDataReceived += (_, e) => OnOutput(e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        _process = process;
+        ];
+        var process = _process = DaemonProcess.Start("dockerd", arguments, _log, readyMarker: null, "dockerd");
         await Poll.UntilAsync(
             async () => process.HasExited
                 ? throw new InvalidOperationException($"dockerd exited during start-up:\n{Log}")
@@ -143,7 +117,7 @@ public sealed class Dockerd : IAsyncDisposable
             "dockerd's API");
     }
 
-    /// <summary>SIGTERM (dockerd stops its containers, which unmounts their volumes) and wait.</summary>
+    /// <summary>SIGTERM (dockerd stops its containers, which unmounts their volumes) and wait; killed after 60 s.</summary>
     public async Task StopAsync()
     {
         if (_process is not { HasExited: false } process)
@@ -151,18 +125,7 @@ public sealed class Dockerd : IAsyncDisposable
             return;
         }
 
-        _ = LibC.kill(process.Id, LibC.SIGTERM);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync();
-        }
-
+        await process.StopOrKillAsync(TimeSpan.FromSeconds(60));
         process.Dispose();
         _process = null;
     }
@@ -187,17 +150,6 @@ public sealed class Dockerd : IAsyncDisposable
         var tar = Path.Combine(Root, "image.tar");
         await HostCommand.CheckedAsync("tar", "-C", image, "-cf", tar, ".");
         await OkAsync("import", tar, Image);
-    }
-
-    private void OnOutput(string? line)
-    {
-        if (line is not null)
-        {
-            lock (_logLock)
-            {
-                _log.AppendLine(line);
-            }
-        }
     }
 
     public async ValueTask DisposeAsync()

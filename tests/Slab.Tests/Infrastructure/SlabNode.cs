@@ -12,10 +12,8 @@ namespace Slab.Tests.Infrastructure;
 /// </summary>
 public sealed class SlabNode : IAsyncDisposable
 {
-    private readonly StringBuilder _log = new();
-    private readonly Lock _logLock = new();
-    private Process? _process;
-    private TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ProcessLog _log = new();
+    private DaemonProcess? _process;
 
     private SlabNode(string root, long driveBytes)
     {
@@ -47,16 +45,7 @@ public sealed class SlabNode : IAsyncDisposable
     /// <summary>The network namespace slabd runs in (through <c>ip netns exec</c>); null: the test's own.</summary>
     public string? NetworkNamespace { get; private set; }
 
-    public string Log
-    {
-        get
-        {
-            lock (_logLock)
-            {
-                return _log.ToString();
-            }
-        }
-    }
+    public string Log => _log.ToString();
 
     /// <summary>The NBD URI of an export (volume or VOL@SNAP) on the node's unix socket.</summary>
     public string NbdUri(string export) => $"nbd+unix:///{export}?socket={NbdSocket}";
@@ -112,93 +101,40 @@ public sealed class SlabNode : IAsyncDisposable
             throw new InvalidOperationException("slabd is already running");
         }
 
-        _ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var info = new ProcessStartInfo(NetworkNamespace is null ? "dotnet" : "ip")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        if (NetworkNamespace is not null)
-        {
-            // ip netns exec replaces itself with the command, so the process is slabd's own.
-            foreach (var argument in new[] { "netns", "exec", NetworkNamespace, "dotnet" })
-            {
-                info.ArgumentList.Add(argument);
-            }
-        }
-
-        foreach (var argument in DaemonArguments(extraArguments))
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        process.OutputDataReceived += (_, e) => OnOutput(e.Data);
-        process.ErrorDataReceived += (_, e) => OnOutput(e.Data);
-        process.Exited += (_, _) => _ready.TrySetException(new InvalidOperationException($"slabd exited during start-up:\n{Log}"));
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        _process = process;
-        await _ready.Task.WaitAsync(TimeSpan.FromSeconds(120));
-    }
-
-    private void OnOutput(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-
-        lock (_logLock)
-        {
-            _log.AppendLine(line);
-        }
-
-        if (line.Contains("slabd ready", StringComparison.Ordinal))
-        {
-            _ready.TrySetResult();
-        }
+        // ip netns exec replaces itself with the command, so the process is slabd's own.
+        string[] prefix = NetworkNamespace is null ? [] : ["netns", "exec", NetworkNamespace, "dotnet"];
+        _process = DaemonProcess.Start(NetworkNamespace is null ? "dotnet" : "ip", [.. prefix, .. DaemonArguments(extraArguments)], _log, "slabd ready", "slabd");
+        await _process.WaitReadyAsync(TimeSpan.FromSeconds(120));
     }
 
     /// <summary>SIGTERM and wait; returns the exit code.</summary>
     public async Task<int> StopAsync(TimeSpan? timeout = null)
     {
         var process = _process ?? throw new InvalidOperationException("slabd is not running");
-        if (!process.HasExited)
-        {
-            _ = LibC.kill(process.Id, LibC.SIGTERM);
-            using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(90));
-            await process.WaitForExitAsync(cts.Token);
-        }
-
+        var exitCode = await process.StopAsync(timeout ?? TimeSpan.FromSeconds(90));
+        process.Dispose();
         _process = null;
-        return process.ExitCode;
+        return exitCode;
     }
 
     /// <summary>SIGKILL: no cleanup, no flush — a crash.</summary>
     public async Task KillAsync()
     {
         var process = _process ?? throw new InvalidOperationException("slabd is not running");
-        _ = LibC.kill(process.Id, LibC.SIGKILL);
-        await process.WaitForExitAsync();
+        await process.KillAsync();
+        process.Dispose();
         _process = null;
     }
 
     /// <summary>SIGSTOP: the process is frozen (a hung or cut-off host that may come back); <see cref="Resume"/> undoes it.</summary>
-    public void Suspend()
-    {
-        var process = _process ?? throw new InvalidOperationException("slabd is not running");
-        _ = LibC.kill(process.Id, LibC.SIGSTOP);
-    }
+    public void Suspend() => (_process ?? throw new InvalidOperationException("slabd is not running")).Signal(LibC.SIGSTOP);
 
     /// <summary>SIGCONT after <see cref="Suspend"/> (harmless on a running process).</summary>
     public void Resume()
     {
         if (_process is { HasExited: false } process)
         {
-            _ = LibC.kill(process.Id, LibC.SIGCONT);
+            process.Signal(LibC.SIGCONT);
         }
     }
 
@@ -238,23 +174,13 @@ public sealed class SlabNode : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (_process is { HasExited: false } process)
+        if (_process is not null)
         {
-            _ = LibC.kill(process.Id, LibC.SIGCONT); // a suspended process would not act on SIGTERM
-            _ = LibC.kill(process.Id, LibC.SIGTERM);
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            try
-            {
-                await process.WaitForExitAsync(cts.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-            }
+            await _process.StopOrKillAsync(TimeSpan.FromSeconds(60));
+            _process.Dispose();
+            _process = null;
         }
 
-        _process?.Dispose();
         await HostCleanup.RemoveEverythingUnderAsync(Root);
     }
 }
