@@ -26,6 +26,7 @@ internal static class HostCommands
             {
                 Details = "A relative PATH is made absolute against the current directory.",
                 Args = [_volume, _path],
+                Flags = [new() { Name = "options", Short = 'o', ValueName = "OPT,...", Repeatable = true, Description = "mount(8) options, e.g. noatime,discard" }],
                 Handler = MountAsync,
             },
             new CommandNode("unmount", "Unmount a volume from PATH")
@@ -51,7 +52,9 @@ internal static class HostCommands
     {
         var volume = ctx.Arg(0);
         var path = AbsolutePath(ctx.Arg(1));
-        var response = await ctx.Api.MountAttach.MountAsync(new MountRequest { Volume = volume, Path = path }, ctx.Api.Options(ApiConnection.LongDeadline));
+        var request = new MountRequest { Volume = volume, Path = path };
+        request.Options.Add(ctx.NameList("options"));
+        var response = await ctx.Api.MountAttach.MountAsync(request, ctx.Api.Options(ApiConnection.LongDeadline));
         return ctx.Print(response, $"Volume {volume} mounted at {response.Path} ({response.DevicePath}, {response.Fs})");
     }
 

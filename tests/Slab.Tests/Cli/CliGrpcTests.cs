@@ -58,6 +58,20 @@ public sealed class CliGrpcTests : FakeServerTest
     }
 
     [Fact]
+    public async Task Create_sends_zones_and_racks()
+    {
+        var run = await Run("volume create web --size 20 --repl 2 --zones z1,z2 --racks r1 -j");
+        AssertOk(run);
+        var spec = Single<CreateVolumeRequest>("Create").Spec;
+        Assert.Equal(["z1", "z2"], spec.Zones);
+        Assert.Equal(["r1"], spec.Racks);
+        using (var doc = JsonDocument.Parse(run.Out))
+            Assert.Equal(2, doc.RootElement.GetProperty("spec").GetProperty("zones").GetArrayLength());
+        Server.State.Calls.Clear();
+        AssertUsageError(await CliRunner.RunAsync(Server.UnixEndpoint, "volume", "create", "w", "--size", "1", "--zones", "a,,b"), "invalid value \"a,,b\" for --zones: a name is empty");
+    }
+
+    [Fact]
     public async Task Server_errors_are_printed_verbatim_with_exit_1()
     {
         var bad = await Run("volume create bad! --size 1");
@@ -196,6 +210,21 @@ public sealed class CliGrpcTests : FakeServerTest
     }
 
     [Fact]
+    public async Task Snapshot_group_sends_every_volume_and_lists_the_members()
+    {
+        var run = await Run("volume snapshot group --volume_ids db --volume_ids logs --name nightly");
+        AssertOk(run);
+        var request = Single<CreateGroupSnapshotRequest>("CreateGroup");
+        Assert.Equal("nightly", request.Name);
+        Assert.Equal(["db", "logs"], request.Volumes);
+        var lines = Lines(run);
+        Assert.Matches(@"^ID\s+NAME\s+VOLUME", lines[0]);
+        Assert.Equal(3, lines.Length);
+        Server.State.Calls.Clear();
+        AssertUsageError(await CliRunner.RunAsync(Server.UnixEndpoint, "volume", "snapshot", "group", "--name", "x"), "--volume_ids");
+    }
+
+    [Fact]
     public async Task Host_attach_prints_only_the_device_and_mount_sends_absolute_paths()
     {
         var attach = await Run("host attach logs");
@@ -208,6 +237,11 @@ public sealed class CliGrpcTests : FakeServerTest
         var request = Single<MountRequest>("Mount");
         Assert.Equal(Path.GetFullPath("relative/dir"), request.Path);
         Assert.Contains($"mounted at {request.Path}", mount.Out, StringComparison.Ordinal);
+        Assert.Empty(request.Options);
+
+        Server.State.Calls.Clear();
+        AssertOk(await Run("host mount logs /mnt/logs -o noatime,discard"));
+        Assert.Equal(["noatime", "discard"], Single<MountRequest>("Mount").Options);
 
         AssertOk(await Run("host unmount logs /mnt/logs"));
         AssertOk(await Run("host detach logs"));

@@ -281,6 +281,19 @@ internal sealed class FakeSlabServer : IAsyncDisposable
             return Task.FromResult(new Snapshot { Id = "snap-" + request.Name, Name = request.Name, VolumeId = v.Id, VolumeName = v.Name, SizeBytes = v.Spec.SizeBytes });
         }
 
+        public override Task<CreateGroupSnapshotResponse> CreateGroup(CreateGroupSnapshotRequest request, ServerCallContext context)
+        {
+            state.Record(nameof(CreateGroup), request);
+            var response = new CreateGroupSnapshotResponse();
+            foreach (var volume in request.Volumes)
+            {
+                var v = state.Find(volume);
+                response.Snapshots.Add(new Snapshot { Id = "snap-" + v.Name, Name = request.Name, VolumeId = v.Id, VolumeName = v.Name, SizeBytes = v.Spec.SizeBytes, CreatedUnixMs = 1_700_000_000_000 });
+            }
+
+            return Task.FromResult(response);
+        }
+
         public override Task<EnumerateSnapshotsResponse> Enumerate(EnumerateSnapshotsRequest request, ServerCallContext context)
         {
             state.Record(nameof(Enumerate), request);
