@@ -78,8 +78,11 @@ public sealed class ClusterGroupSnapshotTests
         await cluster[1].CliOkAsync("volume", "create", "whole-a", "--size", "64M", "--repl", "2");
         await cluster[1].CliOkAsync("volume", "create", "whole-b", "--size", "64M");
         await cluster[2].CliOkAsync("volume", "snapshot", "create", "whole-b", "--name", "taken");
-        await cluster[2].CliOkAsync("host", "attach", "whole-a");
-        using var channel = ApiChannel.ForUnixSocket(cluster[1].ApiSocket);
+        // The holder is not the Raft leader, so freezing it leaves the cluster its quorum.
+        var leader = await cluster.LeaderAsync(1);
+        var holder = new[] { 1, 2, 3 }.First(i => i != leader);
+        await cluster[holder].CliOkAsync("host", "attach", "whole-a");
+        using var channel = ApiChannel.ForUnixSocket(cluster[leader].ApiSocket);
         var snapshots = new V1.Snapshots.SnapshotsClient(channel);
 
         var request = new V1.CreateGroupSnapshotRequest { Name = "taken" };
@@ -89,18 +92,19 @@ public sealed class ClusterGroupSnapshotTests
         twice.Volumes.Add(["whole-a", "whole-a"]);
         Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RpcException>(() => snapshots.CreateGroupAsync(twice).ResponseAsync)).StatusCode);
 
-        // The holder of whole-a is frozen: its writes cannot be held, so the group fails and leaves nothing.
-        cluster[2].Suspend();
+        // The holder of whole-a is frozen: its writes cannot be held, so the group fails, says where, and leaves nothing.
+        cluster[holder].Suspend();
         try
         {
             var frozen = new V1.CreateGroupSnapshotRequest { Name = "frozen" };
             frozen.Volumes.Add(["whole-b", "whole-a"]);
             var failed = await Assert.ThrowsAsync<RpcException>(() => snapshots.CreateGroupAsync(frozen, deadline: DateTime.UtcNow.AddMinutes(2)).ResponseAsync);
-            Assert.Contains(failed.StatusCode, new[] { StatusCode.Unavailable, StatusCode.DeadlineExceeded });
+            Assert.Equal(StatusCode.Unavailable, failed.StatusCode);
+            Assert.Contains($"node-{holder}", failed.Status.Detail, StringComparison.Ordinal);
         }
         finally
         {
-            cluster[2].Resume();
+            cluster[holder].Resume();
         }
 
         foreach (var volume in new[] { "whole-a", "whole-b" })
@@ -109,6 +113,6 @@ public sealed class ClusterGroupSnapshotTests
             Assert.DoesNotContain(list.Snapshots, s => s.Name == "frozen");
         }
 
-        await cluster[2].CliOkAsync("host", "detach", "whole-a");
+        await cluster[holder].CliOkAsync("host", "detach", "whole-a");
     }
 }

@@ -22,6 +22,12 @@ public sealed partial class ClusterVolumeOperations
     public static readonly TimeSpan GroupHoldTimeout = TimeSpan.FromSeconds(20);
 
     /// <summary>
+    /// How long the coordinator waits for every node to hold (its own volumes' writes are held meanwhile):
+    /// a node that does not answer by then (frozen, cut off) fails the group instead of stalling writes.
+    /// </summary>
+    public static readonly TimeSpan GroupHoldSetupTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// Takes a crash-consistent snapshot named <paramref name="name"/> of every volume, at one write
     /// boundary; returns them committed, in the order of <paramref name="volumeReferences"/>.
     /// </summary>
@@ -179,7 +185,17 @@ public sealed partial class ClusterVolumeOperations
                 await localCut.ConfigureAwait(false); // failed before it held: throws why
             }
 
-            await Task.WhenAll(remoteHeld).ConfigureAwait(false);
+            try
+            {
+                await Task.WhenAll(remoteHeld).WaitAsync(GroupHoldSetupTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                var slow = calls.Where((_, i) => !remoteHeld[i].IsCompleted).Select(c => c.Node.Name);
+                throw new SlabException(
+                    SlabErrorCode.Unavailable,
+                    $"{string.Join(", ", slow)} did not hold {(calls.Count == 1 ? "its" : "their")} volumes' writes within {GroupHoldSetupTimeout.TotalSeconds:0} s; the group snapshot is abandoned and writes resumed");
+            }
 
             foreach (var (node, call) in calls)
             {
