@@ -12,8 +12,12 @@ internal static class Topology
 
     public const string NodeKey = "topology.slab.dev/node";
 
-    /// <summary>True for the three keys above (others are refused in requirements we must honour).</summary>
-    public static bool IsKnownKey(string key) => key is ZoneKey or RackKey or NodeKey;
+    /// <summary>INVALID_ARGUMENT for a key other than the three above (a requirement slab-csi could not honour).</summary>
+    public static void RequireKnownKeys(IEnumerable<string> keys)
+    {
+        if (keys.FirstOrDefault(k => k is not (ZoneKey or RackKey or NodeKey)) is { } key)
+            throw CsiException.InvalidArgument($"topology key '{key}' is not one slab-csi reports; use {ZoneKey}, {RackKey} or {NodeKey}");
+    }
 
     /// <summary>A node's segment: its node name and, when known, its zone and rack.</summary>
     public static Dictionary<string, string> SegmentOf(string nodeName, string zone, string rack)

@@ -18,13 +18,7 @@ internal sealed partial class ControllerService
         if (request.VolumeCapabilities.Any(c => VolumeCapabilities.Unsupported(c) is not null))
             return new GetCapacityResponse { AvailableCapacity = 0 };
         if (request.AccessibleTopology is { } segment)
-        {
-            foreach (var key in segment.Segments.Keys)
-            {
-                if (!Topology.IsKnownKey(key))
-                    throw CsiException.InvalidArgument($"topology key '{key}' is not one slab-csi reports; use {Topology.ZoneKey}, {Topology.RackKey} or {Topology.NodeKey}");
-            }
-        }
+            Topology.RequireKnownKeys(segment.Segments.Keys);
 
         var nodes = await ListNodesAsync(context).ConfigureAwait(false);
         var repl = (int)(parameters.Repl ?? 1);

@@ -14,14 +14,10 @@ internal sealed partial class ControllerService
             throw CsiException.Missing("name");
         if (request.SourceVolumeId.Length == 0)
             throw CsiException.Missing("source_volume_id");
-        foreach (var key in request.Parameters.Keys)
-        {
-            if (!key.StartsWith(VolumeParameters.CoMetadataPrefix, StringComparison.Ordinal))
-                throw CsiException.InvalidArgument($"unknown snapshot parameter '{key}'; Slab snapshots take no parameters");
-        }
+        VolumeParameters.RequireOnlyCoMetadata(request.Parameters.Keys, "snapshot");
 
         var name = CsiNames.ToSlab(request.Name);
-        var volume = await RequireByIdAsync(request.SourceVolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.SourceVolumeId, context).ConfigureAwait(false);
         if (await FindSnapshotByNameAsync(name, context).ConfigureAwait(false) is { } existing)
             return new CreateSnapshotResponse { Snapshot = ToCsi(RequireSameSource(existing, request)) };
 
@@ -75,8 +71,8 @@ internal sealed partial class ControllerService
         }
         else if (request.SourceVolumeId.Length > 0)
         {
-            var volume = await slabd.FindVolumeAsync(request.SourceVolumeId, context).ConfigureAwait(false);
-            snapshots = volume is null || volume.Id != request.SourceVolumeId ? [] : await SnapshotsOfAsync(volume.Id, context).ConfigureAwait(false);
+            var volume = await slabd.FindVolumeByIdAsync(request.SourceVolumeId, context).ConfigureAwait(false);
+            snapshots = volume is null ? [] : await SnapshotsOfAsync(volume.Id, context).ConfigureAwait(false);
         }
         else
         {
@@ -115,8 +111,8 @@ internal sealed partial class ControllerService
     {
         if (!CsiNames.TrySplitSnapshotId(csiId, out var volumeId, out var snapshotId))
             return null;
-        var volume = await slabd.FindVolumeAsync(volumeId, context).ConfigureAwait(false);
-        if (volume is null || volume.Id != volumeId)
+        var volume = await slabd.FindVolumeByIdAsync(volumeId, context).ConfigureAwait(false);
+        if (volume is null)
             return null;
         var snapshot = (await SnapshotsOfAsync(volume.Id, context).ConfigureAwait(false)).FirstOrDefault(s => s.Id == snapshotId);
         return snapshot is null ? null : (volume, snapshot);

@@ -44,11 +44,7 @@ internal sealed partial class ControllerService
         IReadOnlyList<string> nodeNames = parameters.Nodes;
         if (requirement is { Requisite.Count: > 0 })
         {
-            foreach (var key in requirement.Requisite.SelectMany(t => t.Segments.Keys))
-            {
-                if (!Topology.IsKnownKey(key))
-                    throw CsiException.InvalidArgument($"topology key '{key}' is not one slab-csi reports; use {Topology.ZoneKey}, {Topology.RackKey} or {Topology.NodeKey}");
-            }
+            Topology.RequireKnownKeys(requirement.Requisite.SelectMany(t => t.Segments.Keys));
 
             var segments = nodes.ToDictionary(n => n.Id, n => Topology.SegmentOf(n.Name, n.Zone, n.Rack), StringComparer.Ordinal);
             var admitted = nodes.Where(n => requirement.Requisite.Any(t => Topology.Matches(segments[n.Id], t.Segments))).ToList();
@@ -153,9 +149,8 @@ internal sealed partial class ControllerService
                 var id = source.Volume.VolumeId;
                 if (id.Length == 0)
                     throw CsiException.Missing("volume_content_source.volume.volume_id");
-                var volume = await slabd.FindVolumeAsync(id, context).ConfigureAwait(false);
-                if (volume is null || volume.Id != id)
-                    throw CsiException.NotFound($"source volume {id} does not exist");
+                var volume = await slabd.FindVolumeByIdAsync(id, context).ConfigureAwait(false)
+                    ?? throw CsiException.NotFound($"source volume {id} does not exist");
                 return new ContentSource(id, volume, (long)volume.Spec.SizeBytes, source);
             }
 

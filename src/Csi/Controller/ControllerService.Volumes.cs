@@ -168,8 +168,8 @@ internal sealed partial class ControllerService
     {
         if (request.VolumeId.Length == 0)
             throw CsiException.Missing("volume_id");
-        var volume = await slabd.FindVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
-        if (volume is null || volume.Id != request.VolumeId)
+        var volume = await slabd.FindVolumeByIdAsync(request.VolumeId, context).ConfigureAwait(false);
+        if (volume is null)
             return new DeleteVolumeResponse(); // gone already (or never was): success, as the spec says
         if (volume.SnapshotCount > 0)
             throw CsiException.FailedPrecondition($"volume {volume.Id} has {volume.SnapshotCount} snapshot(s); delete them (their VolumeSnapshots) first");
@@ -192,7 +192,7 @@ internal sealed partial class ControllerService
             throw CsiException.Missing("volume_id");
         if (request.VolumeCapabilities.Count == 0)
             throw CsiException.Missing("volume_capabilities");
-        var volume = await RequireByIdAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var fs = FsOf(volume);
         foreach (var capability in request.VolumeCapabilities)
         {
@@ -244,7 +244,7 @@ internal sealed partial class ControllerService
     {
         if (request.VolumeId.Length == 0)
             throw CsiException.Missing("volume_id");
-        var volume = await RequireByIdAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var nodes = await ListNodesAsync(context).ConfigureAwait(false);
         return new ControllerGetVolumeResponse
         {
@@ -261,7 +261,7 @@ internal sealed partial class ControllerService
             throw CsiException.Missing("capacity_range");
         if (request.VolumeCapability is { } capability && VolumeCapabilities.Unsupported(capability) is { } why)
             throw CsiException.InvalidArgument(why);
-        var volume = await RequireByIdAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var current = (long)volume.Spec.SizeBytes;
         var nodeExpansion = request.VolumeCapability is { } c ? !VolumeCapabilities.IsBlock(c) : FsOf(volume) != "none";
         if (request.CapacityRange.LimitBytes > 0 && current > request.CapacityRange.LimitBytes)
@@ -281,7 +281,7 @@ internal sealed partial class ControllerService
         if (request.VolumeId.Length == 0)
             throw CsiException.Missing("volume_id");
         var changes = VolumeParameters.ParseMutable(request.MutableParameters);
-        var volume = await RequireByIdAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         if (changes.IoPriority is { } priority && priority != volume.Spec.IoPriority && volume.Spec.IoPriority != V1.IoPriority.Unspecified)
         {
             throw CsiException.InvalidArgument(
@@ -296,13 +296,6 @@ internal sealed partial class ControllerService
         }
 
         return new ControllerModifyVolumeResponse();
-    }
-
-    /// <summary>The volume with exactly this id (a name that happens to equal it does not count), or NOT_FOUND.</summary>
-    private async Task<V1.Volume> RequireByIdAsync(string volumeId, ServerCallContext context)
-    {
-        var volume = await slabd.FindVolumeAsync(volumeId, context).ConfigureAwait(false);
-        return volume is not null && volume.Id == volumeId ? volume : throw CsiException.NotFound($"volume {volumeId} does not exist");
     }
 
     /// <summary>Abnormal while the volume is not "up" or a replica is not in sync, with what is wrong.</summary>

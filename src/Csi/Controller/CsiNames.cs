@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Slab.Common;
 
 namespace Slab.Csi.Controller;
 
@@ -10,13 +11,11 @@ namespace Slab.Csi.Controller;
 /// </summary>
 internal static class CsiNames
 {
-    private const int MaximumLength = 128;
-
-    /// <summary>The slabd name for a CSI name (same rules as slabd's: 1-128 of [A-Za-z0-9._-], starting alphanumeric).</summary>
+    /// <summary>The slabd name for a CSI name (kept when slabd's <see cref="VolumeNames.IsValid"/> accepts it).</summary>
     public static string ToSlab(string csiName)
     {
         // "group." names are the members of group snapshots; a CSI name never takes that form here.
-        if (IsSlabName(csiName) && !IsGroupSnapshotName(csiName))
+        if (VolumeNames.IsValid(csiName) && !IsGroupSnapshotName(csiName))
             return csiName;
         return "csi-" + Hash(csiName);
     }
@@ -28,25 +27,12 @@ internal static class CsiNames
     /// "group." + the CSI name (hashed when that would not be a valid slabd name).
     /// </summary>
     public static string ToGroupSnapshotName(string csiName) =>
-        IsSlabName(GroupPrefix + csiName) ? GroupPrefix + csiName : GroupPrefix + "csi-" + Hash(csiName);
+        VolumeNames.IsValid(GroupPrefix + csiName) ? GroupPrefix + csiName : GroupPrefix + "csi-" + Hash(csiName);
 
     /// <summary>Whether a slabd snapshot name is a group member's.</summary>
     public static bool IsGroupSnapshotName(string name) => name.StartsWith(GroupPrefix, StringComparison.Ordinal);
 
     private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..40];
-
-    private static bool IsSlabName(string name)
-    {
-        if (name.Length is 0 or > MaximumLength || !char.IsAsciiLetterOrDigit(name[0]))
-            return false;
-        foreach (var c in name)
-        {
-            if (!char.IsAsciiLetterOrDigit(c) && c is not ('.' or '_' or '-'))
-                return false;
-        }
-
-        return true;
-    }
 
     /// <summary>A CSI snapshot id: "VOLUMEID@SNAPSHOTID" (slabd's own "VOL@SNAP" reference, with ids).</summary>
     public static string SnapshotId(string volumeId, string snapshotId) => volumeId + "@" + snapshotId;

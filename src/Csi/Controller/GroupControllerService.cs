@@ -31,11 +31,7 @@ internal sealed partial class GroupControllerService(SlabdApi slabd, ILogger<Gro
             throw CsiException.Missing("name");
         if (request.SourceVolumeIds.Count == 0)
             throw CsiException.Missing("source_volume_ids");
-        foreach (var key in request.Parameters.Keys)
-        {
-            if (!key.StartsWith(VolumeParameters.CoMetadataPrefix, StringComparison.Ordinal))
-                throw CsiException.InvalidArgument($"unknown group snapshot parameter '{key}'; Slab group snapshots take no parameters");
-        }
+        VolumeParameters.RequireOnlyCoMetadata(request.Parameters.Keys, "group snapshot");
 
         var sources = request.SourceVolumeIds.ToList();
         if (sources.Distinct(StringComparer.Ordinal).Count() != sources.Count)
@@ -47,9 +43,8 @@ internal sealed partial class GroupControllerService(SlabdApi slabd, ILogger<Gro
 
         foreach (var id in sources)
         {
-            var volume = await slabd.FindVolumeAsync(id, context).ConfigureAwait(false);
-            if (volume is null || volume.Id != id)
-                throw CsiException.NotFound($"source volume {id} does not exist");
+            _ = await slabd.FindVolumeByIdAsync(id, context).ConfigureAwait(false)
+                ?? throw CsiException.NotFound($"source volume {id} does not exist");
         }
 
         var create = new V1.CreateGroupSnapshotRequest { Name = name };

@@ -40,6 +40,16 @@ internal sealed record VolumeParameters
     /// <summary>From <c>label</c> and the CO's metadata.</summary>
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>
+    /// INVALID_ARGUMENT unless every key is the CO's own metadata (<see cref="CoMetadataPrefix"/>):
+    /// for calls that take no settings (snapshot classes). <paramref name="what"/> is "snapshot" or "group snapshot".
+    /// </summary>
+    public static void RequireOnlyCoMetadata(IEnumerable<string> keys, string what)
+    {
+        if (keys.FirstOrDefault(k => !k.StartsWith(CoMetadataPrefix, StringComparison.Ordinal)) is { } key)
+            throw CsiException.InvalidArgument($"unknown {what} parameter '{key}'; Slab {what}s take no parameters");
+    }
+
     /// <summary>The keys <see cref="ParseMutable"/> accepts (ControllerModifyVolume, CreateVolume's mutable_parameters).</summary>
     public static readonly string[] MutableKeys = ["repl", "io_priority", "priority_io"];
 

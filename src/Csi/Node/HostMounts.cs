@@ -13,9 +13,6 @@ internal static class HostMounts
 {
     public static MountEntry? At(string path) => MountTable.At(path);
 
-    /// <summary>The block device's major:minor (sysfs), or null when <paramref name="devicePath"/> is not one.</summary>
-    public static (int Major, int Minor)? DeviceNumber(string devicePath) => BlockSysfs.DeviceNumber(devicePath);
-
     /// <summary>
     /// The device node bind-mounted at a block volume's target, or null when the mount is not one:
     /// such a mount's source is devtmpfs and its root the node's path under /dev (the mount's own
@@ -23,9 +20,6 @@ internal static class HostMounts
     /// </summary>
     public static string? BoundDevice(MountEntry mount) =>
         mount.FilesystemType == "devtmpfs" && mount.Root.Length > 1 ? "/dev" + mount.Root : null;
-
-    /// <summary>The size in bytes of the block device at <paramref name="devicePath"/> (sysfs), or null.</summary>
-    public static long? DeviceSize(string devicePath) => BlockSysfs.SizeBytes(devicePath);
 
     /// <summary>Bind-mounts <paramref name="source"/> (a directory or a device node) at <paramref name="target"/>, read-only when asked.</summary>
     public static async Task BindAsync(string source, string target, bool readOnly, CancellationToken cancellationToken)

@@ -1,5 +1,6 @@
 using Csi.V1;
 using Grpc.Core;
+using Slab.Host;
 
 namespace Slab.Csi.Node;
 
@@ -21,7 +22,7 @@ internal sealed partial class NodeService
         var staging = RequirePath(request.StagingTargetPath, "staging_target_path");
         if (VolumeCapabilities.Unsupported(capability) is { } why)
             throw CsiException.FailedPrecondition(why);
-        var volume = await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var local = await LocalNodeAsync(context).ConfigureAwait(false);
         var attachment = LocalAttachment(volume, local.Id)
             ?? throw CsiException.FailedPrecondition($"volume {volume.Id} is not staged on this node; NodeStageVolume first");
@@ -32,7 +33,7 @@ internal sealed partial class NodeService
         if (VolumeCapabilities.IsBlock(capability))
         {
             source = attachment.DevicePath;
-            if (HostMounts.DeviceNumber(source) is null)
+            if (BlockSysfs.DeviceNumber(source) is null)
                 throw CsiException.FailedPrecondition($"the device {source} of volume {volume.Id} is gone; unstage and stage it again");
             isThisVolume = m => HostMounts.BoundDevice(m) == source;
         }
@@ -76,7 +77,7 @@ internal sealed partial class NodeService
         if (request.VolumeId.Length == 0)
             throw CsiException.Missing("volume_id");
         var target = RequirePath(request.TargetPath, "target_path");
-        _ = await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
+        _ = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         await HostMounts.UnmountAsync(target, context.CancellationToken).ConfigureAwait(false);
         if (Directory.Exists(target))
             Directory.Delete(target);

@@ -20,7 +20,7 @@ internal sealed partial class NodeService
         var capability = request.VolumeCapability ?? throw CsiException.Missing("volume_capability");
         if (VolumeCapabilities.Unsupported(capability) is { } why)
             throw CsiException.FailedPrecondition(why);
-        var volume = await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var fs = string.IsNullOrEmpty(volume.Spec?.Fs) ? "ext4" : volume.Spec.Fs;
         var local = await LocalNodeAsync(context).ConfigureAwait(false);
         var staged = HostMounts.At(staging);
@@ -56,13 +56,13 @@ internal sealed partial class NodeService
         if (request.VolumeId.Length == 0)
             throw CsiException.Missing("volume_id");
         var staging = RequirePath(request.StagingTargetPath, "staging_target_path");
-        var volume = await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var local = await LocalNodeAsync(context).ConfigureAwait(false);
         var attachment = LocalAttachment(volume, local.Id);
         if (attachment is not null && attachment.MountPaths.Contains(staging))
         {
             await slabd.MountAttach.UnmountAsync(new V1.UnmountRequest { Volume = volume.Id, Path = staging }, SlabdApi.Options(context, SlabdApi.LongDeadline)).ConfigureAwait(false);
-            attachment = LocalAttachment(await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false), local.Id);
+            attachment = LocalAttachment(await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false), local.Id);
         }
 
         if (attachment is not null)
@@ -80,7 +80,7 @@ internal sealed partial class NodeService
             catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)
             {
                 // Fine when it was detached meanwhile (a concurrent unstage, or another node took it over).
-                if (LocalAttachment(await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false), local.Id) is not null)
+                if (LocalAttachment(await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false), local.Id) is not null)
                     throw;
             }
         }

@@ -1,5 +1,6 @@
 using Csi.V1;
 using Grpc.Core;
+using Slab.Host;
 using Slab.Csi.Controller;
 
 namespace Slab.Csi.Node;
@@ -12,13 +13,13 @@ internal sealed partial class NodeService
         if (request.VolumeId.Length == 0)
             throw CsiException.Missing("volume_id");
         var path = RequirePath(request.VolumePath, "volume_path");
-        var volume = await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var mount = HostMounts.At(path) ?? throw CsiException.NotFound($"volume {volume.Id} is not mounted at {path}");
         var response = new NodeGetVolumeStatsResponse { VolumeCondition = ControllerService.ConditionOf(volume) };
         if (HostMounts.BoundDevice(mount) is { } device)
         {
             // A published block device: its size is all there is to say.
-            response.Usage.Add(new VolumeUsage { Unit = VolumeUsage.Types.Unit.Bytes, Total = HostMounts.DeviceSize(device) ?? (long)volume.Spec.SizeBytes });
+            response.Usage.Add(new VolumeUsage { Unit = VolumeUsage.Types.Unit.Bytes, Total = BlockSysfs.SizeBytes(device) ?? (long)volume.Spec.SizeBytes });
             return response;
         }
 
@@ -40,14 +41,14 @@ internal sealed partial class NodeService
         var path = RequirePath(request.VolumePath, "volume_path");
         if (request.VolumeCapability is { } capability && VolumeCapabilities.Unsupported(capability) is { } why)
             throw CsiException.InvalidArgument(why);
-        var volume = await RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
+        var volume = await slabd.RequireVolumeAsync(request.VolumeId, context).ConfigureAwait(false);
         var size = (long)volume.Spec.SizeBytes;
         if (request.CapacityRange is { RequiredBytes: > 0 } range && range.RequiredBytes > size)
             throw CsiException.OutOfRange($"volume {volume.Id} is {size} bytes; expand it (ControllerExpandVolume) to {range.RequiredBytes} first");
         var mount = HostMounts.At(path) ?? throw CsiException.NotFound($"volume {volume.Id} is not mounted at {path}");
         if (HostMounts.BoundDevice(mount) is { } device)
-            return new NodeExpandVolumeResponse { CapacityBytes = HostMounts.DeviceSize(device) ?? size }; // a raw device has nothing to grow
+            return new NodeExpandVolumeResponse { CapacityBytes = BlockSysfs.SizeBytes(device) ?? size }; // a raw device has nothing to grow
         await HostMounts.GrowAsync(mount, context.CancellationToken).ConfigureAwait(false);
-        return new NodeExpandVolumeResponse { CapacityBytes = HostMounts.DeviceSize(mount.Source) ?? size };
+        return new NodeExpandVolumeResponse { CapacityBytes = BlockSysfs.SizeBytes(mount.Source) ?? size };
     }
 }

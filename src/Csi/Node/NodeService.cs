@@ -53,13 +53,6 @@ internal sealed partial class NodeService(CsiOptions options, SlabdApi slabd, IL
         return (status.NodeId, status.NodeName, node.Zone, node.Rack);
     }
 
-    /// <summary>The volume with exactly this id, or NOT_FOUND.</summary>
-    private async Task<V1.Volume> RequireVolumeAsync(string volumeId, ServerCallContext context)
-    {
-        var volume = await slabd.FindVolumeAsync(volumeId, context).ConfigureAwait(false);
-        return volume is not null && volume.Id == volumeId ? volume : throw CsiException.NotFound($"volume {volumeId} does not exist");
-    }
-
     /// <summary>The volume's attachment when it is on this node, else null.</summary>
     private static V1.Attachment? LocalAttachment(V1.Volume volume, string localNodeId) =>
         volume.Attachment is { } a && a.NodeId == localNodeId && a.DevicePath.Length > 0 ? a : null;

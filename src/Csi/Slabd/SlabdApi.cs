@@ -62,9 +62,16 @@ internal sealed class SlabdApi : IDisposable
         }
     }
 
-    /// <summary>The volume, or a CSI NOT_FOUND naming it.</summary>
+    /// <summary>
+    /// The volume with exactly this id, or null. (slabd looks volumes up by name or id; a CSI id must
+    /// not find a volume whose name happens to equal it.)
+    /// </summary>
+    public async Task<Volume?> FindVolumeByIdAsync(string volumeId, ServerCallContext context) =>
+        await FindVolumeAsync(volumeId, context).ConfigureAwait(false) is { } volume && volume.Id == volumeId ? volume : null;
+
+    /// <summary>The volume with exactly this id, or a CSI NOT_FOUND naming it.</summary>
     public async Task<Volume> RequireVolumeAsync(string volumeId, ServerCallContext context) =>
-        await FindVolumeAsync(volumeId, context).ConfigureAwait(false)
+        await FindVolumeByIdAsync(volumeId, context).ConfigureAwait(false)
         ?? throw CsiException.NotFound($"volume {volumeId} does not exist");
 
     public void Dispose() => _channel.Dispose();

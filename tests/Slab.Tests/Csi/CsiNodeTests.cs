@@ -67,7 +67,7 @@ public sealed class CsiNodeTests(CsiFixture fixture) : IClassFixture<CsiFixture>
             await fixture.Plugin.RestartAsync();
             await Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
             await Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
-            Assert.False(MountTableHas(staging));
+            Assert.False(Slab.Common.MountTable.IsMountPoint(staging));
 
             // Staged again, the file is still there (formatted once, not again).
             await Node.NodeStageVolumeAsync(Stage(volume.VolumeId, staging, capability));
@@ -239,7 +239,7 @@ public sealed class CsiNodeTests(CsiFixture fixture) : IClassFixture<CsiFixture>
             await FailsAsync(StatusCode.FailedPrecondition, () => Node.NodeStageVolumeAsync(Stage(volume.VolumeId, staging, Mount(mode: Mode.MultiNodeMultiWriter))).ResponseAsync);
             var badFlag = Mount("ext4", Mode.SingleNodeWriter, "has space");
             await FailsAsync(StatusCode.InvalidArgument, () => Node.NodeStageVolumeAsync(Stage(volume.VolumeId, staging, badFlag)).ResponseAsync);
-            Assert.False(MountTableHas(staging));
+            Assert.False(Slab.Common.MountTable.IsMountPoint(staging));
             // Unstaging what was never staged is a no-op.
             await Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
         }
@@ -249,9 +249,6 @@ public sealed class CsiNodeTests(CsiFixture fixture) : IClassFixture<CsiFixture>
             await Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = volume.VolumeId });
         }
     }
-
-    private static bool MountTableHas(string path) =>
-        File.ReadAllText("/proc/self/mountinfo").Split('\n').Any(l => l.Split(' ').ElementAtOrDefault(4) == path);
 
     /// <summary>Undoes whatever a failed test left: unpublish, unstage (each a no-op when done), then delete.</summary>
     private async Task CleanUpAsync(string volumeId, string staging, params string[] targets)

@@ -45,25 +45,16 @@ public sealed partial class ClusterVolumeOperations
         var detached = new List<VolumeInfo>();
         foreach (var volume in group)
         {
-            switch (volume.Attachment)
+            switch (WriteHolderOf(volume, "group snapshot"))
             {
-                case { Purpose: AttachPurpose.Host or AttachPurpose.Resync } here when here.NodeId == runtime.LocalNodeId:
+                case null:
+                    detached.Add(volume);
+                    break;
+                case var here when here == runtime.LocalNodeId:
                     local.Add(volume);
                     break;
-                case { Purpose: AttachPurpose.Host or AttachPurpose.Resync } elsewhere:
-                    if (!runtime.IsAlive(elsewhere.NodeId))
-                    {
-                        throw new SlabException(
-                            SlabErrorCode.Unavailable,
-                            $"volume '{volume.Name}' is attached on {NameOf(elsewhere.NodeId)}, which is offline: its writes cannot be held for the group snapshot; attach it on another node (takeover) first");
-                    }
-
-                    (remote.TryGetValue(elsewhere.NodeId, out var list) ? list : remote[elsewhere.NodeId] = []).Add(volume);
-                    break;
-                case { } busy:
-                    throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is {Describe(busy)} by {NameOf(busy.NodeId)}; take the group snapshot when that ends");
-                default:
-                    detached.Add(volume);
+                case var elsewhere:
+                    (remote.TryGetValue(elsewhere, out var list) ? list : remote[elsewhere] = []).Add(volume);
                     break;
             }
         }
@@ -205,16 +196,10 @@ public sealed partial class ClusterVolumeOperations
             allHeld.TrySetResult();
             var detachedCuts = detached.Select(async volume =>
             {
-                // No writes to hold: a host attach would take the snapshot attachment over with an epoch bump, failing the commit.
-                var holders = volume.Replicas.Where(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)).Select(r => r.NodeId).ToList();
-                if (holders.Count == 0)
-                {
-                    throw new SlabException(SlabErrorCode.Unavailable, $"no in-sync replica of volume '{volume.Name}' is on an online node; nothing can be snapshotted");
-                }
-
+                var boundary = DetachedBoundary(volume);
                 var member = members[volume.Id];
-                await ReflinkReplicasAsync(volume, member.SnapshotId, member.PendingRevision, volume.Epoch, holders, abort.Token).ConfigureAwait(false);
-                boundaries[volume.Id] = new WriteBoundary(volume.Epoch, holders);
+                await ReflinkReplicasAsync(volume, member.SnapshotId, member.PendingRevision, boundary.Epoch, boundary.InSyncNodeIds, abort.Token).ConfigureAwait(false);
+                boundaries[volume.Id] = boundary;
             }).ToList();
             var remoteCuts = calls.Select(async c =>
             {

@@ -26,28 +26,18 @@ public sealed partial class ClusterVolumeOperations
 
         string snapshotId;
         long revision;
-        switch (volume.Attachment)
+        switch (WriteHolderOf(volume, "snapshot"))
         {
-            case { Purpose: AttachPurpose.Host or AttachPurpose.Resync } here when here.NodeId == runtime.LocalNodeId:
+            case null:
+                (snapshotId, revision) = await TakeDetachedSnapshotAsync(volume, name, cancellationToken).ConfigureAwait(false);
+                break;
+            case var here when here == runtime.LocalNodeId:
                 (snapshotId, revision) = await TakeSnapshotHereAsync(volume.Id, name, cancellationToken).ConfigureAwait(false);
                 break;
-            case { Purpose: AttachPurpose.Host or AttachPurpose.Resync } elsewhere:
-                var holder = NodeOf(elsewhere.NodeId);
-                if (!runtime.IsAlive(holder.Id))
-                {
-                    throw new SlabException(
-                        SlabErrorCode.Unavailable,
-                        $"volume '{volume.Name}' is attached on {holder.Name}, which is offline: its writes cannot be held for a snapshot; attach it on another node (takeover) first");
-                }
-
+            case var elsewhere:
                 var request = new V1.TakeSnapshotRequest { VolumeId = volume.Id, Name = name };
-                var taken = await peers.CallAsync(holder, (client, options) => client.TakeSnapshotAsync(request, options), cancellationToken).ConfigureAwait(false);
+                var taken = await peers.CallAsync(NodeOf(elsewhere), (client, options) => client.TakeSnapshotAsync(request, options), cancellationToken).ConfigureAwait(false);
                 (snapshotId, revision) = (taken.SnapshotId, (long)taken.Revision);
-                break;
-            case { } busy:
-                throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is {Describe(busy)} by {NameOf(busy.NodeId)}; take the snapshot when that ends");
-            default:
-                (snapshotId, revision) = await TakeDetachedSnapshotAsync(volume, name, cancellationToken).ConfigureAwait(false);
                 break;
         }
 
@@ -56,6 +46,31 @@ public sealed partial class ClusterVolumeOperations
         var snapshot = volume.FindSnapshotById(snapshotId)
             ?? throw new SlabException(SlabErrorCode.NotFound, $"snapshot '{name}' of volume '{volume.Name}' was deleted right after it was taken");
         return (volume, snapshot);
+    }
+
+    /// <summary>
+    /// The node whose controller must hold the volume's writes for a <paramref name="what"/> ("snapshot", "group snapshot"; where it is
+    /// attached or resynced), or null when it is detached (a snapshot attachment holds it then).
+    /// </summary>
+    /// <exception cref="SlabException">That node is offline (Unavailable); the volume is held by a snapshot or restore (FailedPrecondition).</exception>
+    private string? WriteHolderOf(VolumeInfo volume, string what)
+    {
+        switch (volume.Attachment)
+        {
+            case { Purpose: AttachPurpose.Host or AttachPurpose.Resync } attachment:
+                if (attachment.NodeId != runtime.LocalNodeId && !runtime.IsAlive(attachment.NodeId))
+                {
+                    throw new SlabException(
+                        SlabErrorCode.Unavailable,
+                        $"volume '{volume.Name}' is attached on {NameOf(attachment.NodeId)}, which is offline: its writes cannot be held for a {what}; attach it on another node (takeover) first");
+                }
+
+                return attachment.NodeId;
+            case { } busy:
+                throw new SlabException(SlabErrorCode.FailedPrecondition, $"volume '{volume.Name}' is {Describe(busy)} by {NameOf(busy.NodeId)}; take the {what} when that ends");
+            default:
+                return null;
+        }
     }
 
     /// <summary>
@@ -128,20 +143,13 @@ public sealed partial class ClusterVolumeOperations
         {
             await runtime.WaitForRevisionAsync(attached.Revision, StateWait, cancellationToken).ConfigureAwait(false);
             volume = Require(volume.Id);
-            var holders = volume.Replicas.Where(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)).Select(r => r.NodeId).ToList();
-            if (holders.Count == 0)
-            {
-                throw new SlabException(SlabErrorCode.Unavailable, $"no in-sync replica of volume '{volume.Name}' is on an online node; nothing can be snapshotted");
-            }
-
-            // No writes to hold: a host attach would take the attachment over with an epoch bump, failing the commit.
-            var boundary = new Volumes.WriteBoundary(volume.Epoch, holders);
+            var boundary = DetachedBoundary(volume);
             return await TakeAsync(
                 volume,
                 name,
                 async (snapshotId, pendingRevision, token) =>
                 {
-                    await ReflinkReplicasAsync(volume, snapshotId, pendingRevision, boundary.Epoch, holders, token).ConfigureAwait(false);
+                    await ReflinkReplicasAsync(volume, snapshotId, pendingRevision, boundary.Epoch, boundary.InSyncNodeIds, token).ConfigureAwait(false);
                     return (boundary, 0d);
                 },
                 cancellationToken).ConfigureAwait(false);
@@ -150,6 +158,20 @@ public sealed partial class ClusterVolumeOperations
         {
             await ReleaseAsync(new DetachVolume { Volume = volume.Id, NodeId = runtime.LocalNodeId, Purpose = AttachPurpose.Snapshot }, volume.Name, "the end of a snapshot").ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The boundary of a detached volume held by a snapshot attachment: its epoch and its in-sync
+    /// replicas on online nodes. No writes to hold: a host attach would take the attachment over with
+    /// an epoch bump, which makes the commit (expecting this epoch) fail.
+    /// </summary>
+    /// <exception cref="SlabException">No in-sync replica is on an online node (Unavailable).</exception>
+    private Volumes.WriteBoundary DetachedBoundary(VolumeInfo volume)
+    {
+        var holders = volume.Replicas.Where(r => r.State == ReplicaState.InSync && runtime.IsAlive(r.NodeId)).Select(r => r.NodeId).ToList();
+        return holders.Count > 0
+            ? new Volumes.WriteBoundary(volume.Epoch, holders)
+            : throw new SlabException(SlabErrorCode.Unavailable, $"no in-sync replica of volume '{volume.Name}' is on an online node; nothing can be snapshotted");
     }
 
     /// <summary>
