@@ -5,7 +5,7 @@ using static Slab.Tests.ClusterState.ClusterStateTestData;
 
 namespace Slab.Tests.ClusterState;
 
-/// <summary>Three in-process voters over TCP on 127.0.0.1, each with its own data directory.</summary>
+/// <summary>Three in-process voters over TCP on loopback, each with its own data directory.</summary>
 [Collection("raft")] // the Raft tests time elections; run them one at a time
 public sealed class ClusterStateRaftTests
 {

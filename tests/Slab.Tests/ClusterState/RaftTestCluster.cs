@@ -6,7 +6,7 @@ using Slab.Cluster.State;
 namespace Slab.Tests.ClusterState;
 
 /// <summary>
-/// Voters on 127.0.0.1 with picked-free ports and temp data directories. Disposing stops every
+/// Voters on loopback addresses of their own with picked-free ports and temp data directories. Disposing stops every
 /// running node and removes the directories, also when the test failed.
 /// </summary>
 internal sealed class RaftTestCluster : IAsyncDisposable
@@ -42,9 +42,15 @@ internal sealed class RaftTestCluster : IAsyncDisposable
         return new RaftTestCluster(root, peers);
     }
 
+    /// <summary>
+    /// A free port on a loopback address of its own (127.a.b.c): between this pick and the voter's bind,
+    /// another test's outgoing connection may take the port on 127.0.0.1 ("address already in use"),
+    /// never on this address.
+    /// </summary>
     public static IPEndPoint FreeEndPoint()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        var address = new IPAddress([127, (byte)Random.Shared.Next(100, 250), (byte)Random.Shared.Next(1, 250), (byte)Random.Shared.Next(1, 250)]);
+        using var listener = new TcpListener(address, 0);
         listener.Start();
         return (IPEndPoint)listener.LocalEndpoint;
     }
