@@ -4,10 +4,11 @@ using Slab.Api.V1;
 using Slab.Cli.Connection;
 using Slab.Cli.Output;
 using Slab.Cli.Parsing;
+using IoLimitSyntax = Slab.Common.IoLimitSyntax;
 
 namespace Slab.Cli.Commands;
 
-/// <summary><c>slabctl volume</c> (alias <c>v</c>): create, list, inspect, update, ha-update, check, delete, clone, restore.</summary>
+/// <summary><c>slabctl volume</c> (alias <c>v</c>): create, list, inspect, update, stats, ha-update, check, delete, clone, restore.</summary>
 internal static class VolumeCommands
 {
     private static readonly ArgSpec _name = new("NAME");
@@ -30,6 +31,12 @@ internal static class VolumeCommands
         Repeatable = true,
     };
 
+    private static FlagSpec[] QosFlags() =>
+    [
+        new() { Name = "max_iops", ValueName = "R,W", Description = "QoS: most operations per second, " + IoLimitSyntax.IopsHelp },
+        new() { Name = "max_bandwidth", ValueName = "R,W", Description = "QoS: most MB/s, " + IoLimitSyntax.BandwidthHelp },
+    ];
+
     public static CommandNode Build() =>
         new CommandNode("volume", "Manage volumes", "v").Add(
             new CommandNode("create", "Create a volume", "c")
@@ -49,6 +56,7 @@ internal static class VolumeCommands
                     },
                     new() { Name = "zones", ValueName = "ZONE,...", Repeatable = true, Description = "place replicas only on nodes in these zones (spread across them)" },
                     new() { Name = "racks", ValueName = "RACK,...", Repeatable = true, Description = "place replicas only on nodes in these racks" },
+                    .. QosFlags(),
                 ],
                 Handler = CreateAsync,
             },
@@ -62,13 +70,15 @@ internal static class VolumeCommands
                 Args = [new ArgSpec("NAME", Variadic: true)],
                 Handler = InspectAsync,
             },
-            new CommandNode("update", "Grow a volume or change its labels")
+            new CommandNode("update", "Grow a volume, change its labels or its QoS limits")
             {
-                Details = "Sizes only grow (online when attached). A label with an empty value (k=) is removed.",
+                Details = "Sizes only grow (online when attached). A label with an empty value (k=) is removed. " +
+                    "QoS limits change online; a flag not given keeps its limits, 0 removes a limit.",
                 Args = [_name],
-                Flags = [SizeFlag(required: false), LabelFlag("labels to set; k= removes label k")],
+                Flags = [SizeFlag(required: false), LabelFlag("labels to set; k= removes label k"), .. QosFlags()],
                 Handler = UpdateAsync,
             },
+            VolumeStatsCommand.Build(),
             new CommandNode("ha-update", "Raise or lower a volume's replica count online")
             {
                 Details = "Raising places a new replica by policy (or on --node) and rebuilds it from an in-sync replica " +
@@ -124,6 +134,8 @@ internal static class VolumeCommands
         spec.Nodes.Add(ctx.NameList("nodes"));
         spec.Zones.Add(ctx.NameList("zones"));
         spec.Racks.Add(ctx.NameList("racks"));
+        if (IoLimitParser.Parse(ctx.Flag("max_iops"), ctx.Flag("max_bandwidth")) is { } limits)
+            spec.Limits = limits;
 
         var volume = await ctx.Api.Volumes.CreateAsync(new CreateVolumeRequest { Name = ctx.Arg(0), Spec = spec }, ctx.Api.Options());
         return ctx.Print(volume, $"Volume successfully created: {volume.Id}");
@@ -140,12 +152,15 @@ internal static class VolumeCommands
     private static async Task<int> InspectAsync(CommandContext ctx)
     {
         var found = new List<Volume>();
+        var stats = new List<VolumeStats?>();
         var failed = false;
         foreach (var name in ctx.Args)
         {
             try
             {
-                found.Add(await ctx.Api.Volumes.InspectAsync(new InspectVolumeRequest { Volume = name }, ctx.Api.Options()));
+                var volume = await ctx.Api.Volumes.InspectAsync(new InspectVolumeRequest { Volume = name }, ctx.Api.Options());
+                found.Add(volume);
+                stats.Add(ctx.Json ? null : await StatsOrNullAsync(ctx, volume.Id));
             }
             catch (RpcException ex) when (!ApiConnection.IsUnreachable(ex, out _) && ctx.Args.Count > 1)
             {
@@ -160,10 +175,23 @@ internal static class VolumeCommands
             {
                 if (i > 0)
                     o.WriteLine();
-                VolumeViews.WriteInspect(found[i], o);
+                VolumeViews.WriteInspect(found[i], o, stats[i]);
             }
         });
         return failed ? CliApp.Failure : CliApp.Success;
+    }
+
+    /// <summary>The volume's I/O counters for inspect; null when they cannot be had (its node is offline): inspect shows the rest.</summary>
+    private static async Task<VolumeStats?> StatsOrNullAsync(CommandContext ctx, string volumeId)
+    {
+        try
+        {
+            return await ctx.Api.Volumes.StatsAsync(new VolumeStatsRequest { Volume = volumeId }, ctx.Api.Options());
+        }
+        catch (RpcException ex) when (!ApiConnection.IsUnreachable(ex, out _))
+        {
+            return null;
+        }
     }
 
     private static async Task<int> UpdateAsync(CommandContext ctx)
@@ -172,8 +200,9 @@ internal static class VolumeCommands
         if (ctx.Flag("size") is { } size)
             request.SizeBytes = SizeParser.Parse(size);
         request.Labels.Add(LabelParser.Parse(ctx.Flags("label"), allowEmptyValues: true));
-        if (!request.HasSizeBytes && request.Labels.Count == 0)
-            throw new UsageException("nothing to update: give --size and/or --label");
+        request.Limits = IoLimitParser.Parse(ctx.Flag("max_iops"), ctx.Flag("max_bandwidth"));
+        if (!request.HasSizeBytes && request.Labels.Count == 0 && request.Limits is null)
+            throw new UsageException("nothing to update: give --size, --label, --max_iops and/or --max_bandwidth");
 
         var volume = await ctx.Api.Volumes.UpdateAsync(request, ctx.Api.Options());
         return ctx.Print(volume, $"Update Volume: Volume update successful for volume {ctx.Arg(0)}");

@@ -35,7 +35,7 @@ internal static class VolumeViews
 
     public static void WriteList(IEnumerable<Volume> volumes, TextWriter o) => Table.From(volumes, _listColumns).Write(o);
 
-    public static void WriteInspect(Volume v, TextWriter o)
+    public static void WriteInspect(Volume v, TextWriter o, VolumeStats? stats = null)
     {
         var a = v.Attachment;
         var block = new KeyValueBlock()
@@ -45,6 +45,7 @@ internal static class VolumeViews
             .Add("Format", Formats.Fs(v.Spec) + (v.Formatted ? "" : " (not formatted yet)"))
             .Add("HA", Formats.Ha(v.Spec).ToString(CultureInfo.InvariantCulture))
             .Add("IO Priority", Formats.IoPriority(v.Spec?.IoPriority ?? IoPriority.Unspecified))
+            .Add("QoS", Parsing.IoLimitParser.Describe(v.Spec?.Limits))
             .Add("Placement", Formats.Placement(v.Spec))
             .Add("Creation time", Formats.Time(v.CreatedUnixMs))
             .Add("Shared", "no")
@@ -70,8 +71,27 @@ internal static class VolumeViews
         block
             .Add("Used", Sizes.Format(v.UsedBytes))
             .Add("Snapshots", v.SnapshotCount.ToString(CultureInfo.InvariantCulture))
-            .Add("Source", v.Source.Length == 0 ? "-" : v.Source)
-            .Write(o, "");
+            .Add("Source", v.Source.Length == 0 ? "-" : v.Source);
+        if (stats is { Active: true } s)
+        {
+            block
+                .Add("I/O counted", $"on {Formats.Node(s.NodeName, s.NodeId)} since {Formats.Time(s.SinceUnixMs)}")
+                .Add("Reads", Totals(s.Reads))
+                .Add("Writes", Totals(s.Writes))
+                .Add("Flushes", Totals(s.Flushes))
+                .Add("Discards", Totals(s.Discards))
+                .Add("In flight", s.InFlight.ToString(CultureInfo.InvariantCulture))
+                .Add("QoS wait", $"{s.ThrottledUs / 1000.0:0.0} ms");
+        }
+
+        block.Write(o, "");
+    }
+
+    /// <summary>"1,024 ops, 4 MiB, 0 errors, avg 120 µs".</summary>
+    private static string Totals(IoTotals t)
+    {
+        var latency = t.Operations == 0 ? "" : $", avg {t.TotalLatencyUs / t.Operations:N0} µs";
+        return $"{t.Operations:N0} ops, {Sizes.Format(t.Bytes)}, {t.Errors:N0} errors{latency}";
     }
 
     /// <summary>"42.0% (120 MiB copied, 85.3 MiB/s, ETA 3s)".</summary>

@@ -20,6 +20,7 @@ internal static class ProtoMapping
                 Repl = (uint)record.Repl,
                 Fs = record.Fs,
                 IoPriority = ToProto(record.IoPriority),
+                Limits = ToProto(record.Limits),
             },
             State = "up",
             UsedBytes = (ulong)view.UsedBytes,
@@ -46,6 +47,83 @@ internal static class ProtoMapping
 
         return volume;
     }
+
+    public static V1.IoLimits ToProto(Common.IoLimits limits) => new()
+    {
+        MaxReadIops = (ulong)limits.ReadIops,
+        MaxWriteIops = (ulong)limits.WriteIops,
+        MaxReadBytesPerSecond = (ulong)limits.ReadBytesPerSecond,
+        MaxWriteBytesPerSecond = (ulong)limits.WriteBytesPerSecond,
+    };
+
+    /// <summary>
+    /// The limits a request carries over <paramref name="current"/> (a field left unset keeps its
+    /// current value; none = all 0), validated; null when the request carries none.
+    /// </summary>
+    /// <exception cref="Common.SlabException">InvalidArgument: a limit is out of range.</exception>
+    public static Common.IoLimits? FromProto(V1.IoLimits? limits, Common.IoLimits? current = null)
+    {
+        if (limits is null)
+        {
+            return null;
+        }
+
+        current ??= Common.IoLimits.None;
+        return Common.IoLimitSyntax.Validate(new Common.IoLimits
+        {
+            ReadIops = limits.HasMaxReadIops ? Clamp(limits.MaxReadIops) : current.ReadIops,
+            WriteIops = limits.HasMaxWriteIops ? Clamp(limits.MaxWriteIops) : current.WriteIops,
+            ReadBytesPerSecond = limits.HasMaxReadBytesPerSecond ? Clamp(limits.MaxReadBytesPerSecond) : current.ReadBytesPerSecond,
+            WriteBytesPerSecond = limits.HasMaxWriteBytesPerSecond ? Clamp(limits.MaxWriteBytesPerSecond) : current.WriteBytesPerSecond,
+        });
+    }
+
+    /// <summary>The I/O counters of <paramref name="controller"/> (open on <paramref name="nodeId"/>), or inactive zeros when it is null.</summary>
+    public static V1.VolumeStats ToProto(string volumeId, string volumeName, VolumeController? controller, string nodeId, string nodeName, Common.IoLimits limits, long usedBytes, DateTimeOffset now)
+    {
+        var stats = new V1.VolumeStats
+        {
+            VolumeId = volumeId,
+            VolumeName = volumeName,
+            UsedBytes = (ulong)Math.Max(0, usedBytes),
+            Limits = ToProto(controller?.Limits ?? limits),
+            SampledUnixMs = now.ToUnixTimeMilliseconds(),
+            Reads = new V1.IoTotals(),
+            Writes = new V1.IoTotals(),
+            Flushes = new V1.IoTotals(),
+            Discards = new V1.IoTotals(),
+        };
+        if (controller is null)
+        {
+            return stats;
+        }
+
+        var snapshot = controller.Stats.Snapshot();
+        stats.Active = true;
+        stats.NodeId = nodeId;
+        stats.NodeName = nodeName;
+        stats.SampledUnixMs = snapshot.SampledAt.ToUnixTimeMilliseconds();
+        stats.SinceUnixMs = snapshot.Since.ToUnixTimeMilliseconds();
+        stats.Reads = ToProto(snapshot.Reads);
+        stats.Writes = ToProto(snapshot.Writes);
+        stats.Flushes = ToProto(snapshot.Flushes);
+        stats.Discards = ToProto(snapshot.Discards);
+        stats.InFlight = (ulong)Math.Max(0, snapshot.InFlight);
+        stats.ThrottledUs = Microseconds(snapshot.Throttled);
+        return stats;
+    }
+
+    private static V1.IoTotals ToProto(IoTotals totals) => new()
+    {
+        Operations = (ulong)totals.Operations,
+        Bytes = (ulong)totals.Bytes,
+        Errors = (ulong)totals.Errors,
+        TotalLatencyUs = Microseconds(totals.TotalLatency),
+    };
+
+    private static ulong Microseconds(TimeSpan span) => (ulong)Math.Max(0, span.Ticks / TimeSpan.TicksPerMicrosecond);
+
+    private static long Clamp(ulong value) => value > long.MaxValue ? long.MaxValue : (long)value;
 
     public static V1.ResyncProgress ToProto(ResyncProgress progress) => new()
     {

@@ -5,7 +5,7 @@ using V1 = Slab.Api.V1;
 namespace Slab.Api;
 
 /// <summary>The Volumes service: create, inspect, enumerate, update, delete, clone.</summary>
-public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node) : V1.Volumes.VolumesBase
+public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node, TimeProvider time) : V1.Volumes.VolumesBase
 {
     public override async Task<V1.Volume> Create(V1.CreateVolumeRequest request, ServerCallContext context)
     {
@@ -30,7 +30,7 @@ public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node
 
         var view = await volumes.CreateAsync(
             request.Name,
-            new VolumeSpecification(spec.SizeBytes, spec.Repl, spec.Fs, ProtoMapping.FromProto(spec.IoPriority), spec.Labels),
+            new VolumeSpecification(spec.SizeBytes, spec.Repl, spec.Fs, ProtoMapping.FromProto(spec.IoPriority), spec.Labels, ProtoMapping.FromProto(spec.Limits)),
             context.CancellationToken).ConfigureAwait(false);
         return ProtoMapping.ToProto(view, node);
     }
@@ -57,8 +57,17 @@ public sealed class VolumesService(VolumeManager volumes, LocalNodeIdentity node
             throw new RpcException(new Status(StatusCode.InvalidArgument, "volume size must be greater than 0"));
         }
 
-        var view = await volumes.UpdateAsync(request.Volume, size, request.Labels, context.CancellationToken).ConfigureAwait(false);
+        var limits = request.Limits is null ? null : ProtoMapping.FromProto(request.Limits, volumes.Inspect(request.Volume).Record.Limits);
+        var view = await volumes.UpdateAsync(request.Volume, size, request.Labels, limits, context.CancellationToken).ConfigureAwait(false);
         return ProtoMapping.ToProto(view, node);
+    }
+
+    public override Task<V1.VolumeStats> Stats(V1.VolumeStatsRequest request, ServerCallContext context)
+    {
+        var view = volumes.Inspect(request.Volume);
+        var record = view.Record;
+        return Task.FromResult(ProtoMapping.ToProto(
+            record.Id, record.Name, volumes.ControllerOf(record.Id), node.NodeId, node.NodeName, record.Limits, view.UsedBytes, time.GetUtcNow()));
     }
 
     public override async Task<V1.DeleteVolumeResponse> Delete(V1.DeleteVolumeRequest request, ServerCallContext context)

@@ -30,6 +30,9 @@ public sealed record VolumeRecord
 
     public IoPriority IoPriority { get; init; } = IoPriority.Medium;
 
+    /// <summary>QoS: the volume's read/write IOPS and bandwidth limits (none when absent from older records).</summary>
+    public Common.IoLimits Limits { get; init; } = Common.IoLimits.None;
+
     public ImmutableSortedDictionary<string, string> Labels { get; init; } = ImmutableSortedDictionary<string, string>.Empty;
 
     public DateTimeOffset Created { get; init; }

@@ -47,6 +47,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
     /// <param name="logger">Destination of replica-set changes.</param>
     /// <param name="dirtyMaps">Where the maps of faulted replicas are kept on this node; null keeps them in memory only (a resync after a restart then copies everything).</param>
     /// <param name="copyThrottle">The node's limit on resync and rebuild copies; null copies as fast as the replicas go.</param>
+    /// <param name="io">Clock, QoS limits and latency observer of the volume's I/O; null = system clock, unlimited.</param>
     public VolumeController(
         string volumeId,
         string volumeName,
@@ -56,7 +57,8 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         IReplicaSetAuthority? authority,
         ILogger logger,
         DirtyMapStore? dirtyMaps = null,
-        CopyThrottle? copyThrottle = null)
+        CopyThrottle? copyThrottle = null,
+        VolumeIoSettings? io = null)
     {
         ArgumentNullException.ThrowIfNull(members);
         if (members.Count == 0 || members.Count > ReplicaSetView.MaxMembers)
@@ -81,6 +83,10 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         _logger = logger;
         _dirtyMaps = dirtyMaps;
         _copyThrottle = copyThrottle;
+        io ??= VolumeIoSettings.Default;
+        _time = io.Time;
+        Stats = new VolumeIoStats(io.Time, io.LatencyObserver);
+        SetLimits(io.Limits);
         foreach (var member in members)
         {
             member.Target.Epoch = epoch;
@@ -139,7 +145,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
 
     public BlockGeometry Geometry { get; }
 
-    public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    private ValueTask ReadCoreAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         var view = Volatile.Read(ref _view);
         if (view.Slots.Length == 1)
@@ -150,7 +156,6 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         return ReadFromSetAsync(new ReadOperation(offset, destination), cancellationToken);
     }
 
-    public ValueTask FlushAsync(CancellationToken cancellationToken) => Dispatch(default(FlushOperation), cancellationToken);
 
     public async ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken)
     {
@@ -169,7 +174,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         }
     }
 
-    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken)
+    private ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken)
     {
         if (!TryEnterWrite())
         {
@@ -195,12 +200,6 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
             ExitWrite();
         }
     }
-
-    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken)
-        => GatedAsync(new TrimOperation(offset, length), cancellationToken);
-
-    public ValueTask WriteZeroesAsync(long offset, long length, WriteZeroesFlags flags, CancellationToken cancellationToken)
-        => GatedAsync(new WriteZeroesOperation(offset, length, flags), cancellationToken);
 
     /// <summary>Widens every replica to <paramref name="newSizeBytes"/> (the local file grows; remote bounds widen); visible to I/O at once.</summary>
     public void Grow(long newSizeBytes)

@@ -167,7 +167,7 @@ public sealed partial class VolumeManager : IExportCatalog
         if (ClusterVolumes is { } cluster && (volume.ClusterId is not null || _store.FindVolume(volume.Id) is null))
         {
             var known = _remote.GetValueOrDefault(volume.Id) ?? volume;
-            return cluster.OpenController(known, () => OpenLocalReplicaTarget(known, epoch: 0));
+            return cluster.OpenController(known, () => OpenLocalReplicaTarget(known, epoch: 0), IoSettingsFor(known.Id, known.Name, known.Limits));
         }
 
         return new VolumeController(
@@ -177,8 +177,12 @@ public sealed partial class VolumeManager : IExportCatalog
             volume.Epoch,
             [new ReplicaMember(_options.NodeId, _options.NodeName, OpenLocalReplicaTarget(volume, volume.Epoch), ReplicaMode.InSync, IsLocal: true)],
             authority: null,
-            _logger);
+            _logger,
+            io: IoSettingsFor(volume.Id, volume.Name, volume.Limits));
     }
+
+    private VolumeIoSettings IoSettingsFor(string volumeId, string volumeName, IoLimits limits)
+        => new(_time, limits, IoObservers?.ObserverFor(volumeId, volumeName));
 
     /// <summary>This node's replica of the volume as a controller's target, starting at <paramref name="epoch"/> (the controller sets its own).</summary>
     private IReplicaTarget OpenLocalReplicaTarget(VolumeRecord volume, long epoch)
@@ -238,6 +242,21 @@ public sealed partial class VolumeManager : IExportCatalog
 
     /// <summary>The controller of the volume if it is open on this node (attached or exported here).</summary>
     public VolumeController? ControllerOf(string volumeId) => OpenController(volumeId);
+
+    /// <summary>Every controller open on this node now (for metrics).</summary>
+    public IReadOnlyList<VolumeController> OpenControllers()
+    {
+        lock (_openLock)
+        {
+            return [.. _open.Values.Select(o => o.Controller).OfType<VolumeController>()];
+        }
+    }
+
+    /// <summary>Gives the controllers this node opens their latency observers (the metrics); null = none. Set before serving.</summary>
+    public IVolumeIoObserverSource? IoObservers { get; set; }
+
+    /// <summary>Changes the QoS limits of the volume's controller if it is open here (online).</summary>
+    public void ApplyLimits(string volumeId, IoLimits limits) => OpenController(volumeId)?.SetLimits(limits);
 
     private VolumeController? OpenController(string volumeId)
     {

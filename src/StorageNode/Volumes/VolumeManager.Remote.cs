@@ -24,9 +24,10 @@ public interface IClusterVolumeSource
     /// <summary>
     /// Opens the controller of <paramref name="volume"/> on this node over its replicas, at the
     /// volume's current epoch; <paramref name="openLocal"/> opens this node's replica when it holds one.
+    /// <paramref name="io"/> gives the clock and latency observer; the limits come from the cluster's record.
     /// </summary>
     /// <exception cref="SlabException">No in-sync replica can be reached.</exception>
-    VolumeController OpenController(VolumeRecord volume, Func<Block.IReplicaTarget> openLocal);
+    VolumeController OpenController(VolumeRecord volume, Func<Block.IReplicaTarget> openLocal, VolumeIoSettings io);
 
     /// <summary>
     /// Opens the replica of <paramref name="volume"/> on <paramref name="nodeId"/> as the cluster

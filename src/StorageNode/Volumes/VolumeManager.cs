@@ -61,6 +61,7 @@ public sealed partial class VolumeManager
             Fs = ValidateFs(spec.Fs),
             IoPriority = spec.IoPriority ?? _store.GetPoolStatus().IoPriority,
             Labels = VolumeNames.ValidateLabels(spec.Labels),
+            Limits = IoLimitSyntax.Validate(spec.Limits ?? IoLimits.None),
             Created = _time.GetUtcNow(),
             DriveId = "",
         };
@@ -112,13 +113,24 @@ public sealed partial class VolumeManager
         }
     }
 
-    /// <summary>Grows the volume (online when open or attached) and/or changes labels. Shrinking is refused.</summary>
-    public async Task<VolumeView> UpdateAsync(string nameOrId, long? newSizeBytes, IReadOnlyDictionary<string, string> labels, CancellationToken cancellationToken)
+    /// <summary>Grows the volume (online when open or attached), changes labels and/or its QoS limits (online). Shrinking is refused.</summary>
+    /// <param name="limits">New QoS limits; null keeps them.</param>
+    public async Task<VolumeView> UpdateAsync(string nameOrId, long? newSizeBytes, IReadOnlyDictionary<string, string> labels, IoLimits? limits, CancellationToken cancellationToken)
     {
         var volume = Require(nameOrId);
-        if (labels.Count > 0)
+        if (labels.Count > 0 || limits is not null)
         {
-            volume = await _store.SaveVolumeAsync(volume with { Labels = VolumeNames.MergeLabels(volume.Labels, labels) }, cancellationToken).ConfigureAwait(false);
+            volume = await _store.SaveVolumeAsync(
+                volume with
+                {
+                    Labels = labels.Count > 0 ? VolumeNames.MergeLabels(volume.Labels, labels) : volume.Labels,
+                    Limits = limits is null ? volume.Limits : IoLimitSyntax.Validate(limits),
+                },
+                cancellationToken).ConfigureAwait(false);
+            if (limits is not null)
+            {
+                ApplyLimits(volume.Id, volume.Limits);
+            }
         }
 
         if (newSizeBytes is { } requested)
@@ -210,7 +222,8 @@ public sealed record VolumeSpecification(
     uint Repl,
     string? Fs,
     IoPriority? IoPriority,
-    IReadOnlyDictionary<string, string>? Labels);
+    IReadOnlyDictionary<string, string>? Labels,
+    IoLimits? Limits = null);
 
 /// <summary>Settings of the volume layer.</summary>
 public sealed record VolumeManagerOptions

@@ -32,6 +32,14 @@ public enum ReplicaMode
     Rebuilding,
 }
 
+/// <summary>Gives each controller this node opens the observer of its latencies (the node's <c>/metrics</c>).</summary>
+/// <remarks>Called when a volume opens, from any thread.</remarks>
+public interface IVolumeIoObserverSource
+{
+    /// <summary>The observer for the volume's operations; null = none.</summary>
+    IIoLatencyObserver? ObserverFor(string volumeId, string volumeName);
+}
+
 /// <summary>One replica handed to a controller: where it is, how to reach it, the part it plays.</summary>
 /// <param name="NodeId">The node holding it (unique within a volume).</param>
 /// <param name="NodeName">Names it in logs and errors.</param>

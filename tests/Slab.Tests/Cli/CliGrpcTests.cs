@@ -72,6 +72,23 @@ public sealed class CliGrpcTests : FakeServerTest
     }
 
     [Fact]
+    public async Task Qos_flags_are_sent_as_limits_and_an_update_sends_only_the_flags_given()
+    {
+        AssertOk(await Run("volume create web --size 1 --max_iops 1000,500 --max_bandwidth 40"));
+        var limits = Single<CreateVolumeRequest>("Create").Spec.Limits;
+        Assert.Equal((1000UL, 500UL, 40_000_000UL, 40_000_000UL), (limits.MaxReadIops, limits.MaxWriteIops, limits.MaxReadBytesPerSecond, limits.MaxWriteBytesPerSecond));
+        Server.State.Calls.Clear();
+
+        AssertOk(await Run("volume update db --max_iops 0,250"));
+        var update = Single<UpdateVolumeRequest>("Update").Limits;
+        Assert.Equal((0UL, 250UL), (update.MaxReadIops, update.MaxWriteIops));
+        Assert.False(update.HasMaxReadBytesPerSecond || update.HasMaxWriteBytesPerSecond);
+        Server.State.Calls.Clear();
+
+        AssertUsageError(await CliRunner.RunAsync(Server.UnixEndpoint, "volume", "update", "web", "--max_bandwidth", "1,x"), "invalid value \"1,x\" for --max_bandwidth: 'x' is not a whole number");
+    }
+
+    [Fact]
     public async Task Server_errors_are_printed_verbatim_with_exit_1()
     {
         var bad = await Run("volume create bad! --size 1");
@@ -349,7 +366,7 @@ public sealed class CliGrpcTests : FakeServerTest
     [InlineData("service maintenance --cycle", "unknown flag: --cycle")]
     [InlineData("volume list --label a", "invalid label \"a\"")]
     [InlineData("volume inspect", "missing argument NAME")]
-    [InlineData("volume update v", "nothing to update: give --size and/or --label")]
+    [InlineData("volume update v", "nothing to update: give --size, --label, --max_iops and/or --max_bandwidth")]
     [InlineData("volume update v --size 0", "must be positive")]
     [InlineData("volume delete", "missing argument NAME")]
     [InlineData("volume snapshot create v", "required flag --name not set")]

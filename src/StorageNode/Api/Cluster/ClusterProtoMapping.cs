@@ -26,6 +26,7 @@ internal static class ClusterProtoMapping
                 Repl = (uint)volume.Spec.Repl,
                 Fs = volume.Spec.Fs,
                 IoPriority = ProtoMapping.ToProto(volume.Spec.IoPriority),
+                Limits = ProtoMapping.ToProto(volume.Spec.Limits),
             },
             State = VolumeStateOf(volume, isAlive),
             UsedBytes = (ulong)usedBytes,

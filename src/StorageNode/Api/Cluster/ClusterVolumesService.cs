@@ -37,6 +37,7 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
                     Repl = repl,
                     Fs = fs,
                     IoPriority = ProtoMapping.FromProto(spec.IoPriority) ?? Store.IoPriority.Medium,
+                    Limits = ProtoMapping.FromProto(spec.Limits) ?? IoLimits.None,
                     Labels = labels,
                     Nodes = [.. spec.Nodes],
                     Zones = [.. spec.Zones.Distinct(StringComparer.Ordinal)],
@@ -77,8 +78,38 @@ public sealed class ClusterVolumesService(ClusterRuntime runtime, VolumeManager 
     public override async Task<V1.Volume> Update(V1.UpdateVolumeRequest request, ServerCallContext context)
     {
         long? size = request.HasSizeBytes ? volumes.ValidateNewSize(request.SizeBytes) : null;
-        var volume = await operations.UpdateAsync(request.Volume, size, request.Labels, context.CancellationToken).ConfigureAwait(false);
+        var limits = request.Limits is null ? null : ProtoMapping.FromProto(request.Limits, Require(request.Volume).Spec.Limits);
+        var volume = await operations.UpdateAsync(request.Volume, size, request.Labels, limits, context.CancellationToken).ConfigureAwait(false);
         return await DescribeAsync(volume, includeRemoteUsage: false, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The counters of the volume's controller: from the node where it is attached, else this node's if it has it open.</summary>
+    public override async Task<V1.VolumeStats> Stats(V1.VolumeStatsRequest request, ServerCallContext context)
+    {
+        var volume = Require(request.Volume);
+        V1.VolumeStats stats;
+        if (volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId)
+        {
+            var state = runtime.State.Current;
+            var holder = state.Nodes.TryGetValue(attachment.NodeId, out var node) ? node : null;
+            if (holder is null || !runtime.IsAlive(holder.Id))
+            {
+                throw new SlabException(
+                    SlabErrorCode.Unavailable,
+                    $"volume '{volume.Name}' is attached on {holder?.Name ?? attachment.NodeId}, which is offline: its I/O counters live there (attach it elsewhere to take it over)");
+            }
+
+            stats = await peers.CallAsync(holder, (client, options) => client.GetVolumeStatsAsync(new V1.VolumeStatsRequest { Volume = volume.Id }, options), context.CancellationToken)
+                .ConfigureAwait(false);
+        }
+        else
+        {
+            stats = NodeInternalService.DescribeStats(runtime, volumes, store, volume);
+        }
+
+        // Used bytes from a replica's node, as inspect reports them.
+        stats.UsedBytes = (await DescribeAsync(volume, includeRemoteUsage: true, context.CancellationToken).ConfigureAwait(false)).UsedBytes;
+        return stats;
     }
 
     public override async Task<V1.DeleteVolumeResponse> Delete(V1.DeleteVolumeRequest request, ServerCallContext context)

@@ -82,8 +82,26 @@ public sealed class NodeInternalService(ClusterRuntime runtime, IVolumeStore sto
     public override async Task<V1.UpdateVolumeResponse> UpdateVolume(V1.UpdateVolumeRequest request, ServerCallContext context)
     {
         long? size = request.HasSizeBytes ? volumes.ValidateNewSize(request.SizeBytes) : null;
-        var revision = await operations.UpdateHereAsync(operations.Require(request.Volume), size, request.Labels, context.CancellationToken).ConfigureAwait(false);
+        var revision = await operations.UpdateHereAsync(operations.Require(request.Volume), size, request.Labels, ProtoMapping.FromProto(request.Limits), context.CancellationToken).ConfigureAwait(false);
         return new V1.UpdateVolumeResponse { Revision = (ulong)revision };
+    }
+
+    public override Task<V1.VolumeStats> GetVolumeStats(V1.VolumeStatsRequest request, ServerCallContext context)
+        => Task.FromResult(DescribeStats(runtime, volumes, store, operations.Require(request.Volume)));
+
+    /// <summary>The counters of the volume's controller on this node (inactive zeros when it is not open here); used bytes of this node's replica.</summary>
+    public static V1.VolumeStats DescribeStats(ClusterRuntime runtime, Volumes.VolumeManager volumes, IVolumeStore store, Slab.Cluster.State.VolumeInfo volume)
+    {
+        var local = store.FindVolume(volume.Id);
+        return ProtoMapping.ToProto(
+            volume.Id,
+            volume.Name,
+            volumes.ControllerOf(volume.Id),
+            runtime.LocalNodeId,
+            runtime.Options.NodeName,
+            volume.Spec.Limits,
+            local is null ? 0 : store.AllocatedBytes(local),
+            runtime.Time.GetUtcNow());
     }
 
     private static long Epoch(ulong epoch) => epoch is 0 or > long.MaxValue

@@ -389,7 +389,7 @@ public sealed partial class ClusterRuntime
         }
         else if (local.SizeBytes < volume.Spec.SizeBytes)
         {
-            var grown = await _volumes.UpdateAsync(volume.Id, volume.Spec.SizeBytes, new Dictionary<string, string>(), cancellationToken).ConfigureAwait(false);
+            var grown = await _volumes.UpdateAsync(volume.Id, volume.Spec.SizeBytes, new Dictionary<string, string>(), limits: null, cancellationToken).ConfigureAwait(false);
             local = grown.Record;
             Log.Reconciled(_logger, volume.Name, "grown");
         }

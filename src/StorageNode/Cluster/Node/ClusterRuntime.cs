@@ -47,6 +47,9 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
 
     public ClusterNodeOptions Options => _options;
 
+    /// <summary>The node's clock.</summary>
+    public TimeProvider Time => _time;
+
     public string LocalNodeId => _options.NodeId;
 
     /// <summary>This node's store (replicas of the cluster's volumes).</summary>

@@ -129,14 +129,31 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
     /// grows there), asked over <c>NodeInternal.UpdateVolume</c>. Returns the volume as updated.
     /// </summary>
     /// <exception cref="SlabException">Unknown volume; a shrink or bad label (InvalidArgument, from the transition); the attached node did not answer.</exception>
-    public async Task<VolumeInfo> UpdateAsync(string volumeReference, long? sizeBytes, IReadOnlyDictionary<string, string> labelChanges, CancellationToken cancellationToken)
+    public async Task<VolumeInfo> UpdateAsync(string volumeReference, long? sizeBytes, IReadOnlyDictionary<string, string> labelChanges, IoLimits? limits, CancellationToken cancellationToken)
     {
         var volume = Require(volumeReference);
         long revision;
-        if (sizeBytes is { } size && volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId)
+        if ((sizeBytes is not null || limits is not null) && volume.Attachment is { } attachment && attachment.NodeId != runtime.LocalNodeId)
         {
+            // The attached node's controller grows and takes the new limits: it carries the update out.
             var holder = NodeOf(attachment.NodeId);
-            var request = new V1.UpdateVolumeRequest { Volume = volume.Id, SizeBytes = (ulong)size };
+            var request = new V1.UpdateVolumeRequest { Volume = volume.Id };
+            if (sizeBytes is { } size)
+            {
+                request.SizeBytes = (ulong)size;
+            }
+
+            if (limits is not null)
+            {
+                request.Limits = new V1.IoLimits
+                {
+                    MaxReadIops = (ulong)limits.ReadIops,
+                    MaxWriteIops = (ulong)limits.WriteIops,
+                    MaxReadBytesPerSecond = (ulong)limits.ReadBytesPerSecond,
+                    MaxWriteBytesPerSecond = (ulong)limits.WriteBytesPerSecond,
+                };
+            }
+
             foreach (var (key, value) in labelChanges)
             {
                 request.Labels[key] = value;
@@ -146,7 +163,7 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
         }
         else
         {
-            revision = await UpdateHereAsync(volume, sizeBytes, labelChanges, cancellationToken).ConfigureAwait(false);
+            revision = await UpdateHereAsync(volume, sizeBytes, labelChanges, limits, cancellationToken).ConfigureAwait(false);
         }
 
         await runtime.WaitForRevisionAsync(revision, StateWait, cancellationToken).ConfigureAwait(false);
@@ -155,13 +172,18 @@ public sealed partial class ClusterVolumeOperations(ClusterRuntime runtime, Volu
 
     /// <summary>
     /// The update on this node: committed, then every replica grown (before the answer), then the
-    /// device attached here widened. Returns a revision that includes it.
+    /// device attached here widened, new QoS limits given to the controller here. Returns a revision that includes it.
     /// </summary>
-    public async Task<long> UpdateHereAsync(VolumeInfo volume, long? sizeBytes, IReadOnlyDictionary<string, string> labelChanges, CancellationToken cancellationToken)
+    public async Task<long> UpdateHereAsync(VolumeInfo volume, long? sizeBytes, IReadOnlyDictionary<string, string> labelChanges, IoLimits? limits, CancellationToken cancellationToken)
     {
         var changes = labelChanges.Count > 0 ? System.Collections.Immutable.ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, labelChanges) : null;
-        var result = await runtime.ProposeOrThrowAsync(new UpdateVolume { Volume = volume.Id, SizeBytes = sizeBytes, LabelChanges = changes }, prepared: false, cancellationToken)
+        var result = await runtime.ProposeOrThrowAsync(new UpdateVolume { Volume = volume.Id, SizeBytes = sizeBytes, LabelChanges = changes, Limits = limits }, prepared: false, cancellationToken)
             .ConfigureAwait(false);
+        if (limits is not null)
+        {
+            volumes.ApplyLimits(volume.Id, limits);
+        }
+
         if (sizeBytes is { } grown)
         {
             await runtime.WaitForRevisionAsync(result.Revision, StateWait, cancellationToken).ConfigureAwait(false);

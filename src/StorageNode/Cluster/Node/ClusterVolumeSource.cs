@@ -65,7 +65,7 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
         throw last ?? Unreachable(state, volume);
     }
 
-    public VolumeController OpenController(VolumeRecord volume, Func<IReplicaTarget> openLocal)
+    public VolumeController OpenController(VolumeRecord volume, Func<IReplicaTarget> openLocal, VolumeIoSettings io)
     {
         var state = runtime.State.Current;
         var info = state.FindVolume(volume.Id) ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{volume.Name}' not found in the cluster");
@@ -82,7 +82,8 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
                 members.Add(OpenMember(state, info, replica, volume.SizeBytes, openLocal));
             }
 
-            return new VolumeController(info.Id, info.Name, volume.SizeBytes, info.Epoch, members, this, _controllerLogger, _dirtyMaps.Value, runtime.ResyncThrottle);
+            return new VolumeController(info.Id, info.Name, volume.SizeBytes, info.Epoch, members, this, _controllerLogger, _dirtyMaps.Value, runtime.ResyncThrottle,
+                io with { Limits = info.Spec.Limits });
         }
         catch
         {

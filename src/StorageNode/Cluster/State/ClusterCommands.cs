@@ -120,7 +120,7 @@ public sealed record DeleteVolume : ClusterCommand
     public required string Volume { get; init; }
 }
 
-/// <summary>Grows a volume and/or replaces its labels; null fields stay as they are.</summary>
+/// <summary>Grows a volume, replaces its labels and/or its QoS limits; null fields stay as they are.</summary>
 public sealed record UpdateVolume : ClusterCommand
 {
     public required string Volume { get; init; }
@@ -133,6 +133,9 @@ public sealed record UpdateVolume : ClusterCommand
 
     /// <summary>Labels to set, applied to the labels the volume has when the command applies; an empty value removes the label.</summary>
     public ImmutableSortedDictionary<string, string>? LabelChanges { get; init; }
+
+    /// <summary>New QoS limits (all four replace the old ones); null keeps them.</summary>
+    public Common.IoLimits? Limits { get; init; }
 }
 
 /// <summary>

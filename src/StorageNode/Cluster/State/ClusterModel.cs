@@ -116,6 +116,9 @@ public sealed record VolumeSpec
 
     public IoPriority IoPriority { get; init; } = IoPriority.Medium;
 
+    /// <summary>QoS: read/write IOPS and bandwidth limits the volume's controller enforces; changeable online.</summary>
+    public Common.IoLimits Limits { get; init; } = Common.IoLimits.None;
+
     public ImmutableSortedDictionary<string, string> Labels { get; init; } = ClusterState.EmptyLabels;
 
     /// <summary>Node labels every replica's node must carry (key = value); empty places anywhere.</summary>

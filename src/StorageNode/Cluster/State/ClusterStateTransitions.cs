@@ -311,6 +311,16 @@ public static partial class ClusterStateTransitions
             spec = spec with { Labels = merged };
         }
 
+        if (c.Limits is { } limits)
+        {
+            if (!IoLimitSyntax.TryValidate(limits, out var problem))
+            {
+                return Reject(state, Rejection.InvalidArgument, problem);
+            }
+
+            spec = spec with { Limits = limits };
+        }
+
         volume = volume with { Spec = spec };
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume));
     }
