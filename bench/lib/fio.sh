@@ -96,6 +96,33 @@ bench_wait_for_socket() {   # bench_wait_for_socket PATH PID NAME
   slab_die "$3 did not open $1 within 30 s"
 }
 
+# ---------------------------------------------------------------- backing storage
+# bench_make_xfs IMAGE_DIR GIB: "the backing storage": a sparse image of GIB GiB in IMAGE_DIR, a
+# loop device over it with direct I/O (O_DIRECT on the XFS inside reaches the host disk without
+# the page cache), XFS (reflink=1) on it, mounted at WORK/mnt. Sets OUTER_IMG (set before anything
+# is made, so that bench_remove_xfs removes a half-made one), OUTER_LOOP, MNT and BACKING_DESC.
+bench_make_xfs() {
+  local host_fs
+  OUTER_IMG="$(mktemp "$1/slab-fio-backing.XXXXXX.img")"
+  truncate -s "$(($2 << 30))" "$OUTER_IMG"
+  OUTER_LOOP="$(losetup --find --show --direct-io=on "$OUTER_IMG")"
+  mkfs.xfs -f -q -m reflink=1 "$OUTER_LOOP"
+  MNT="$WORK/mnt"
+  mkdir -p "$MNT"
+  mount -t xfs -o noatime "$OUTER_LOOP" "$MNT"
+  host_fs="$(findmnt -n -o SOURCE,FSTYPE --target "$1" | tr -s ' ' | sed 's/ / (/;s/$/)/')"
+  BACKING_DESC="XFS (reflink=1) made by the script on \`$OUTER_LOOP\` (loop, direct-io=on) over the sparse image \`$OUTER_IMG\` on $host_fs"
+}
+
+bench_remove_xfs() {   # bench_remove_xfs: unmounts MNT, detaches the loop over OUTER_IMG, deletes it
+  local dev
+  if [ -n "${MNT:-}" ] && mountpoint -q "$MNT"; then umount "$MNT" 2>/dev/null || umount -l "$MNT" || true; fi
+  if [ -n "${OUTER_IMG:-}" ]; then
+    for dev in $(losetup -j "$OUTER_IMG" -O NAME -n 2>/dev/null); do losetup -d "$dev" || true; done
+    rm -f "$OUTER_IMG"
+  fi
+}
+
 # ---------------------------------------------------------------- servers
 bench_slab_run() { echo "$WORK/run/$1"; }   # bench_slab_run NAME: that slabd's --run-dir
 
