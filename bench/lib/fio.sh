@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by bench/fio/run and bench/fio/profile: the fio jobs, starting the servers (slabd, nbdkit),
 # the attached paths (slabd's `host attach`; nbdfuse + a direct-I/O loop device made the way
 # slabd's NbdFuseLoopAttacher makes it), CPU ticks of processes, and the removal of whatever a
@@ -16,7 +17,7 @@ declare -A BENCH_PACKAGE_PROBE=([strace]=strace [linux-perf]=perf)
 bench_install_packages() {   # bench_install_packages PACKAGE...: installs those of them that are missing
   local package missing=()
   for package in "$@"; do
-    [ -n "${BENCH_PACKAGE_PROBE[$package]:-}" ] || slab_die "bench_install_packages: $package is not in BENCH_PACKAGES"
+    [[ " ${BENCH_PACKAGES[*]} " == *" $package "* ]] || slab_die "bench_install_packages: $package is not in BENCH_PACKAGES"
     command -v "${BENCH_PACKAGE_PROBE[$package]}" >/dev/null 2>&1 || missing+=("$package")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -252,7 +253,7 @@ bench_remove_leftovers() {
   local keep="$1"; shift
   local dev f pid m
   for dev in $(bench_loops_under --fuse "$WORK" "$@"); do losetup -d "$dev" 2>/dev/null || true; done
-  for f in $(find "$WORK" -xdev -name nbdfuse.pid 2>/dev/null); do
+  while IFS= read -r f; do
     pid="$(cat "$f" 2>/dev/null || true)"
     [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q "nbdfuse" || continue
     m="$(dirname "$f")/fuse"
@@ -260,7 +261,7 @@ bench_remove_leftovers() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-  done
+  done < <(find "$WORK" -xdev -name nbdfuse.pid 2>/dev/null)
   for m in $(awk -v w="$WORK/" -v keep="$keep" 'index($2, w) == 1 && $2 != keep {print $2}' /proc/mounts | sort -r); do
     umount "$m" 2>/dev/null || umount -l "$m" || true
   done
