@@ -13,7 +13,7 @@ namespace Slab.Tests.EndToEnd;
 public sealed class ClusterUpdateTests
 {
     [Fact]
-    public async Task A_grow_asked_of_another_node_grows_every_replica_and_the_attached_device()
+    public async Task A_grow_or_qos_change_asked_of_another_node_is_carried_out_by_the_attached_node()
     {
         await using var cluster = await LocalCluster.StartAsync(3);
         var name = LocalCluster.UniqueName("grow");
@@ -33,6 +33,22 @@ public sealed class ClusterUpdateTests
         Assert.Equal((2L << 30).ToString(System.Globalization.CultureInfo.InvariantCulture), volume.GetProperty("spec").GetProperty("sizeBytes").GetString());
         var labels = volume.GetProperty("spec").GetProperty("labels");
         Assert.Equal(("db", "gold", "ops"), (labels.GetProperty("app").GetString(), labels.GetProperty("tier").GetString(), labels.GetProperty("owner").GetString()));
+
+        // QoS limits asked of a node where the volume is not attached reach its controller on node-1,
+        // online; the counters come from there too, whichever node is asked.
+        await cluster[3].CliOkAsync("volume", "update", name, "--max_iops", "0,300", "--max_bandwidth", "50");
+        await DirectBlockIo.WriteCheckedAsync(device, 0, new byte[8192]);
+        var stats = await cluster[2].CliJsonAsync("volume", "stats", name);
+        Assert.True(stats.GetProperty("active").GetBoolean());
+        Assert.Equal("node-1", stats.GetProperty("nodeName").GetString());
+        Assert.True(long.Parse(stats.GetProperty("writes").GetProperty("operations").GetString()!, System.Globalization.CultureInfo.InvariantCulture) >= 1);
+        var limits = stats.GetProperty("limits");
+        Assert.Equal("300", limits.GetProperty("maxWriteIops").GetString());
+        Assert.Equal("50000000", limits.GetProperty("maxReadBytesPerSecond").GetString());
+        Assert.Equal("300", (await cluster.InspectAsync(2, name)).GetProperty("spec").GetProperty("limits").GetProperty("maxWriteIops").GetString());
+        var badLimit = await cluster[3].CliAsync("volume", "update", name, "--max_iops", "x");
+        Assert.NotEqual(0, badLimit.ExitCode);
+        Assert.Contains("--max_iops", badLimit.Stderr, StringComparison.Ordinal);
 
         var shrink = await cluster[3].CliAsync("volume", "update", name, "--size", "1");
         Assert.NotEqual(0, shrink.ExitCode);
