@@ -61,6 +61,7 @@ internal sealed partial class ControllerService
             Repl = parameters.Repl ?? 1,
             Fs = fs,
             IoPriority = parameters.IoPriority ?? V1.IoPriority.Unspecified,
+            Limits = parameters.Limits,
         };
         foreach (var (key, value) in parameters.Labels)
             spec.Labels[key] = value;
@@ -101,6 +102,12 @@ internal sealed partial class ControllerService
             if (parameters.Repl is { } repl && repl != ReplOf(volume))
             {
                 volume = await slabd.Volumes.HaUpdateAsync(new V1.HaUpdateVolumeRequest { Volume = volume.Id, Repl = repl }, SlabdApi.Options(context, SlabdApi.LongDeadline)).ConfigureAwait(false);
+            }
+
+            if (parameters.Limits is { } limits)
+            {
+                // A clone starts with its source's limits; the class's replace those it names.
+                volume = await slabd.Volumes.UpdateAsync(new V1.UpdateVolumeRequest { Volume = volume.Id, Limits = limits }, SlabdApi.Options(context)).ConfigureAwait(false);
             }
 
             return volume;
@@ -293,6 +300,12 @@ internal sealed partial class ControllerService
             var from = ReplOf(volume);
             await slabd.Volumes.HaUpdateAsync(new V1.HaUpdateVolumeRequest { Volume = volume.Id, Repl = repl }, SlabdApi.Options(context, SlabdApi.LongDeadline)).ConfigureAwait(false);
             LogReplChanged(logger, volume.Id, from, repl);
+        }
+
+        if (changes.Limits is { } limits)
+        {
+            // Online: the controller where the volume is attached takes them at once.
+            await slabd.Volumes.UpdateAsync(new V1.UpdateVolumeRequest { Volume = volume.Id, Limits = limits }, SlabdApi.Options(context)).ConfigureAwait(false);
         }
 
         return new ControllerModifyVolumeResponse();

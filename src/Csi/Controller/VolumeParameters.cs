@@ -31,6 +31,9 @@ internal sealed record VolumeParameters
 
     public IoPriority? IoPriority { get; init; }
 
+    /// <summary>QoS from <c>max_iops</c> / <c>max_bandwidth</c> (pxctl's syntax: R,W or one number; MB/s); only the fields given are set.</summary>
+    public IoLimits? Limits { get; init; }
+
     public IReadOnlyList<string> Nodes { get; init; } = [];
 
     public IReadOnlyList<string> Zones { get; init; } = [];
@@ -51,7 +54,7 @@ internal sealed record VolumeParameters
     }
 
     /// <summary>The keys <see cref="ParseMutable"/> accepts (ControllerModifyVolume, CreateVolume's mutable_parameters).</summary>
-    public static readonly string[] MutableKeys = ["repl", "io_priority", "priority_io"];
+    public static readonly string[] MutableKeys = ["repl", "io_priority", "priority_io", "max_iops", "max_bandwidth"];
 
     /// <summary>StorageClass parameters: every PX key Slab supports; <paramref name="mutable"/> (may be empty) overrides.</summary>
     public static VolumeParameters Parse(IReadOnlyDictionary<string, string> parameters, IReadOnlyDictionary<string, string> mutable)
@@ -72,6 +75,7 @@ internal sealed record VolumeParameters
                 "repl" => result with { Repl = ParseRepl(value) },
                 "fs" => result with { Fs = ParseFs(value) },
                 "io_priority" or "priority_io" => result with { IoPriority = ParsePriority(key, value) },
+                "max_iops" or "max_bandwidth" => result with { Limits = ParseLimits(key, value, result.Limits) },
                 "nodes" => result with { Nodes = ParseList(key, value) },
                 "zones" => result with { Zones = ParseList(key, value) },
                 "racks" => result with { Racks = ParseList(key, value) },
@@ -79,7 +83,7 @@ internal sealed record VolumeParameters
                 "block_size" => CheckBlockSize(value, result),
                 "snap_schedule" => throw CsiException.InvalidArgument("parameter snap_schedule: snapshot schedules do not exist in Slab yet; take snapshots with VolumeSnapshot objects (or slabctl volume snapshot create) until they do"),
                 "secure" => ParseBool(key, value) ? throw CsiException.InvalidArgument("parameter secure: encrypted volumes do not exist in Slab yet; remove secure or set it to \"false\"") : result,
-                _ => throw CsiException.InvalidArgument($"unknown parameter '{key}'; Slab accepts repl, fs, io_priority (or priority_io), nodes, zones, racks, label, block_size, secure"),
+                _ => throw CsiException.InvalidArgument($"unknown parameter '{key}'; Slab accepts repl, fs, io_priority (or priority_io), max_iops, max_bandwidth, nodes, zones, racks, label, block_size, secure"),
             };
         }
 
@@ -99,6 +103,7 @@ internal sealed record VolumeParameters
             {
                 "repl" => result with { Repl = ParseRepl(value) },
                 "io_priority" or "priority_io" => result with { IoPriority = ParsePriority(key, value) },
+                "max_iops" or "max_bandwidth" => result with { Limits = ParseLimits(key, value, result.Limits) },
                 _ => throw CsiException.InvalidArgument($"mutable parameter '{key}' is not supported; Slab can change {string.Join(", ", MutableKeys)}"),
             };
         }
@@ -110,7 +115,39 @@ internal sealed record VolumeParameters
     {
         Repl = overrides.Repl ?? Repl,
         IoPriority = overrides.IoPriority ?? IoPriority,
+        Limits = Merge(Limits, overrides.Limits),
     };
+
+    /// <summary>Sets the read and write fields of <c>max_iops</c> or <c>max_bandwidth</c> on (a copy of) <paramref name="limits"/>.</summary>
+    private static IoLimits ParseLimits(string key, string value, IoLimits? limits)
+    {
+        var isIops = key == "max_iops";
+        var maximum = isIops ? Common.IoLimitSyntax.MaxIops : Common.IoLimitSyntax.MaxMegabytesPerSecond;
+        if (!Common.IoLimitSyntax.TryParsePair(value, maximum, out var read, out var write, out var error))
+            throw CsiException.InvalidArgument($"parameter {key} '{value}': {error} ({(isIops ? Common.IoLimitSyntax.IopsHelp : Common.IoLimitSyntax.BandwidthHelp)})");
+        var result = limits?.Clone() ?? new IoLimits();
+        if (isIops)
+        {
+            result.MaxReadIops = (ulong)read;
+            result.MaxWriteIops = (ulong)write;
+        }
+        else
+        {
+            result.MaxReadBytesPerSecond = (ulong)(read * Common.IoLimitSyntax.BytesPerMegabyte);
+            result.MaxWriteBytesPerSecond = (ulong)(write * Common.IoLimitSyntax.BytesPerMegabyte);
+        }
+
+        return result;
+    }
+
+    private static IoLimits? Merge(IoLimits? current, IoLimits? overrides)
+    {
+        if (current is null || overrides is null)
+            return overrides ?? current;
+        var result = current.Clone();
+        result.MergeFrom(overrides); // proto3 optional fields: only those set in overrides replace
+        return result;
+    }
 
     private static uint ParseRepl(string value) =>
         uint.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var repl) && repl is >= 1 and <= 3

@@ -75,34 +75,6 @@ internal static class IoLimitSyntax
         return TryParseOne(parts[1], maximum, out write, out error);
     }
 
-    /// <summary>The limits after applying <c>--max_iops</c> and/or <c>--max_bandwidth</c> text (null = unchanged) to <paramref name="current"/>.</summary>
-    /// <exception cref="SlabException">InvalidArgument naming the flag.</exception>
-    public static IoLimits Apply(IoLimits current, string? maxIops, string? maxBandwidth, string iopsName = "max_iops", string bandwidthName = "max_bandwidth")
-    {
-        var result = current;
-        if (maxIops is not null)
-        {
-            if (!TryParsePair(maxIops, MaxIops, out var read, out var write, out var error))
-            {
-                throw new SlabException(SlabErrorCode.InvalidArgument, $"{iopsName}: {error}");
-            }
-
-            result = result with { ReadIops = read, WriteIops = write };
-        }
-
-        if (maxBandwidth is not null)
-        {
-            if (!TryParsePair(maxBandwidth, MaxMegabytesPerSecond, out var read, out var write, out var error))
-            {
-                throw new SlabException(SlabErrorCode.InvalidArgument, $"{bandwidthName}: {error}");
-            }
-
-            result = result with { ReadBytesPerSecond = read * BytesPerMegabyte, WriteBytesPerSecond = write * BytesPerMegabyte };
-        }
-
-        return result;
-    }
-
     /// <summary>Checks limits that came over the API (any caller): none negative or over the maxima.</summary>
     /// <exception cref="SlabException">InvalidArgument naming the field.</exception>
     public static IoLimits Validate(IoLimits limits)

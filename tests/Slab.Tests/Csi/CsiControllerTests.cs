@@ -336,6 +336,18 @@ public sealed class CsiControllerTests(CsiFixture fixture) : IClassFixture<CsiFi
             var modify = new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId };
             modify.MutableParameters["fs"] = "xfs";
             await FailsAsync(StatusCode.InvalidArgument, () => Controller.ControllerModifyVolumeAsync(modify).ResponseAsync);
+
+            // QoS is mutable (a VolumeAttributesClass): slabd's volume takes the limits, online, idempotently.
+            var qos = new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId };
+            qos.MutableParameters["max_iops"] = "0,300";
+            await Controller.ControllerModifyVolumeAsync(qos);
+            await Controller.ControllerModifyVolumeAsync(qos);
+            var inspected = await fixture.Node.CliJsonAsync("volume", "inspect", volume.VolumeId);
+            var limits = (inspected.ValueKind == System.Text.Json.JsonValueKind.Array ? inspected[0] : inspected).GetProperty("spec").GetProperty("limits");
+            Assert.Equal("300", limits.GetProperty("maxWriteIops").GetString());
+            var badQos = new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId };
+            badQos.MutableParameters["max_bandwidth"] = "lots";
+            await FailsAsync(StatusCode.InvalidArgument, () => Controller.ControllerModifyVolumeAsync(badQos).ResponseAsync);
         }
         finally
         {

@@ -61,11 +61,32 @@ public sealed class CsiUnitTests
     }
 
     [Fact]
-    public void Only_repl_and_io_priority_are_mutable()
+    public void Only_repl_io_priority_and_qos_are_mutable()
     {
         Assert.Equal(3u, VolumeParameters.ParseMutable(new Dictionary<string, string> { ["repl"] = "3" }).Repl);
         var e = Assert.Throws<CsiException>(() => VolumeParameters.ParseMutable(new Dictionary<string, string> { ["zones"] = "z1" }));
-        Assert.Contains("repl, io_priority", e.Message, StringComparison.Ordinal);
+        Assert.Contains("repl, io_priority, priority_io, max_iops, max_bandwidth", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Qos_parameters_parse_in_pxctl_syntax_and_mutable_ones_override_only_what_they_name()
+    {
+        var parsed = VolumeParameters.Parse(
+            new Dictionary<string, string> { ["max_iops"] = "1000,500", ["max_bandwidth"] = "40" },
+            new Dictionary<string, string> { ["max_iops"] = "0,100" });
+        Assert.Equal((0UL, 100UL), (parsed.Limits!.MaxReadIops, parsed.Limits.MaxWriteIops));
+        Assert.Equal((40_000_000UL, 40_000_000UL), (parsed.Limits.MaxReadBytesPerSecond, parsed.Limits.MaxWriteBytesPerSecond));
+
+        var mutable = VolumeParameters.ParseMutable(new Dictionary<string, string> { ["max_bandwidth"] = "10,0" });
+        Assert.False(mutable.Limits!.HasMaxReadIops);
+        Assert.Equal(10_000_000UL, mutable.Limits.MaxReadBytesPerSecond);
+
+        foreach (var bad in new[] { "fast", "1,2,3", "-1" })
+        {
+            var e = Assert.Throws<CsiException>(() => VolumeParameters.Parse(new Dictionary<string, string> { ["max_iops"] = bad }, None));
+            Assert.Equal(StatusCode.InvalidArgument, e.Code);
+            Assert.Contains("parameter max_iops", e.Message, StringComparison.Ordinal);
+        }
     }
 
     [Theory]

@@ -45,6 +45,19 @@ public sealed class DockerOptionsTests
     }
 
     [Fact]
+    public void QosOptionsUsePxctlsSyntaxAndSemicolonsInAnInlineSpec()
+    {
+        var limits = DockerVolumeOptions.Parse("v", Opts("max_iops=1000,500", "max_bandwidth=40")).Spec.Limits;
+        Assert.Equal((1000UL, 500UL, 40_000_000UL, 40_000_000UL), (limits.MaxReadIops, limits.MaxWriteIops, limits.MaxReadBytesPerSecond, limits.MaxWriteBytesPerSecond));
+        var inline = DockerVolumeOptions.Parse("name=pg,max_iops=0;250", null).Spec.Limits;
+        Assert.Equal((0UL, 250UL), (inline.MaxReadIops, inline.MaxWriteIops));
+        var bad = Assert.Throws<SlabException>(() => DockerVolumeOptions.Parse("v", Opts("max_iops=fast")));
+        Assert.Contains("max_iops=fast", bad.Message, StringComparison.Ordinal);
+        var clone = Assert.Throws<SlabException>(() => DockerVolumeOptions.Parse("v", Opts("parent=base", "max_iops=10")));
+        Assert.Contains("drop max_iops", clone.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void InlineSpecNamesTheVolumeAndCarriesOptions()
     {
         var spec = DockerVolumeOptions.Parse("name=pg,size=10G,repl=3,fs=xfs,label=app=pg;tier=db", null);

@@ -173,8 +173,6 @@ public sealed class VolumeIoTests
         Assert.Contains("max read IOPS", error.Message, StringComparison.Ordinal);
         Assert.Equal("none", IoLimitSyntax.Describe(0, 0, 0, 0));
         Assert.Equal("IOPS 1,000 read, unlimited write; MB/s unlimited read, 20 write", IoLimitSyntax.Describe(1000, 0, 0, 20_000_000));
-        var applied = IoLimitSyntax.Apply(new IoLimits { ReadIops = 5 }, maxIops: null, maxBandwidth: "100,50");
-        Assert.Equal(new IoLimits { ReadIops = 5, ReadBytesPerSecond = 100_000_000, WriteBytesPerSecond = 50_000_000 }, applied);
     }
 
     private sealed class RecordingObserver : IIoLatencyObserver

@@ -28,7 +28,7 @@ public static class DockerVolumeOptions
     /// <summary>The only volume block size the engine has (<c>Store.ReplicaFile.BlockSize</c>).</summary>
     public const int SupportedBlockSize = 4096;
 
-    public const string SupportedKeys = "size, repl, fs, io_priority, nodes, zones, racks, label, block_size, parent";
+    public const string SupportedKeys = "size, repl, fs, io_priority, nodes, zones, racks, label, block_size, parent, max_iops, max_bandwidth";
 
     private static readonly Dictionary<string, string> Aliases = new(StringComparer.Ordinal)
     {
@@ -199,6 +199,25 @@ public static class DockerVolumeOptions
                     var domains = SplitList(value);
                     (key == "zones" ? spec.Zones : spec.Racks).Add(domains.Count > 0 ? domains : throw Invalid($"{key}= names no {key[..^1]}"));
                     break;
+                case "max_iops" or "max_bandwidth":
+                    // R,W as in pxctl; in an inline spec (where ',' separates items) R;W.
+                    var isIops = key == "max_iops";
+                    if (!IoLimitSyntax.TryParsePair(value.Replace(';', ','), isIops ? IoLimitSyntax.MaxIops : IoLimitSyntax.MaxMegabytesPerSecond, out var read, out var write, out var limitError))
+                    {
+                        throw Invalid($"{key}={value}: {limitError} (read,write; in a volume name read;write)");
+                    }
+
+                    spec.Limits ??= new V1.IoLimits();
+                    if (isIops)
+                    {
+                        (spec.Limits.MaxReadIops, spec.Limits.MaxWriteIops) = ((ulong)read, (ulong)write);
+                    }
+                    else
+                    {
+                        (spec.Limits.MaxReadBytesPerSecond, spec.Limits.MaxWriteBytesPerSecond) = ((ulong)(read * IoLimitSyntax.BytesPerMegabyte), (ulong)(write * IoLimitSyntax.BytesPerMegabyte));
+                    }
+
+                    break;
                 case "snap_schedule":
                     throw Invalid("snap_schedule: snapshot schedules do not exist in Slab yet; take snapshots with slabctl volume snapshot create");
                 default:
@@ -211,10 +230,10 @@ public static class DockerVolumeOptions
         spec.Labels.Add(labels);
         if (parent is not null)
         {
-            var fixedByParent = values.Keys.Where(k => k is "size" or "repl" or "fs" or "io_priority" or "nodes" or "zones" or "racks").ToList();
+            var fixedByParent = values.Keys.Where(k => k is "size" or "repl" or "fs" or "io_priority" or "nodes" or "zones" or "racks" or "max_iops" or "max_bandwidth").ToList();
             if (fixedByParent.Count > 0)
             {
-                throw Invalid($"parent={parent}: a clone takes size, repl, fs, io priority and placement from its parent; drop {string.Join(", ", fixedByParent)} (change them after with slabctl volume update / ha-update)");
+                throw Invalid($"parent={parent}: a clone takes size, repl, fs, io priority, placement and QoS limits from its parent; drop {string.Join(", ", fixedByParent)} (change them after with slabctl volume update / ha-update)");
             }
         }
 
