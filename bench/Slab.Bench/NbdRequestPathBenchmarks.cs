@@ -30,12 +30,26 @@ public class NbdRequestPathBenchmarks
     private Task _session = null!;
     private ulong _cookie;
 
+    /// <summary>
+    /// What the session serves: the memory target itself, or a volume controller over it as slabd
+    /// serves a volume (its I/O counters and its QoS front door on the path; no limits set, so the
+    /// limiter is not consulted, as for a volume without QoS).
+    /// </summary>
+    [Params("memory", "controller")]
+    public string Target { get; set; } = "memory";
+
     [GlobalSetup]
     public void Setup()
     {
-        var target = new MemoryBlockTarget(1L << 30);
+        var memory = new MemoryBlockTarget(1L << 30);
         // Pre-populate the block the benchmarks touch so reads copy real data.
-        target.WriteAsync(1 << 20, new byte[BlockSize], BlockWriteFlags.None, default).AsTask().GetAwaiter().GetResult();
+        memory.WriteAsync(1 << 20, new byte[BlockSize], BlockWriteFlags.None, default).AsTask().GetAwaiter().GetResult();
+        IBlockTarget target = Target == "controller"
+            ? new Volumes.VolumeController(
+                "bench-id", "bench", memory.Size, 1,
+                [new Volumes.ReplicaMember("node", "node", new MemoryReplica(memory), Volumes.ReplicaMode.InSync, IsLocal: true)],
+                authority: null, NullLogger.Instance)
+            : memory;
         var options = new PipeOptions(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
         _toServer = new Pipe(options);
         _toClient = new Pipe(options);
@@ -179,6 +193,36 @@ public class NbdRequestPathBenchmarks
             BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(12), (uint)data.Length);
             data.CopyTo(bytes, 16);
             return bytes;
+        }
+    }
+
+    /// <summary>The memory target as a controller's replica.</summary>
+    private sealed class MemoryReplica(MemoryBlockTarget memory) : IReplicaTarget
+    {
+        public long Epoch { get; set; }
+
+        public long Size => memory.Size;
+
+        public BlockTargetFeatures Features => memory.Features;
+
+        public BlockGeometry Geometry => memory.Geometry;
+
+        public void Grow(long newSizeBytes) => memory.Resize(newSizeBytes);
+
+        public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken) => memory.ReadAsync(offset, destination, cancellationToken);
+
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, BlockWriteFlags flags, CancellationToken cancellationToken) => memory.WriteAsync(offset, source, flags, cancellationToken);
+
+        public ValueTask FlushAsync(CancellationToken cancellationToken) => memory.FlushAsync(cancellationToken);
+
+        public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => memory.TrimAsync(offset, length, cancellationToken);
+
+        public ValueTask WriteZeroesAsync(long offset, long length, WriteZeroesFlags flags, CancellationToken cancellationToken) => memory.WriteZeroesAsync(offset, length, flags, cancellationToken);
+
+        public ValueTask<int> GetExtentsAsync(long offset, long length, Memory<BlockExtent> destination, CancellationToken cancellationToken) => memory.GetExtentsAsync(offset, length, destination, cancellationToken);
+
+        public void Dispose()
+        {
         }
     }
 
