@@ -16,7 +16,8 @@ public static partial class SlabdHost
         // Stale attachments were removed before the store opened (RemoveStaleAttachmentsAsync), by this attacher.
         services.AddHostAttach(hostAttach, recoverOnStart: false, attacher);
         services.AddSingleton(new NbdServerOptions());
-        services.AddSingleton<Api.AlertClock>();
+        services.AddSingleton<Common.AlertClock>();
+        services.AddSingleton<Cluster.Node.NodeAlerts>();
         services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<VolumeManager>());
         services.AddSingleton(options);
         services.AddHostedService<NbdListenerService>();
