@@ -183,8 +183,7 @@ internal static class ClusterProtoMapping
     }
 
     /// <summary>The node whose Raft endpoint is the leader's member id; null when none.</summary>
-    public static NodeInfo? LeaderNode(ClusterState state, string? leaderMemberId)
-        => leaderMemberId is null ? null : state.Nodes.Values.FirstOrDefault(n => NodeEndpoints.From(n.Addresses).Raft == leaderMemberId);
+    public static NodeInfo? LeaderNode(ClusterState state, string? leaderMemberId) => NodeEndpoints.LeaderOf(state, leaderMemberId);
 
     private static string NameOf(ClusterState state, string nodeId) => state.Nodes.TryGetValue(nodeId, out var node) ? node.Name : nodeId;
 }
