@@ -9,10 +9,7 @@ namespace Slab.Metrics;
 // controller counts from its open; Prometheus takes the reset in its stride).
 public sealed partial class NodeMetrics
 {
-    /// <summary>Histogram buckets of operation latency: 50 µs doubling to 3.3 s (17 buckets, then +Inf).</summary>
-    public static readonly double[] LatencyBuckets = Histogram.ExponentialBuckets(50e-6, 2, 17);
-
-    private static readonly string[] OpLabels = ["read", "write", "flush", "discard"];
+    private static readonly string[] OpLabels = VolumeLatencyObserver.OpLabels;
 
     private readonly VolumeFamilies _volumeMetrics;
 
@@ -116,37 +113,6 @@ public sealed partial class NodeMetrics
         }
     }
 
-    /// <summary>Feeds one volume's latency histogram; its children are fixed at creation.</summary>
-    private sealed class VolumeLatencyObserver : IIoLatencyObserver
-    {
-        private readonly Histogram.Child[] _byKind;
-
-        public VolumeLatencyObserver(Histogram histogram, string volumeName, string volumeId, long sequence)
-        {
-            Sequence = sequence;
-            _byKind = new Histogram.Child[OpLabels.Length];
-            foreach (var kind in Enum.GetValues<IoKind>())
-            {
-                _byKind[(int)kind] = histogram.WithLabels(volumeName, volumeId, OpLabels[(int)kind]);
-            }
-        }
-
-        /// <summary>Order of creation: tells an observer handed out during a scrape from older ones.</summary>
-        public long Sequence { get; }
-
-        /// <remarks>On the I/O path: an array index and the histogram's own lock-free update.</remarks>
-        public void Observe(IoKind kind, double seconds) => _byKind[(int)kind].Observe(seconds);
-
-        /// <summary>Removes this volume's histogram series from the registry (observations after this are not exported).</summary>
-        public void RemoveSeries()
-        {
-            foreach (var child in _byKind)
-            {
-                child.Remove();
-            }
-        }
-    }
-
     /// <summary>The per-volume metric families.</summary>
     private sealed class VolumeFamilies
     {
@@ -166,11 +132,7 @@ public sealed partial class NodeMetrics
                 "slab_volume_qos_throttled_seconds_total", "Time the volume's requests waited for its QoS limits, summed over requests, since it opened on this node.", volume));
             Limits = new(factory.CreateGauge(
                 "slab_volume_qos_limit", "The volume's QoS limit by kind: read_iops and write_iops (operations per second), read_bytes_per_second and write_bytes_per_second; only limits that are set.", [.. volume, "kind"]));
-            Duration = factory.CreateHistogram(
-                "slab_volume_operation_duration_seconds",
-                "Latency of the volume's block operations, from arrival (before any QoS wait) to completion, by op.",
-                volumeOp,
-                new HistogramConfiguration { Buckets = LatencyBuckets });
+            Duration = VolumeLatencyObserver.CreateHistogram(factory);
         }
 
         public ScrapedSeries<Counter.Child> Operations { get; }
