@@ -16,7 +16,7 @@ public sealed partial class NodeMetrics
     /// <summary>The counters each volume was last collected from, by volume id: tells a reopened volume (new counters) from the same one.</summary>
     private readonly Dictionary<string, VolumeIoStats> _collectedStats = new(StringComparer.Ordinal);
 
-    /// <summary>The latency observer each volume was last given, by volume id (under <see cref="_lock"/>).</summary>
+    /// <summary>The latency observer each volume was last given, by volume id (under the observer lock).</summary>
     private readonly Dictionary<string, VolumeLatencyObserver> _observers = new(StringComparer.Ordinal);
 
     private long _observerSequence;
@@ -26,10 +26,10 @@ public sealed partial class NodeMetrics
     /// so <see cref="IIoLatencyObserver.Observe"/> does no label lookup and allocates nothing. A volume
     /// opened again gets new children (its histogram restarts with its counters).
     /// </summary>
-    /// <remarks>Called by <see cref="VolumeManager"/> under its open lock; takes this class's lock (never the other way round).</remarks>
+    /// <remarks>Called by <see cref="VolumeManager"/> under its open lock; takes the observer lock (never the other way round).</remarks>
     public IIoLatencyObserver? ObserverFor(string volumeId, string volumeName)
     {
-        lock (_lock)
+        lock (_observerLock)
         {
             if (_observers.Remove(volumeId, out var previous))
             {

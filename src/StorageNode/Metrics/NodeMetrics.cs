@@ -14,12 +14,13 @@ namespace Slab.Metrics;
 /// <see cref="VolumeManager.IoObservers"/>. Partial: volumes, node and pool, cluster.
 /// </summary>
 /// <remarks>
-/// <para>Threading: a scrape runs on the request's thread; collection rounds are serialized by one
-/// lock, which is never held while calling into <see cref="VolumeManager"/> (whose open lock is held
-/// when it calls <see cref="ObserverFor"/>, which takes this lock: the order is always open lock,
-/// then this one). Nothing here blocks the data path: counters are read with
-/// <see cref="VolumeIoStats.Snapshot"/>, and <see cref="IIoLatencyObserver.Observe"/> touches only a
-/// cached histogram child.</para>
+/// <para>Threading: a scrape runs on the request's thread. Two locks: the round lock serializes
+/// collection rounds (a slow <c>statfs</c> delays only other scrapes); the observer lock guards the
+/// volumes' series and observers and is held only for in-memory work. <see cref="VolumeManager"/>
+/// calls <see cref="ObserverFor"/> holding its open lock, and that takes the observer lock, so a
+/// round calls into the volume manager before it takes the observer lock, never while holding it.
+/// Nothing here blocks the data path: counters are read with <see cref="VolumeIoStats.Snapshot"/>,
+/// and <see cref="IIoLatencyObserver.Observe"/> touches only a cached histogram child.</para>
 /// <para>Besides slab's own metrics the registry carries prometheus-net's process and .NET runtime
 /// metrics (<see cref="DotNetStats"/>: CPU seconds, resident and virtual memory, open file
 /// descriptors, threads, GC collections and heap size): read from /proc and the GC at scrape time,
@@ -38,7 +39,8 @@ public sealed partial class NodeMetrics : IVolumeIoObserverSource
     private readonly NodeListeners _listeners;
     private readonly ClusterRuntime? _cluster;
     private readonly ILogger<NodeMetrics> _logger;
-    private readonly Lock _lock = new();
+    private readonly Lock _roundLock = new();
+    private readonly Lock _observerLock = new();
 
     /// <param name="cluster">This node's cluster runtime; null on a single node (DI passes null when it is not registered).</param>
     public NodeMetrics(
@@ -84,12 +86,16 @@ public sealed partial class NodeMetrics : IVolumeIoObserverSource
     /// </summary>
     private void Collect()
     {
-        // Outside the lock: VolumeManager takes its own (see the remarks).
-        var registered = Volatile.Read(ref _observerSequence);
-        var open = _volumes.OpenControllers();
-        lock (_lock)
+        lock (_roundLock)
         {
-            Guard("volumes", () => CollectVolumes(open, registered));
+            // Before the observer lock: VolumeManager takes its own (see the remarks).
+            var registered = Volatile.Read(ref _observerSequence);
+            var open = _volumes.OpenControllers();
+            lock (_observerLock)
+            {
+                Guard("volumes", () => CollectVolumes(open, registered));
+            }
+
             PoolStatus? pool = null;
             Guard("pool", () => pool = CollectPool());
             Guard("node", CollectNode);

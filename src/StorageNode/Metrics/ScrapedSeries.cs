@@ -7,7 +7,7 @@ namespace Slab.Metrics;
 /// round are kept, those not set any more (a closed volume, a removed drive, a new leader) are
 /// removed at its end, so series do not pile up.
 /// </summary>
-/// <remarks>Not thread-safe: used only inside <see cref="NodeMetrics"/>'s collection lock. Allocates at scrape time only.</remarks>
+/// <remarks>Not thread-safe: used only inside <see cref="NodeMetrics"/>'s collection round. Allocates at scrape time only.</remarks>
 internal sealed class ScrapedSeries<TChild>(Collector<TChild> collector)
     where TChild : ChildBase
 {

@@ -42,10 +42,14 @@ public sealed class MetricsTests(NodeFixture fixture) : IClassFixture<NodeFixtur
             const int N = 25;
             var data = new byte[Block];
             Random.Shared.NextBytes(data);
+            // Scrapes during the I/O (concurrently with each other too) neither block it nor fail.
+            var concurrent = Task.WhenAll(Enumerable.Range(0, 3).Select(_ => Task.Run(() => PrometheusScrape.FetchAsync(Url))));
             for (var i = 0; i < N; i++)
             {
                 Assert.Equal(0u, await client.WriteAsync(i * (long)Block, data));
             }
+
+            await concurrent;
 
             Assert.Equal(0u, await client.ReadAsync(0, new byte[2 * Block]));
             Assert.Equal(0u, await client.FlushAsync());
@@ -76,6 +80,37 @@ public sealed class MetricsTests(NodeFixture fixture) : IClassFixture<NodeFixtur
             async () => (await PrometheusScrape.FetchAsync(Url)).Samples.All(s => !s.Has(("volume_id", id))),
             TimeSpan.FromSeconds(30),
             $"the series of closed volume {name} to be removed");
+    }
+
+    [Fact]
+    public async Task A_volume_opened_again_between_scrapes_counts_from_zero()
+    {
+        var name = Name("reopen");
+        await Node.CliOkAsync("volume", "create", name, "--size", "1");
+        var id = await VolumeIdAsync(name);
+        (string, string)[] writes = [("volume_id", id), ("op", "write")];
+        var data = new byte[Block];
+        using (var client = await TestNbdClient.ConnectAsync(Node.NbdSocket, name))
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                Assert.Equal(0u, await client.WriteAsync(i * (long)Block, data));
+            }
+
+            Assert.Equal(3, (await PrometheusScrape.FetchAsync(Url)).Value("slab_volume_operations_total", writes));
+        }
+
+        // Closed and opened again with no scrape in between: a new controller, whose counters began at 0.
+        await Poll.UntilAsync(
+            async () => !((await Node.CliJsonAsync("volume", "stats", name)).TryGetProperty("active", out var active) && active.GetBoolean()),
+            TimeSpan.FromSeconds(30),
+            $"volume {name} to close");
+        using var again = await TestNbdClient.ConnectAsync(Node.NbdSocket, name);
+        Assert.Equal(0u, await again.WriteAsync(0, data));
+        var scrape = await PrometheusScrape.FetchAsync(Url);
+        Assert.Equal(1, scrape.Value("slab_volume_operations_total", writes));
+        Assert.Equal(Block, scrape.Value("slab_volume_bytes_total", writes));
+        Assert.Equal(1, scrape.Value("slab_volume_operation_duration_seconds_count", writes));
     }
 
     [Fact]
