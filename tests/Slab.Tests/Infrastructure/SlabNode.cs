@@ -92,14 +92,15 @@ public sealed partial class SlabNode : IAsyncDisposable
     /// slabd's arguments. The Docker plugin is off unless <paramref name="extra"/> asks for it: on a
     /// host with /run/docker/plugins every test slabd would otherwise claim the same socket there.
     /// Metrics are on a free port (<c>--metrics-port 0</c>) unless <paramref name="extra"/> says
-    /// otherwise, so parallel tests never share port 9506.
+    /// otherwise (or gives <c>--port-base</c>, which puts them on P+5), so parallel tests never share
+    /// port 9506.
     /// </summary>
     public IReadOnlyList<string> DaemonArguments(params string[] extra) =>
     [
         SlabdDll, "--data-dir", DataDirectory, "--run-dir", RunDirectory, "--drive", DrivePath,
         "--api-port", "0", "--nbd-port", "0", "--skip-pool-benchmark", "--node-name", "test-node",
         .. extra.Any(a => a.StartsWith("--docker-plugin", StringComparison.Ordinal) || a == "--no-docker-plugin") ? [] : new[] { "--no-docker-plugin" },
-        .. extra.Any(a => a.StartsWith("--metrics-port", StringComparison.Ordinal) || a == "--no-metrics") ? [] : new[] { "--metrics-port", "0" },
+        .. extra.Any(a => a.StartsWith("--metrics-port", StringComparison.Ordinal) || a is "--no-metrics" or "--port-base") ? [] : new[] { "--metrics-port", "0" },
         .. extra,
     ];
 
