@@ -3,7 +3,8 @@
 
 SLAB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SLAB_PACKAGES=(xfsprogs e2fsprogs util-linux libnbd-bin fuse3 fio qemu-utils nbdkit iproute2 nodejs npm)
-# Command each package provides, to tell whether it is installed.
+# How to tell each package is installed: a command it provides, or a probe command line (one with a
+# space: run, installed when it exits 0), e.g. for a Python module.
 declare -A SLAB_PACKAGE_PROBE=(
   [xfsprogs]=mkfs.xfs [e2fsprogs]=mkfs.ext4 [util-linux]=losetup [libnbd-bin]=nbdfuse
   [fuse3]=fusermount3 [fio]=fio [qemu-utils]=qemu-img [nbdkit]=nbdkit
@@ -16,6 +17,11 @@ declare -A SLAB_PACKAGE_PROBE=(
 SLAB_PACKAGES+=(docker.io busybox-static)
 SLAB_PACKAGE_PROBE+=([docker.io]=dockerd [busybox-static]=busybox)
 
+# The metrics tests read /metrics with Prometheus' reference parser (tests/Slab.Tests/Metrics/
+# parse_prometheus.py), Debian's module for Debian's interpreter (the python3 on PATH may be another).
+SLAB_PACKAGES+=(python3-prometheus-client)
+SLAB_PACKAGE_PROBE+=([python3-prometheus-client]="/usr/bin/python3 -c 'import prometheus_client.parser'")
+
 slab_say() { printf '==> %s\n' "$*"; }
 slab_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
@@ -23,10 +29,18 @@ slab_require_root() {
   [ "$(id -u)" -eq 0 ] || slab_die "Slab formats and mounts drives and attaches block devices: run this as root (sudo $0)"
 }
 
+# True when the probe of a package (see SLAB_PACKAGE_PROBE) finds it installed.
+slab_probe() {
+  case "$1" in
+    *' '*) bash -c "$1" >/dev/null 2>&1 ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
 slab_install_packages() {
   local missing=()
   for package in "${SLAB_PACKAGES[@]}"; do
-    command -v "${SLAB_PACKAGE_PROBE[$package]}" >/dev/null 2>&1 || missing+=("$package")
+    slab_probe "${SLAB_PACKAGE_PROBE[$package]}" || missing+=("$package")
   done
   # Hosts with the kernel nbd module attach through it (nbd-client, netlink); others use nbdfuse.
   if { [ -e /sys/module/nbd ] || modprobe -q nbd 2>/dev/null; } && ! command -v nbd-client >/dev/null 2>&1; then

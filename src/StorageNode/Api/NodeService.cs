@@ -5,8 +5,8 @@ using V1 = Slab.Api.V1;
 
 namespace Slab.Api;
 
-/// <summary>The Node service: node status with pools, capacity and alerts.</summary>
-public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store, LocalNodeIdentity node, AlertClock clock, IServiceProvider services) : V1.Node.NodeBase
+/// <summary>The Node service: node status with pools, capacity and alerts (<see cref="Slab.Cluster.Node.NodeAlerts"/> computes them).</summary>
+public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store, LocalNodeIdentity node, Slab.Cluster.Node.NodeAlerts alerts, IServiceProvider services) : V1.Node.NodeBase
 {
     public override Task<V1.StatusResponse> Status(V1.StatusRequest request, ServerCallContext context)
     {
@@ -30,29 +30,14 @@ public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store,
             NbdTcp = node.NbdTcp,
         };
         response.Pools.Add(ProtoMapping.ToProto(pool));
-        var options = store.Options;
-        // The pool alert is dated from when its condition (near full, or full) began.
-        var poolAlert = pool.UsedFraction >= options.FullFraction ? $"pool {pool.Id} full"
-            : pool.UsedFraction >= options.NearFullFraction ? $"pool {pool.Id} near full" : null;
-        foreach (var condition in (string[])[$"pool {pool.Id} full", $"pool {pool.Id} near full"])
+        foreach (var alert in alerts.Current(pool))
         {
-            if (condition != poolAlert)
-            {
-                clock.Inactive(condition);
-            }
-        }
-
-        if (poolAlert is not null)
-        {
-            var full = pool.UsedFraction >= options.FullFraction;
             response.Alerts.Add(new V1.Alert
             {
-                Severity = full ? "critical" : "warning",
-                Resource = $"pool {pool.Id}",
-                Message = full
-                    ? $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}): new volumes, clones and grows are refused; free space or add a drive"
-                    : $"pool is {pool.UsedFraction:P0} full ({Sizes.Human(pool.UsedBytes)} of {Sizes.Human(pool.TotalBytes)}); at {options.FullFraction:P0} new allocations will be refused",
-                RaisedUnixMs = clock.ActiveSince(poolAlert).ToUnixTimeMilliseconds(),
+                Severity = alert.SeverityLabel,
+                Resource = alert.Resource,
+                Message = alert.Message,
+                RaisedUnixMs = alert.RaisedAt?.ToUnixTimeMilliseconds() ?? 0,
             });
         }
 
@@ -90,73 +75,6 @@ public sealed class NodeService(VolumeManager volumes, Store.IVolumeStore store,
             {
                 response.ClusterTotalBytes += (ulong)stats.TotalBytes;
                 response.ClusterUsedBytes += (ulong)stats.UsedBytes;
-            }
-        }
-
-        AddReplicaAlerts(response, runtime, state);
-        if (!response.HasQuorum)
-        {
-            response.Alerts.Add(new V1.Alert
-            {
-                Severity = "critical",
-                Resource = "kvdb",
-                Message = "no quorum: this node sees no KVDB leader with a majority; cluster changes are refused until a majority of KVDB members is reachable",
-            });
-        }
-    }
-
-    /// <summary>
-    /// One alert per replica that does not count for its volume's writes (out, catching up,
-    /// rebuilding) or sits on a node that is offline, dated from when its state changed: a warning
-    /// while the volume has another in-sync replica on an online node, critical when it has none.
-    /// And one per snapshot that no replica holds any more (undated: the state does not record when
-    /// its last holder left).
-    /// </summary>
-    private static void AddReplicaAlerts(V1.StatusResponse response, Slab.Cluster.Node.ClusterRuntime runtime, Slab.Cluster.State.ClusterState state)
-    {
-        foreach (var volume in state.Volumes.Values)
-        {
-            var usable = volume.Replicas.Count(r => r.State == Slab.Cluster.State.ReplicaState.InSync && runtime.IsAlive(r.NodeId));
-            foreach (var replica in volume.Replicas)
-            {
-                var online = runtime.IsAlive(replica.NodeId);
-                if (replica.State == Slab.Cluster.State.ReplicaState.InSync && online)
-                {
-                    continue;
-                }
-
-                var node = state.Nodes.TryGetValue(replica.NodeId, out var info) ? info.Name : replica.NodeId;
-                var what = replica.State switch
-                {
-                    Slab.Cluster.State.ReplicaState.Out => "is faulted (out of the in-sync set)",
-                    Slab.Cluster.State.ReplicaState.CatchingUp => "is catching up (resync)",
-                    Slab.Cluster.State.ReplicaState.Rebuilding => "is being rebuilt",
-                    _ => "is in sync",
-                };
-                var where = online ? "" : $"; node {node} is offline";
-                response.Alerts.Add(new V1.Alert
-                {
-                    Severity = usable == 0 ? "critical" : "warning",
-                    Resource = $"volume {volume.Name}",
-                    Message = usable == 0
-                        ? $"replica on {node} {what}{where}; the volume has no in-sync replica on an online node: its I/O waits for one to return"
-                        : $"replica on {node} {what}{where}; writes go on on {usable} in-sync replica(s)",
-                    RaisedUnixMs = replica.StateSince == default ? 0 : replica.StateSince.ToUnixTimeMilliseconds(),
-                });
-            }
-
-            foreach (var snapshot in volume.Snapshots)
-            {
-                if (!snapshot.Pending && !snapshot.HoldingReplicas(volume).Any())
-                {
-                    // Its copies went with replicas that were replaced or rebuilt since it was taken.
-                    response.Alerts.Add(new V1.Alert
-                    {
-                        Severity = "warning",
-                        Resource = $"snapshot {volume.Name}@{snapshot.Name}",
-                        Message = "no replica holds this snapshot any more (the replicas it was taken on were replaced or removed): it cannot be restored or cloned; delete it",
-                    });
-                }
             }
         }
     }

@@ -86,6 +86,7 @@ public sealed class ClusterNodeService(
     VolumeManager volumes,
     PeerApi peers,
     ReplicaServer replicaServer,
+    Metrics.NodeListeners listeners,
     ILoggerFactory loggers) : IHostedService
 {
     private ReplicaSocketListener? _replication;
@@ -106,10 +107,13 @@ public sealed class ClusterNodeService(
             throw new Common.SlabException(
                 Common.SlabErrorCode.FailedPrecondition, $"cannot listen for replication on tcp/{runtime.Options.ReplicationEndPoint}: {e.SocketErrorCode}", e);
         }
+
+        listeners.Replication = _replication;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        listeners.Replication = null;
         if (_replication is not null)
         {
             await _replication.DisposeAsync().ConfigureAwait(false);

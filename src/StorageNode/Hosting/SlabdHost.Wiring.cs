@@ -16,10 +16,24 @@ public static partial class SlabdHost
         // Stale attachments were removed before the store opened (RemoveStaleAttachmentsAsync), by this attacher.
         services.AddHostAttach(hostAttach, recoverOnStart: false, attacher);
         services.AddSingleton(new NbdServerOptions());
-        services.AddSingleton<Api.AlertClock>();
+        services.AddSingleton<Common.AlertClock>();
+        services.AddSingleton<Cluster.Node.NodeAlerts>();
         services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<VolumeManager>());
         services.AddSingleton(options);
+        services.AddSingleton<Metrics.NodeListeners>();
         services.AddHostedService<NbdListenerService>();
+    }
+
+    /// <summary>The node's <c>/metrics</c> (<see cref="Metrics.NodeMetrics"/>) unless <c>--no-metrics</c>; its listener is configured with Kestrel's.</summary>
+    private static void ConfigureMetrics(IServiceCollection services, SlabdOptions options, Store.NodeIdentity identity)
+    {
+        if (!options.Metrics)
+        {
+            return;
+        }
+
+        services.AddSingleton(new Metrics.MetricsOptions(identity.NodeId, identity.NodeName, Version));
+        services.AddSingleton<Metrics.NodeMetrics>();
     }
 
     /// <summary>
@@ -84,7 +98,8 @@ public static partial class SlabdHost
 
 /// <summary>
 /// Runs slabd's two NBD listeners: the public one (RUN/nbd.sock and TCP) over the volume catalog,
-/// and the private attach socket over <see cref="AttachExportCatalog"/>. Stopped after
+/// and the private attach socket over <see cref="AttachExportCatalog"/>; hands both to the metrics
+/// (<see cref="Metrics.NodeListeners"/>) for their connection counts. Stopped after
 /// <see cref="NodeShutdownService"/> has detached everything, so attachments unmount cleanly.
 /// </summary>
 public sealed class NbdListenerService(
@@ -92,6 +107,7 @@ public sealed class NbdListenerService(
     AttachExportCatalog attachments,
     NbdServerOptions nbdOptions,
     SlabdOptions options,
+    Metrics.NodeListeners listeners,
     TimeProvider time,
     ILoggerFactory loggers) : IHostedService
 {
@@ -111,11 +127,15 @@ public sealed class NbdListenerService(
         _attach.ListenUnix(options.AttachSocketPath);
         _public.Start();
         _attach.Start();
+        listeners.Nbd = _public;
+        listeners.Attach = _attach;
         return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        listeners.Nbd = null;
+        listeners.Attach = null;
         if (_public is not null)
         {
             await _public.DisposeAsync().ConfigureAwait(false);

@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using Slab.Api;
 using Slab.Api.Docker;
 using Slab.Common;
+using Slab.Metrics;
 using Slab.Store;
 using Slab.Volumes;
 
@@ -126,7 +127,8 @@ public static partial class SlabdHost
             builder.Services.AddHostedService<NodeShutdownService>();
             ConfigureClusterServices(builder.Services, options, identity);
             var docker = ConfigureDockerPlugin(builder.Services, options, logger);
-            ConfigureListeners(builder, options, docker);
+            ConfigureMetrics(builder.Services, options, identity);
+            var metricsListener = ConfigureListeners(builder, options, docker);
 
             var app = builder.Build();
             if (docker is not null)
@@ -134,10 +136,22 @@ public static partial class SlabdHost
                 app.MapDockerPlugin(docker);
             }
 
+            if (metricsListener is not null)
+            {
+                app.MapMetrics();
+            }
+
             MapApi(app, options);
 
-            await app.StartAsync().ConfigureAwait(false);
             var volumes = app.Services.GetRequiredService<VolumeManager>();
+            // Before anything opens a volume (the cluster runtime's resyncs start with the host).
+            volumes.IoObservers = app.Services.GetService<NodeMetrics>();
+            await StartAsync(app).ConfigureAwait(false);
+            if (metricsListener?.IPEndPoint is { } metricsEndPoint)
+            {
+                MetricsEndpoint.LogServing(logger, metricsEndPoint);
+            }
+
             var volumeCount = store.ListVolumes().Count;
             LogReady(logger, identity.NodeName, identity.NodeId, volumeCount, options.ApiSocketPath, options.NbdSocketPath);
             await app.WaitForShutdownAsync().ConfigureAwait(false);
@@ -164,7 +178,13 @@ public static partial class SlabdHost
         logging.AddFilter("Grpc", LogLevel.Warning);
     }
 
-    private static void ConfigureListeners(WebApplicationBuilder builder, SlabdOptions options, Api.Docker.DockerPluginOptions? docker)
+    /// <summary>
+    /// Kestrel's listeners: the API (unix socket, TCP), the Docker plugin's socket, the metrics port.
+    /// Returns where the metrics listener will be known (Kestrel runs this configuration when the
+    /// server starts, so its bound port, for <c>--metrics-port 0</c>, is there once the host has
+    /// started); null without metrics.
+    /// </summary>
+    private static MetricsListener? ConfigureListeners(WebApplicationBuilder builder, SlabdOptions options, Api.Docker.DockerPluginOptions? docker)
     {
         foreach (var socket in new[] { options.ApiSocketPath, options.NbdSocketPath, options.AttachSocketPath })
         {
@@ -172,6 +192,7 @@ public static partial class SlabdHost
             File.Delete(socket);
         }
 
+        var metrics = options.Metrics ? new MetricsListener() : null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = 4 * 1024 * 1024;
@@ -180,12 +201,47 @@ public static partial class SlabdHost
             {
                 kestrel.ListenUnixSocket(docker.SocketPath, DockerPluginEndpoint.ConfigureListener);
             }
+
             if (options.ApiPort > 0)
             {
                 kestrel.Listen(ParseAddress(options.ListenAddress), options.ApiPort, l => l.Protocols = HttpProtocols.Http2);
             }
 
+            if (metrics is not null)
+            {
+                kestrel.Listen(ParseAddress(options.ListenAddress), options.MetricsPort, l =>
+                {
+                    MetricsEndpoint.ConfigureListener(l);
+                    metrics.Options = l;
+                });
+            }
         });
+        return metrics;
+    }
+
+    /// <summary>Starts the host; a port another process holds is a clear refusal, not a stack trace.</summary>
+    private static async Task StartAsync(WebApplication app)
+    {
+        try
+        {
+            await app.StartAsync().ConfigureAwait(false);
+        }
+        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException or System.Net.Sockets.SocketException)
+        {
+            throw new SlabException(
+                SlabErrorCode.FailedPrecondition,
+                $"cannot listen: {e.Message} Another process (or another slabd) holds that port: give this one other ports (--api-port, --metrics-port, or --port-base in cluster mode), or --no-metrics",
+                e);
+        }
+    }
+
+    /// <summary>The metrics port's Kestrel listener, once Kestrel configured it.</summary>
+    private sealed class MetricsListener
+    {
+        public ListenOptions? Options { get; set; }
+
+        /// <summary>The address and port bound (the real port when 0 was asked for); null before the server started.</summary>
+        public IPEndPoint? IPEndPoint => Options?.IPEndPoint;
     }
 
     private static IPAddress ParseAddress(string address)

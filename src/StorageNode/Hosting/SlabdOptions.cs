@@ -23,7 +23,7 @@ public sealed record SlabdOptions
     public bool WipeDrives { get; init; }
 
     /// <summary>
-    /// Address the TCP listeners (gRPC API, NBD) bind to. Loopback by default: neither has TLS or
+    /// Address the TCP listeners (gRPC API, NBD, metrics) bind to. Loopback by default: neither has TLS or
     /// authentication yet, so exposing them to a network is an explicit choice.
     /// </summary>
     public string ListenAddress { get; init; } = "127.0.0.1";
@@ -33,6 +33,16 @@ public sealed record SlabdOptions
 
     /// <summary>NBD TCP port; 0 disables the TCP listener (the unix socket stays).</summary>
     public int NbdPort { get; init; } = 10809;
+
+    /// <summary>
+    /// HTTP port of <c>/metrics</c> (Prometheus text format) on <see cref="ListenAddress"/>; 0 = any
+    /// free port (the one taken is logged). Default 9506; in cluster mode <c>--port-base P</c> makes it
+    /// P+5 unless <c>--metrics-port</c> is given.
+    /// </summary>
+    public int MetricsPort { get; init; } = 9506;
+
+    /// <summary>Serve <c>/metrics</c>; false (<c>--no-metrics</c>) opens no metrics port.</summary>
+    public bool Metrics { get; init; } = true;
 
     public string? ApiSocket { get; init; }
 
@@ -68,7 +78,7 @@ public sealed record SlabdOptions
     /// <summary>
     /// When set, the TCP/UDP ports of the design's table become P, P+1, ... in that order: gRPC API,
     /// REST (reserved), replication, Raft, gossip (UDP; TCP on the same number carries forwarded
-    /// proposals), metrics (reserved), NBD.
+    /// proposals), metrics, NBD. An explicit <c>--metrics-port</c> wins over P+5.
     /// </summary>
     public int? PortBase { get; init; }
 
@@ -122,10 +132,13 @@ public sealed record SlabdOptions
           --dev                   embedded default: a sparse 64 GiB drive file in the data dir
           --wipe-drives           erase drives that carry a filesystem or partition signature
           --node-name NAME        this node's name (default: the host name)
-          --listen-address ADDR   address of the TCP API and NBD listeners (default 127.0.0.1;
-                                  they have no TLS or authentication yet)
+          --listen-address ADDR   address of the TCP API, NBD and metrics listeners (default
+                                  127.0.0.1; they have no TLS or authentication yet)
           --api-port PORT         gRPC API TCP port (default 9501; 0 = unix socket only)
           --nbd-port PORT         NBD TCP port (default 10809; 0 = unix socket only)
+          --metrics-port PORT     HTTP port of /metrics, Prometheus text format (default 9506;
+                                  0 = any free port, logged as "metrics on http://ADDR:PORT/metrics")
+          --no-metrics            do not serve /metrics (no metrics port is opened)
           --api-socket PATH       gRPC unix socket (default RUN/api.sock)
           --nbd-socket PATH       NBD unix socket (default RUN/nbd.sock)
           --overcommit-ratio R    provisioned bytes may reach capacity x R (default 4)
@@ -151,8 +164,9 @@ public sealed record SlabdOptions
           --zone Z, --rack R      failure domains, used to spread replicas
           --label k=v,...         node labels volumes can require
           --port-base P           ports become P (API), P+1 (REST, reserved), P+2 (replication),
-                                  P+3 (Raft), P+4 (gossip UDP, forwarding TCP), P+5 (metrics,
-                                  reserved), P+6 (NBD TCP), so nodes can share one address
+                                  P+3 (Raft), P+4 (gossip UDP, forwarding TCP), P+5 (metrics
+                                  HTTP, unless --metrics-port), P+6 (NBD TCP), so nodes can share
+                                  one address
           -h, --help              this text
         """;
 
@@ -164,6 +178,7 @@ public sealed record SlabdOptions
         var dataDirGiven = false;
         var runDirGiven = false;
         string? peers = null;
+        var metricsPortGiven = false;
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -201,6 +216,8 @@ public sealed record SlabdOptions
                 case "--listen-address": options = options with { ListenAddress = NonEmpty(arg, Value()) }; break;
                 case "--api-port": options = options with { ApiPort = Port(arg, Value()) }; break;
                 case "--nbd-port": options = options with { NbdPort = Port(arg, Value()) }; break;
+                case "--metrics-port": options = options with { MetricsPort = Port(arg, Value()) }; metricsPortGiven = true; break;
+                case "--no-metrics": options = options with { Metrics = false }; break;
                 case "--api-socket": options = options with { ApiSocket = NonEmpty(arg, Value()) }; break;
                 case "--nbd-socket": options = options with { NbdSocket = NonEmpty(arg, Value()) }; break;
                 case "--overcommit-ratio": options = options with { OvercommitRatio = Ratio(arg, Value()) }; break;
@@ -222,13 +239,18 @@ public sealed record SlabdOptions
                     throw new FormatException(arg.StartsWith('-') ? $"unknown option {arg}" : $"unexpected argument '{arg}'");
             }
 
-            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "--kvdb" or "-h" or "--help" or "--docker-plugin" or "--no-docker-plugin")
+            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "--kvdb" or "-h" or "--help" or "--docker-plugin" or "--no-docker-plugin" or "--no-metrics")
             {
                 throw new FormatException($"{arg} takes no value");
             }
         }
 
         options = options with { Drives = drives };
+        if (metricsPortGiven && !options.Metrics)
+        {
+            throw new FormatException("--metrics-port and --no-metrics contradict each other");
+        }
+
         if (options.DockerPluginSocket is not null)
         {
             options = options with
@@ -262,10 +284,14 @@ public sealed record SlabdOptions
             options = options with { Drives = [options.DevDrivePath] };
         }
 
-        return ApplyClusterOptions(options, peers, listenGiven: args.Any(a => a == "--listen-address" || a.StartsWith("--listen-address=", StringComparison.Ordinal)));
+        return ApplyClusterOptions(
+            options,
+            peers,
+            listenGiven: args.Any(a => a == "--listen-address" || a.StartsWith("--listen-address=", StringComparison.Ordinal)),
+            metricsPortGiven);
     }
 
-    private static SlabdOptions ApplyClusterOptions(SlabdOptions options, string? peers, bool listenGiven)
+    private static SlabdOptions ApplyClusterOptions(SlabdOptions options, string? peers, bool listenGiven, bool metricsPortGiven)
     {
         if (options.ClusterId is null)
         {
@@ -286,6 +312,7 @@ public sealed record SlabdOptions
                 ReplicationPort = p + 2,
                 RaftPort = p + 3,
                 GossipPort = p + 4,
+                MetricsPort = metricsPortGiven ? options.MetricsPort : p + 5,
                 NbdPort = p + 6,
             };
         }

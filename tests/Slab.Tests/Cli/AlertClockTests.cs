@@ -1,4 +1,4 @@
-using Slab.Api;
+using Slab.Common;
 using Slab.Tests.Replication;
 using Xunit;
 

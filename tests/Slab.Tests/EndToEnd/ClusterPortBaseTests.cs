@@ -30,6 +30,7 @@ public sealed class ClusterPortBaseTests
             Assert.Equal($"{address}:{PortBase(i) + 2}", node.GetProperty("dataEndpoint").GetString());
             Assert.Equal($"{address}:{PortBase(i) + 3}", node.GetProperty("raftEndpoint").GetString());
             Assert.Equal(i <= 3, node.GetProperty("kvdb").GetBoolean());
+            Assert.Equal($"http://{address}:{PortBase(i) + 5}/metrics", cluster[i].MetricsUrl); // the metrics port is P+5
         }
 
         // Placed on node-1 from the non-voter, used from node-3 over node-1's replication port P+2.

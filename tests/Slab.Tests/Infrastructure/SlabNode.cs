@@ -6,11 +6,12 @@ using Tmds.Linux;
 namespace Slab.Tests.Infrastructure;
 
 /// <summary>
-/// A real slabd process on its own temp directory, sparse drive file and sockets (no TCP listeners),
+/// A real slabd process on its own temp directory, sparse drive file and sockets (no TCP listeners
+/// but its metrics, on a free port: <see cref="MetricsUrl"/>),
 /// driven through the real slabctl. Disposing stops it and removes everything it or the test made:
 /// mounts under its directory, loop devices over its files, nbdfuse processes, the directory.
 /// </summary>
-public sealed class SlabNode : IAsyncDisposable
+public sealed partial class SlabNode : IAsyncDisposable
 {
     private readonly ProcessLog _log = new();
     private DaemonProcess? _process;
@@ -41,6 +42,12 @@ public sealed class SlabNode : IAsyncDisposable
     public string Endpoint => "unix://" + ApiSocket;
 
     public int? Pid => _process is { HasExited: false } p ? p.Id : null;
+
+    /// <summary>
+    /// Where the running slabd serves <c>/metrics</c> (<c>http://ADDR:PORT/metrics</c>, from its
+    /// "metrics on ..." log line); null when it was started with <c>--no-metrics</c> or is not running.
+    /// </summary>
+    public string? MetricsUrl { get; private set; }
 
     /// <summary>The network namespace slabd runs in (through <c>ip netns exec</c>); null: the test's own.</summary>
     public string? NetworkNamespace { get; private set; }
@@ -84,12 +91,16 @@ public sealed class SlabNode : IAsyncDisposable
     /// <summary>
     /// slabd's arguments. The Docker plugin is off unless <paramref name="extra"/> asks for it: on a
     /// host with /run/docker/plugins every test slabd would otherwise claim the same socket there.
+    /// Metrics are on a free port (<c>--metrics-port 0</c>) unless <paramref name="extra"/> says
+    /// otherwise (or gives <c>--port-base</c>, which puts them on P+5), so parallel tests never share
+    /// port 9506.
     /// </summary>
     public IReadOnlyList<string> DaemonArguments(params string[] extra) =>
     [
         SlabdDll, "--data-dir", DataDirectory, "--run-dir", RunDirectory, "--drive", DrivePath,
         "--api-port", "0", "--nbd-port", "0", "--skip-pool-benchmark", "--node-name", "test-node",
         .. extra.Any(a => a.StartsWith("--docker-plugin", StringComparison.Ordinal) || a == "--no-docker-plugin") ? [] : new[] { "--no-docker-plugin" },
+        .. extra.Any(a => a.StartsWith("--metrics-port", StringComparison.Ordinal) || a is "--no-metrics" or "--port-base") ? [] : new[] { "--metrics-port", "0" },
         .. extra,
     ];
 
@@ -103,9 +114,16 @@ public sealed class SlabNode : IAsyncDisposable
 
         // ip netns exec replaces itself with the command, so the process is slabd's own.
         string[] prefix = NetworkNamespace is null ? [] : ["netns", "exec", NetworkNamespace, "dotnet"];
+        MetricsUrl = null;
+        var logged = Log.Length;
         _process = DaemonProcess.Start(NetworkNamespace is null ? "dotnet" : "ip", [.. prefix, .. DaemonArguments(extraArguments)], _log, "slabd ready", "slabd");
         await _process.WaitReadyAsync(TimeSpan.FromSeconds(120));
+        // slabd logs where its metrics are before it logs that it is ready.
+        MetricsUrl = MetricsLine().Match(Log[logged..]) is { Success: true } line ? line.Groups[1].Value : null;
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"metrics on (http://\S+/metrics)")]
+    private static partial System.Text.RegularExpressions.Regex MetricsLine();
 
     /// <summary>SIGTERM and wait; returns the exit code.</summary>
     public async Task<int> StopAsync(TimeSpan? timeout = null)
@@ -114,6 +132,7 @@ public sealed class SlabNode : IAsyncDisposable
         var exitCode = await process.StopAsync(timeout ?? TimeSpan.FromSeconds(90));
         process.Dispose();
         _process = null;
+        MetricsUrl = null;
         return exitCode;
     }
 

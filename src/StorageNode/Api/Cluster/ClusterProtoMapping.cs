@@ -104,19 +104,12 @@ internal static class ClusterProtoMapping
         return message;
     }
 
-    private static string VolumeStateOf(VolumeInfo volume, Func<string, bool> isAlive)
+    private static string VolumeStateOf(VolumeInfo volume, Func<string, bool> isAlive) => volume.HealthOf(isAlive) switch
     {
-        var usable = 0;
-        foreach (var replica in volume.Replicas)
-        {
-            if (replica.State == ReplicaState.InSync && isAlive(replica.NodeId))
-            {
-                usable++;
-            }
-        }
-
-        return usable == 0 ? "down" : usable < volume.Replicas.Length || volume.Replicas.Length < volume.Spec.Repl ? "degraded" : "up";
-    }
+        VolumeHealth.Up => "up",
+        VolumeHealth.Degraded => "degraded",
+        _ => "down",
+    };
 
     public static V1.ClusterNode ToProto(NodeInfo node, ClusterRuntime runtime, string? leaderMemberId)
     {
@@ -190,8 +183,7 @@ internal static class ClusterProtoMapping
     }
 
     /// <summary>The node whose Raft endpoint is the leader's member id; null when none.</summary>
-    public static NodeInfo? LeaderNode(ClusterState state, string? leaderMemberId)
-        => leaderMemberId is null ? null : state.Nodes.Values.FirstOrDefault(n => NodeEndpoints.From(n.Addresses).Raft == leaderMemberId);
+    public static NodeInfo? LeaderNode(ClusterState state, string? leaderMemberId) => NodeEndpoints.LeaderOf(state, leaderMemberId);
 
     private static string NameOf(ClusterState state, string nodeId) => state.Nodes.TryGetValue(nodeId, out var node) ? node.Name : nodeId;
 }

@@ -84,6 +84,10 @@ public sealed record NodeEndpoints(string Api, string Replication, string Raft, 
         return new NodeEndpoints(At(0), At(1), At(2), At(3));
     }
 
+    /// <summary>The node whose Raft endpoint is the leader's member id; null when none.</summary>
+    public static State.NodeInfo? LeaderOf(State.ClusterState state, string? leaderMemberId)
+        => leaderMemberId is null ? null : state.Nodes.Values.FirstOrDefault(n => From(n.Addresses).Raft == leaderMemberId);
+
     /// <summary>Parses one recorded endpoint; null when missing or malformed.</summary>
     public static IPEndPoint? Parse(string endPoint) => IPEndPoint.TryParse(endPoint, out var parsed) && parsed.Port > 0 ? parsed : null;
 

@@ -71,6 +71,9 @@ public sealed partial class ClusterStateNode : IClusterStateStore, IAsyncDisposa
     /// <summary>Log index of the last command this node applied.</summary>
     public long LastAppliedIndex => _machine?.LastAppliedIndex ?? 0;
 
+    /// <summary>Raft commit index as this member knows it (the log's last committed entry); 0 before start. Any thread.</summary>
+    public long CommitIndex => _wal?.LastCommittedEntryIndex ?? 0;
+
     /// <inheritdoc />
     public string? LeaderId => _cluster?.Leader is { } leader ? ResolveMemberId(leader.EndPoint) : null;
 

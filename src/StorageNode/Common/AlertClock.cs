@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 
-namespace Slab.Api;
+namespace Slab.Common;
 
 /// <summary>
 /// Remembers when each node-local alert condition began, so an alert shows when its condition
