@@ -142,7 +142,7 @@ bench_start_slabd() {
   run="$(bench_slab_run "$name")" log="$WORK/$name.log"
   mkdir -p "$WORK/$name/data" "$run"
   env "$@" dotnet "$SLABD_DLL" --data-dir "$WORK/$name/data" --run-dir "$run" --drive "$drive" \
-    --api-port 0 --nbd-port 0 --skip-pool-benchmark --no-docker-plugin --node-name "bench-$name" >"$log" 2>&1 &
+    --api-port 0 --nbd-port 0 --metrics-port 0 --skip-pool-benchmark --no-docker-plugin --node-name "bench-$name" >"$log" 2>&1 &
   BENCH_PID=$!
   for _ in $(seq 1 1200); do
     grep -qs "slabd ready" "$log" && break
