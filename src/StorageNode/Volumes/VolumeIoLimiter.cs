@@ -44,8 +44,6 @@ public sealed class VolumeIoLimiter
 
     public IoLimits Limits { get; }
 
-    public TimeProvider Time => _time;
-
     /// <summary>Reserves one operation carrying <paramref name="bytes"/> (0 for discards); returns the ticks to wait before it starts, 0 for none.</summary>
     public long Reserve(bool isWrite, long bytes)
     {
