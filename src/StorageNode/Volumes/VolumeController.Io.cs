@@ -10,6 +10,9 @@ namespace Slab.Volumes;
 /// <param name="LatencyObserver">Also told every operation's latency (the node's metrics); null = none.</param>
 public sealed record VolumeIoSettings(TimeProvider Time, IoLimits Limits, IIoLatencyObserver? LatencyObserver = null)
 {
+    /// <summary>The QoS buckets' burst (<see cref="VolumeIoLimiter.Burst"/>); default <see cref="VolumeIoLimiter.DefaultBurst"/>.</summary>
+    public TimeSpan QosBurst { get; init; } = VolumeIoLimiter.DefaultBurst;
+
     /// <summary>System clock, no limits, no observer.</summary>
     public static VolumeIoSettings Default { get; } = new(TimeProvider.System, IoLimits.None);
 }
@@ -20,6 +23,7 @@ public sealed record VolumeIoSettings(TimeProvider Time, IoLimits Limits, IIoLat
 public sealed partial class VolumeController
 {
     private readonly TimeProvider _time;
+    private readonly TimeSpan _qosBurst;
     private VolumeIoLimiter? _limiter;
 
     /// <summary>This controller's I/O counters since it opened.</summary>
@@ -32,7 +36,7 @@ public sealed partial class VolumeController
     public void SetLimits(IoLimits limits)
     {
         ArgumentNullException.ThrowIfNull(limits);
-        Volatile.Write(ref _limiter, limits.IsUnlimited ? null : new VolumeIoLimiter(limits, _time));
+        Volatile.Write(ref _limiter, limits.IsUnlimited ? null : new VolumeIoLimiter(limits, _time, _qosBurst));
     }
 
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)

@@ -85,6 +85,7 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         _copyThrottle = copyThrottle;
         io ??= VolumeIoSettings.Default;
         _time = io.Time;
+        _qosBurst = io.QosBurst;
         Stats = new VolumeIoStats(io.Time, io.LatencyObserver);
         SetLimits(io.Limits);
         foreach (var member in members)

@@ -12,14 +12,18 @@ namespace Slab.Volumes;
 /// <para>Each bucket keeps a theoretical arrival time (TAT, timestamp ticks): a request of cost c at
 /// rate r moves it by c/r seconds; it may start when TAT − burst ≤ now. So a volume idle for a while
 /// may run a burst of <see cref="Burst"/>'s worth at full speed (bounded: idle time does not pile
-/// up), and over any longer interval it gets its rate.</para>
+/// up), and over any longer interval it gets its rate. The burst is also what a volume may make up
+/// after a stall below it (the device or the node stopped it, not the bucket): with the default of
+/// one second's worth (as <see cref="CopyThrottle"/> and a classic token bucket of one second), a
+/// volume held back by a half-second stall of the disk still gets its rate over the next seconds,
+/// where a shorter burst forgives the lost time and it falls short of its limit.</para>
 /// <para>Thread-safe and allocation-free (compare-and-swap per bucket). Immutable limits: a change
 /// makes a new limiter (reservations start afresh).</para>
 /// </remarks>
 public sealed class VolumeIoLimiter
 {
-    /// <summary>How much a bucket lets pass at once after being idle: this long at its rate.</summary>
-    public static readonly TimeSpan Burst = TimeSpan.FromMilliseconds(50);
+    /// <summary>The default <see cref="Burst"/>: one second at the bucket's rate.</summary>
+    public static readonly TimeSpan DefaultBurst = TimeSpan.FromSeconds(1);
 
     private readonly TimeProvider _time;
     private readonly long _burstTicks;
@@ -28,13 +32,19 @@ public sealed class VolumeIoLimiter
     private Bucket _readBytes;
     private Bucket _writeBytes;
 
-    public VolumeIoLimiter(IoLimits limits, TimeProvider time)
+    /// <param name="limits">The limits to enforce.</param>
+    /// <param name="time">Clock of the buckets.</param>
+    /// <param name="burst">How much a bucket lets pass at once after being idle: this long at its rate (0 or more).</param>
+    public VolumeIoLimiter(IoLimits limits, TimeProvider time, TimeSpan burst)
     {
         ArgumentNullException.ThrowIfNull(limits);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentOutOfRangeException.ThrowIfLessThan(burst, TimeSpan.Zero);
         Limits = limits;
+        Burst = burst;
         _time = time;
         var frequency = time.TimestampFrequency;
-        _burstTicks = (long)(Burst.TotalSeconds * frequency);
+        _burstTicks = (long)(burst.TotalSeconds * frequency);
         var now = time.GetTimestamp();
         _readOps = new Bucket(limits.ReadIops, frequency, now);
         _writeOps = new Bucket(limits.WriteIops, frequency, now);
@@ -43,6 +53,9 @@ public sealed class VolumeIoLimiter
     }
 
     public IoLimits Limits { get; }
+
+    /// <summary>How much a bucket lets pass at once after being idle, as time at its rate.</summary>
+    public TimeSpan Burst { get; }
 
     /// <summary>Reserves one operation carrying <paramref name="bytes"/> (0 for discards); returns the ticks to wait before it starts, 0 for none.</summary>
     public long Reserve(bool isWrite, long bytes)

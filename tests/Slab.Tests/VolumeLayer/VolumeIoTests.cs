@@ -12,13 +12,13 @@ public sealed class VolumeIoTests
 {
     private static VolumeController Controller(FaultyReplica replica, ManualTimeProvider time, IoLimits limits, IIoLatencyObserver? observer = null)
         => new("vol-id", "vol", replica.Size, 1, [new ReplicaMember("n1", "node1", replica, ReplicaMode.InSync, IsLocal: true)], authority: null,
-            NullLogger.Instance, io: new VolumeIoSettings(time, limits, observer));
+            NullLogger.Instance, io: new VolumeIoSettings(time, limits, observer) { QosBurst = TimeSpan.FromMilliseconds(50) });
 
     [Fact]
     public void Operations_bucket_lets_a_bounded_burst_pass_then_spaces_requests_at_its_rate()
     {
         var time = new ManualTimeProvider();
-        var limiter = new VolumeIoLimiter(new IoLimits { WriteIops = 100 }, time);
+        var limiter = new VolumeIoLimiter(new IoLimits { WriteIops = 100 }, time, TimeSpan.FromMilliseconds(50));
         var waits = Enumerable.Range(0, 106).Select(_ => limiter.Reserve(isWrite: true, bytes: 4096)).ToArray();
 
         // 50 ms of burst at 100/s = 5 requests at once; the n-th then waits n × 10 ms − 50 ms.
@@ -31,10 +31,37 @@ public sealed class VolumeIoTests
     }
 
     [Fact]
+    public void Default_burst_lets_a_second_at_the_rate_pass_once_the_reserved_requests_are_due()
+    {
+        var time = new ManualTimeProvider();
+        var limiter = new VolumeIoLimiter(new IoLimits { WriteIops = 100 }, time, VolumeIoLimiter.DefaultBurst);
+        Assert.Equal(TimeSpan.FromSeconds(1), limiter.Burst);
+
+        // Steady state: a request every 10 ms, each one waits (the bucket is a second ahead).
+        for (var i = 0; i < 101; i++)
+        {
+            Assert.Equal(0, limiter.Reserve(isWrite: true, bytes: 4096));
+        }
+
+        Assert.Equal(TimeSpan.FromMilliseconds(10).Ticks, limiter.Reserve(isWrite: true, bytes: 4096));
+        time.Advance(TimeSpan.FromMilliseconds(1020)); // the queued requests ran; then the device stalled for a while
+
+        // Everything reserved so far is due by now; the next second's worth passes at once (the lost
+        // time is made up), the one after it waits again.
+        var passed = 0;
+        while (limiter.Reserve(isWrite: true, bytes: 4096) == 0)
+        {
+            passed++;
+        }
+
+        Assert.Equal(101, passed);
+    }
+
+    [Fact]
     public void Bandwidth_bucket_charges_bytes_and_idle_time_does_not_pile_up()
     {
         var time = new ManualTimeProvider();
-        var limiter = new VolumeIoLimiter(new IoLimits { ReadBytesPerSecond = 1_000_000 }, time);
+        var limiter = new VolumeIoLimiter(new IoLimits { ReadBytesPerSecond = 1_000_000 }, time, TimeSpan.FromMilliseconds(50));
         Assert.Equal(0, limiter.Reserve(isWrite: false, bytes: 1_000_000));
         Assert.Equal(TimeSpan.FromMilliseconds(950).Ticks, limiter.Reserve(isWrite: false, bytes: 1_000_000));
 
