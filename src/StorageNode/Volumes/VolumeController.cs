@@ -266,9 +266,9 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
                 BlockTargetException? failure = null;
                 try
                 {
-                    for (var i = 0; i < slots.Length; i++)
+                    Array.Clear(pending, 0, slots.Length);
+                    foreach (var i in view.SendOrder)
                     {
-                        pending[i] = default;
                         var mode = view.Modes[i];
                         if (mode == ReplicaMode.Faulted || (IsCopyTarget(mode) && operation.IsWrite && !(toCatchingUp && resync!.Slot == i)))
                         {
@@ -399,6 +399,14 @@ public sealed partial class VolumeController : IBlockTarget, IDisposable
         public ReplicaSlot[] Slots { get; } = slots;
 
         public ReplicaMode[] Modes { get; } = modes;
+
+        /// <summary>
+        /// The order an operation goes out to the replicas: remote ones first, this node's last. A
+        /// remote request only queues a frame on a socket, while the local replica's file I/O runs on
+        /// the calling thread until it is done; sent the other way round, every remote replica would
+        /// start only after the local write, and a write's latency would be the sum of both.
+        /// </summary>
+        public int[] SendOrder { get; } = [.. Enumerable.Range(0, slots.Length).OrderBy(i => slots[i].IsLocal ? 1 : 0)];
 
         public int InSyncCount => Modes.Count(m => m == ReplicaMode.InSync);
 
