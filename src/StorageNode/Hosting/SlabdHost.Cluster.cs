@@ -95,6 +95,7 @@ public sealed class ClusterNodeService(
     {
         // Replicas opened from now on confirm higher epochs through the cluster state.
         volumes.Epochs = clusterVolumes;
+        runtime.VolumeSource = clusterVolumes;
         await runtime.StartAsync(cancellationToken).ConfigureAwait(false);
         volumes.ClusterVolumes = clusterVolumes;
         _replication = new ReplicaSocketListener(runtime.Options.ReplicationEndPoint, replicaServer, loggers);

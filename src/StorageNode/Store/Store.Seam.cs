@@ -67,6 +67,18 @@ public interface IVolumeStore
     /// </summary>
     Task<VolumeRecord> CreateSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Adds a copy of a snapshot taken elsewhere, filled by <paramref name="fill"/> from a reflink of
+    /// the older copy <paramref name="basis"/> (or from empty); recorded only once filled and durable.
+    /// See <see cref="VolumeStore.AddSnapshotCopyAsync"/>.
+    /// </summary>
+    Task<VolumeRecord> AddSnapshotCopyAsync(
+        VolumeRecord volume,
+        SnapshotRecord snapshot,
+        SnapshotRecord? basis,
+        Func<Block.IBlockTarget, Block.IBlockTarget?, CancellationToken, Task> fill,
+        CancellationToken cancellationToken);
+
     Task<VolumeRecord> DeleteSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken);
 
     /// <summary>Replaces the replica's contents with the snapshot's (atomically); the replica must be closed.</summary>

@@ -259,20 +259,10 @@ public sealed partial class VolumeStore : IVolumeStore, IAsyncDisposable
         await _mutation.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var current = Current(volume);
-            if (current.FindSnapshotById(snapshot.Id) is not null)
+            var (current, taken) = CurrentForNewSnapshot(volume, snapshot);
+            if (taken)
             {
-                return current; // taken already (a retry)
-            }
-
-            if (current.FindSnapshot(snapshot.Name) is not null)
-            {
-                throw new SlabException(SlabErrorCode.AlreadyExists, $"volume '{current.Name}' already has a snapshot named '{snapshot.Name}'");
-            }
-
-            if (current.Snapshots.Count >= _options.MaximumSnapshotsPerVolume)
-            {
-                throw new SlabException(SlabErrorCode.ResourceExhausted, $"volume '{current.Name}' has {current.Snapshots.Count} snapshots, the most allowed; delete some first");
+                return current; // a retry
             }
 
             snapshot = snapshot with { SizeBytes = current.SizeBytes };

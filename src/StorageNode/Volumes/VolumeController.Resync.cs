@@ -289,30 +289,7 @@ public sealed partial class VolumeController
     {
         while (true)
         {
-            using (var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
-            {
-                var workers = new Task[ConcurrentRegionCopies];
-                for (var i = 0; i < workers.Length; i++)
-                {
-                    workers[i] = CopyRegionsAsync(run, failed);
-                }
-
-                try
-                {
-                    await Task.WhenAll(workers).ConfigureAwait(false);
-                }
-                catch
-                {
-                    // The first failure, not a sibling's cancellation it caused.
-                    var first = workers.Select(w => w.Exception?.InnerException).FirstOrDefault(e => e is not null and not OperationCanceledException);
-                    if (first is not null)
-                    {
-                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
-                    }
-
-                    throw;
-                }
-            }
+            await WorkerGroup.RunAsync(ConcurrentRegionCopies, ct => CopyRegionsAsync(run, ct), cancellationToken).ConfigureAwait(false);
 
             // Nothing left to copy: promote at a write boundary, unless writes marked more meanwhile.
             var pause = await PauseWritesAsync(cancellationToken).ConfigureAwait(false);
@@ -335,13 +312,11 @@ public sealed partial class VolumeController
 
     /// <summary>
     /// One of the resync's copy workers: takes regions no write is touching and copies them until none
-    /// is left. A failure cancels the other workers (through <paramref name="failed"/>); a region whose
-    /// copy did not finish is marked again.
+    /// is left. A failure cancels the other workers (<see cref="WorkerGroup"/>); a region whose copy
+    /// did not finish is marked again.
     /// </summary>
-    private async Task CopyRegionsAsync(ResyncRun run, CancellationTokenSource failed)
+    private async Task CopyRegionsAsync(ResyncRun run, CancellationToken cancellationToken)
     {
-        await Task.Yield(); // the workers run side by side
-        var cancellationToken = failed.Token;
         var buffer = AlignedBufferPool.Shared.Rent(run.Map.Map.RegionBytes);
         var extents = new BlockExtent[64];
         long cursor = 0;
@@ -381,11 +356,6 @@ public sealed partial class VolumeController
                     await SaveProgressAsync(run, cancellationToken).ConfigureAwait(false);
                 }
             }
-        }
-        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-        {
-            await failed.CancelAsync().ConfigureAwait(false);
-            throw;
         }
         finally
         {

@@ -191,6 +191,14 @@ public sealed partial class VolumeManager : IExportCatalog
         return new LocalReplicaTarget(lease.Replica, lease, epoch);
     }
 
+    /// <summary>
+    /// Opens this node's copy of a snapshot read-only for another node to copy it from (the
+    /// replication server serves it); like an NBD export of it, it keeps the volume in use (no
+    /// restore or delete here) until disposed.
+    /// </summary>
+    /// <exception cref="SlabException">The volume is being deleted or restored here; the file cannot be opened.</exception>
+    internal SnapshotLease OpenSnapshotForCopy(VolumeRecord volume, SnapshotRecord snapshot) => OpenSnapshotLease(volume, snapshot);
+
     private SnapshotLease OpenSnapshotLease(VolumeRecord volume, SnapshotRecord snapshot)
     {
         lock (_openLock)
@@ -417,20 +425,27 @@ public sealed partial class VolumeManager : IExportCatalog
         }
     }
 
-    private sealed class SnapshotLease(VolumeManager owner, string volumeId, OpenVolume open, ReplicaFile file) : IBlockTargetLease
+    /// <summary>A snapshot open read-only (an NBD export, or a copy's source served to another node); the volume counts as in use until disposed.</summary>
+    internal sealed class SnapshotLease(VolumeManager owner, string volumeId, OpenVolume open, ReplicaFile file) : IBlockTargetLease, IDisposable
     {
         private int _disposed;
 
         public IBlockTarget Target => file;
 
-        public ValueTask DisposeAsync()
+        public string VolumeId => volumeId;
+
+        public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
                 file.Dispose();
                 owner.Release(volumeId, open, snapshot: true);
             }
+        }
 
+        public ValueTask DisposeAsync()
+        {
+            Dispose();
             return ValueTask.CompletedTask;
         }
     }

@@ -445,6 +445,31 @@ public sealed class ClusterStateTransitionsTests
     }
 
     [Fact]
+    public void A_replica_that_copied_a_committed_snapshot_is_added_as_a_holder_of_its_incarnation()
+    {
+        var state = Ok(ThreeNodesOneVolume(), new CreateSnapshot { Volume = "v1", SnapshotId = "s1", Name = "daily", Timestamp = T0 });
+        var v = state.FindVolume("v1")!;
+        Rejected(state, new AddSnapshotHolder { Volume = "v1", SnapshotId = "s1", NodeId = "b", Incarnation = v.FindReplica("b")!.Incarnation }, Rejection.InvalidArgument); // pending
+        state = Ok(state, new CommitSnapshot { Volume = "v1", SnapshotId = "s1", ExpectedEpoch = v.Epoch, Holders = ["a"] });
+
+        // b's replica is replaced (new incarnation, rebuilt): only the copy of that incarnation counts.
+        state = Ok(state, new SetReplicaSet { Volume = "v1", Replicas = [v.Replicas[0], v.Replicas[1] with { Incarnation = "new", State = ReplicaState.Rebuilding }] });
+        Rejected(state, new AddSnapshotHolder { Volume = "v1", SnapshotId = "s1", NodeId = "b", Incarnation = v.Replicas[1].Incarnation }, Rejection.ReplicaNotFound);
+        Rejected(state, new AddSnapshotHolder { Volume = "v1", SnapshotId = "s1", NodeId = "c", Incarnation = "x" }, Rejection.ReplicaNotFound);
+        Rejected(state, new AddSnapshotHolder { Volume = "v1", SnapshotId = "nope", NodeId = "b", Incarnation = "new" }, Rejection.SnapshotNotFound);
+        Rejected(state, new AddSnapshotHolder { Volume = "zz", SnapshotId = "s1", NodeId = "b", Incarnation = "new" }, Rejection.VolumeNotFound);
+
+        var added = Ok(state, new AddSnapshotHolder { Volume = "v1", SnapshotId = "s1", NodeId = "b", Incarnation = "new" });
+        var volume = added.FindVolume("v1")!;
+        Assert.Equal(["a", "b"], volume.Snapshots[0].HoldingReplicas(volume).Select(r => r.NodeId).Order());
+
+        // A retry changes nothing.
+        var retry = ClusterStateTransitions.Apply(added, new AddSnapshotHolder { Volume = "v1", SnapshotId = "s1", NodeId = "b", Incarnation = "new" });
+        Assert.True(retry.Result.IsSuccess);
+        Assert.Equal(volume.Snapshots[0].Holders, retry.State.FindVolume("v1")!.Snapshots[0].Holders);
+    }
+
+    [Fact]
     public void A_volume_takes_at_most_the_snapshot_limit()
     {
         var state = ThreeNodesOneVolume();

@@ -176,32 +176,63 @@ public sealed class ClusterSnapshotTests(ITestOutputHelper output)
         await cluster[1].CliOkAsync("volume", "delete", name);
     }
 
-    [Fact]
-    public async Task A_snapshot_whose_replicas_all_left_is_flagged_and_refused_for_clone_and_restore()
+    private static async Task<string[]> HoldersAsync(SlabNode node, string volume, string snapshot)
     {
+        var list = await node.CliJsonAsync("volume", "snapshot", "list", volume);
+        var listed = list.EnumerateArray().Single(s => s.GetProperty("name").GetString() == snapshot);
+        return listed.TryGetProperty("nodes", out var nodes) ? [.. nodes.EnumerateArray().Select(n => n.GetString()!).Order()] : [];
+    }
+
+    [Fact]
+    public async Task A_replica_added_after_snapshots_were_taken_gets_copies_of_them_that_outlive_the_replicas_they_were_taken_on()
+    {
+        HostCommand.RequireTool("dd", "coreutils");
         await using var cluster = await LocalCluster.StartAsync(2);
-        var name = LocalCluster.UniqueName("lost");
+        var name = LocalCluster.UniqueName("carry");
         await cluster[1].CliOkAsync("volume", "create", name, "--size", "1", "--repl", "1", "--nodes", "node-1");
-        await cluster[1].CliOkAsync("volume", "snapshot", "create", name, "--name", "only");
+        var volumeId = (await cluster.InspectAsync(1, name)).GetProperty("id").GetString()!;
+        var device = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
+        var first = await BlockPatterns.WriteAsync(device, 6, OffsetOf, seed: 500);
+        await cluster[1].CliOkAsync("volume", "snapshot", "create", name, "--name", "s1");
+        var second = await BlockPatterns.WriteAsync(device, 3, OffsetOf, seed: 600); // the first 3 blocks change, the others stay as in s1
+        second = [.. second, .. first.Skip(3)];
+        await cluster[1].CliOkAsync("volume", "snapshot", "create", name, "--name", "s2");
+        await BlockPatterns.WriteAsync(device, 6, OffsetOf, seed: 700);
+        await cluster[1].CliOkAsync("host", "detach", name);
 
-        // The replica holding it is replaced: a new one on node-2 (rebuilt, without a copy of the snapshot), node-1's removed.
+        // A new replica on node-2 is rebuilt from node-1's, then copies both snapshots from node-1's copies.
         output.WriteLine(await cluster[2].CliOkAsync("volume", "ha-update", name, "--repl", "2", "--node", "node-2", "--wait"));
+        await Poll.UntilAsync(
+            async () => (await HoldersAsync(cluster[2], name, "s1")).Contains("node-2") && (await HoldersAsync(cluster[2], name, "s2")).Contains("node-2"),
+            TimeSpan.FromSeconds(60),
+            "node-2's replica holds copies of s1 and s2");
+        output.WriteLine(string.Join('\n', cluster[2].Log.Split('\n').Where(l => l.Contains("copied snapshot", StringComparison.Ordinal))));
+        foreach (var (snapshot, expected) in new[] { ("s1", first), ("s2", second) })
+        {
+            var copy = SnapshotFile(cluster[2], volumeId, await SnapshotIdAsync(cluster[2], name, snapshot));
+            foreach (var (offset, data) in expected)
+            {
+                Assert.Equal(data, await DirectBlockIo.ReadAsync(copy, offset, data.Length));
+            }
+        }
+
+        // The replica the snapshots were taken on leaves: they live on in node-2's copies.
         await cluster[2].CliOkAsync("volume", "ha-update", name, "--repl", "1", "--node", "node-1");
-        var listed = LocalCluster.First(await cluster[2].CliJsonAsync("volume", "snapshot", "list", name));
-        Assert.False(listed.TryGetProperty("nodes", out var nodes) && nodes.GetArrayLength() > 0);
-
-        var status = await cluster[2].CliOkAsync("status");
-        Assert.Contains($"snapshot {name}@only", status, StringComparison.Ordinal);
-        Assert.Contains("no replica holds this snapshot any more", status, StringComparison.Ordinal);
-        var clone = await cluster[2].CliAsync("volume", "clone", $"{name}@only", "--name", LocalCluster.UniqueName("c"));
-        Assert.NotEqual(0, clone.ExitCode);
-        Assert.Contains("no online node holds it", clone.Stderr, StringComparison.Ordinal);
-        var restore = await cluster[2].CliAsync("volume", "restore", name, "--snapshot", "only");
-        Assert.NotEqual(0, restore.ExitCode);
-        Assert.Contains("no in-sync replica holding snapshot", restore.Stderr, StringComparison.Ordinal);
-
-        await cluster[2].CliOkAsync("volume", "snapshot", "delete", name, "--name", "only");
+        Assert.Equal(["node-2"], await HoldersAsync(cluster[2], name, "s1"));
+        Assert.Equal(["node-2"], await HoldersAsync(cluster[2], name, "s2"));
         Assert.DoesNotContain("no replica holds this snapshot", await cluster[2].CliOkAsync("status"), StringComparison.Ordinal);
+
+        var clone = LocalCluster.UniqueName("c");
+        await cluster[1].CliOkAsync("volume", "clone", $"{name}@s1", "--name", clone);
+        var cloneDevice = (await cluster[2].CliOkAsync("host", "attach", clone)).Trim();
+        await BlockPatterns.AssertReadsBackAsync(cloneDevice, first);
+        await cluster[2].CliOkAsync("host", "detach", clone);
+        await cluster[2].CliOkAsync("volume", "delete", clone);
+
+        output.WriteLine(await cluster[2].CliOkAsync("volume", "restore", name, "--snapshot", "s2"));
+        var restored = (await cluster[1].CliOkAsync("host", "attach", name)).Trim();
+        await BlockPatterns.AssertReadsBackAsync(restored, second);
+        await cluster[1].CliOkAsync("host", "detach", name);
         await cluster[2].CliOkAsync("volume", "delete", name);
     }
 }

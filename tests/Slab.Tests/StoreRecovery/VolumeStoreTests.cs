@@ -97,6 +97,56 @@ public sealed class VolumeStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_snapshot_copy_starts_as_a_reflink_of_its_basis_is_recorded_only_once_filled_and_leaves_nothing_when_it_fails()
+    {
+        var volume = await Store.CreateVolumeAsync(Draft("copies", 64 << 20), null, default);
+        var snapshots = Path.Combine(Store.GetPoolStatus().Drives[0].MountPath, "slab", "volumes", volume.Id, "snapshots");
+        SnapshotRecord Snapshot(string name, long size) => new() { Id = Guid.NewGuid().ToString("N"), Name = name, SizeBytes = size, Created = DateTimeOffset.UtcNow };
+        var data = new byte[1 << 20];
+        new Random(3).NextBytes(data);
+
+        var s1 = Snapshot("s1", 64 << 20);
+        volume = await Store.AddSnapshotCopyAsync(volume, s1, basis: null, async (copy, basis, ct) =>
+        {
+            Assert.Null(basis);
+            Assert.Equal(64 << 20, copy.Size);
+            Assert.Null(Store.FindVolume("copies")!.FindSnapshotById(s1.Id)); // not visible while filled
+            await copy.WriteAsync(1 << 20, data, Block.BlockWriteFlags.None, ct);
+        }, default);
+
+        // The next one starts as s1's data (a reflink), grown to its own size (the volume grew meanwhile).
+        var s2 = Snapshot("s2", 96 << 20);
+        volume = await Store.AddSnapshotCopyAsync(volume, s2, s1, async (copy, basis, ct) =>
+        {
+            Assert.NotNull(basis);
+            Assert.Equal(96 << 20, copy.Size);
+            var read = new byte[1 << 20];
+            await copy.ReadAsync(1 << 20, read, ct);
+            Assert.Equal(data, read);
+        }, default);
+        Assert.Equal(["s1", "s2"], volume.Snapshots.Select(s => s.Name));
+
+        var s3 = Snapshot("s3", 96 << 20);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Store.AddSnapshotCopyAsync(volume, s3, s2, (_, _, _) => throw new InvalidOperationException("the holder went away"), default));
+        Assert.Null(Store.FindVolume("copies")!.FindSnapshotById(s3.Id));
+        Assert.False(File.Exists(Path.Combine(snapshots, s3.Id)));
+
+        // A copy recorded already is a retry; a basis that is not a snapshot here is refused.
+        await Store.AddSnapshotCopyAsync(volume, s2, null, (_, _, _) => throw new InvalidOperationException("must not be called"), default);
+        var unknown = await Assert.ThrowsAsync<SlabException>(() => Store.AddSnapshotCopyAsync(volume, s3, Snapshot("gone", 1 << 20), (_, _, _) => Task.CompletedTask, default));
+        Assert.Equal(SlabErrorCode.NotFound, unknown.Code);
+        Assert.False(File.Exists(Path.Combine(snapshots, s3.Id)));
+
+        await ReopenAsync();
+        volume = Store.FindVolume("copies")!;
+        Assert.Equal(["s1", "s2"], volume.Snapshots.Select(s => s.Name));
+        using var reopened = Store.OpenSnapshot(volume, volume.Snapshots[1]);
+        var back = new byte[1 << 20];
+        await reopened.ReadAsync(1 << 20, back, default);
+        Assert.Equal(data, back);
+    }
+
+    [Fact]
     public async Task Snapshot_clone_and_restore_are_reflinks_with_the_right_data()
     {
         var volume = await Store.CreateVolumeAsync(Draft("data", 256 << 20), null, default);

@@ -169,6 +169,7 @@ public sealed partial class ClusterRuntime
             try
             {
                 await EnsureReplicaAsync(volume, cancellationToken).ConfigureAwait(false);
+                CopyMissingSnapshots(volume);
             }
             catch (SlabException e)
             {
@@ -176,6 +177,7 @@ public sealed partial class ClusterRuntime
             }
         }
 
+        Replicas.CloseIdleSnapshots();
         await ReleaseResyncLeasesOfDeletedVolumesAsync(state).ConfigureAwait(false);
         foreach (var local in _store.ListVolumes())
         {

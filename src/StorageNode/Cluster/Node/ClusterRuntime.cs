@@ -280,6 +280,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _registration.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await _reconciliation.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await StopSnapshotCopiesAsync().ConfigureAwait(false);
         Replicas.ReleaseAll();
         if (_gossip is not null)
         {

@@ -120,18 +120,31 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
 
         var node = state.Nodes.GetValueOrDefault(replica.NodeId)
             ?? throw new SlabException(SlabErrorCode.FailedPrecondition, $"a replica of volume '{info.Name}' is on node {replica.NodeId}, which is not in the cluster");
+        var target = OpenRemote(node, Guid.ParseExact(info.Id, "N"), sizeBytes, info.Epoch);
+        return new ReplicaMember(replica.NodeId, node.Name, target, mode, IsLocal: false, replica.Incarnation);
+    }
+
+    /// <summary>
+    /// The copy of <paramref name="snapshot"/> that the replica on <paramref name="node"/> holds, read
+    /// over the replication protocol (addressed by the snapshot's id, at epoch 0; read-only there).
+    /// </summary>
+    /// <exception cref="SlabException">The node has no replication endpoint in the cluster state (Unavailable).</exception>
+    public RemoteReplicaTarget OpenSnapshotCopy(NodeInfo node, SnapshotInfo snapshot)
+        => OpenRemote(node, Guid.ParseExact(snapshot.Id, "N"), snapshot.SizeBytes, epoch: 0);
+
+    private RemoteReplicaTarget OpenRemote(NodeInfo node, Guid id, long sizeBytes, long epoch)
+    {
         var data = NodeEndpoints.Parse(NodeEndpoints.From(node.Addresses).Replication)
             ?? throw new SlabException(SlabErrorCode.Unavailable, $"node {node.Name} has no replication endpoint in the cluster state");
-        var target = new RemoteReplicaTarget(
-            Guid.ParseExact(info.Id, "N"),
+        return new RemoteReplicaTarget(
+            id,
             sizeBytes,
-            info.Epoch,
+            epoch,
             new TcpReplicaConnector(data, node.Name, runtime.Options.Advertise),
             replication,
             Guid.ParseExact(runtime.LocalNodeId, "N"),
             time,
             _remoteLogger);
-        return new ReplicaMember(replica.NodeId, node.Name, target, mode, IsLocal: false, replica.Incarnation);
     }
 
     public async Task<VolumeRecord> SaveFlagsAsync(VolumeRecord volume, CancellationToken cancellationToken)

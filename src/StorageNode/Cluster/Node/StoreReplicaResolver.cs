@@ -1,3 +1,4 @@
+using Slab.Block;
 using Slab.Cluster.State;
 using Slab.Replication;
 using Slab.Store;
@@ -13,11 +14,22 @@ namespace Slab.Cluster.Node;
 /// request carries an epoch the read copy of the state has committed, or when the reconciler sees
 /// the epoch move; either way older requests are drained first and refused after.
 /// </summary>
-/// <remarks>Thread-safe; <see cref="TryGetReplica"/> allocates only when it opens a volume.</remarks>
+/// <remarks>
+/// <para>It also serves this node's committed snapshot copies, read-only, under the snapshot's id in
+/// place of a volume id: a replica that lacks a snapshot (rebuilt after it was taken) copies it from
+/// here. Such a copy is opened at its first request and closed when idle for
+/// <see cref="SnapshotIdleTime"/> (<see cref="CloseIdleSnapshots"/>) or when its volume is released;
+/// its gate stays at epoch 0 (the copier's requests carry 0), and writes are refused as read-only.</para>
+/// <para>Thread-safe; <see cref="TryGetReplica"/> allocates only when it opens a volume or a snapshot.</para>
+/// </remarks>
 public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager volumes, IVolumeStore store) : IReplicaResolver
 {
+    /// <summary>How long a snapshot copy served to another node stays open after its last request.</summary>
+    public static readonly TimeSpan SnapshotIdleTime = TimeSpan.FromSeconds(30);
+
     private readonly Lock _gate = new();
     private readonly Dictionary<Guid, VolumeManager.LocalReplicaLease> _open = [];
+    private readonly Dictionary<Guid, ServedSnapshot> _snapshots = [];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, string> _idStrings = new();
 
     public bool TryGetReplica(Guid volumeId, out ReplicaHandle replica)
@@ -25,7 +37,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
         replica = default;
         if (!TryGetPlacedHere(volumeId, out var volume))
         {
-            return false;
+            return TryGetSnapshot(volumeId, out replica);
         }
 
         VolumeManager.LocalReplicaLease? lease;
@@ -77,31 +89,138 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
 
         _idStrings.TryRemove(id, out _);
         VolumeManager.LocalReplicaLease? lease;
+        List<ServedSnapshot> snapshots;
         lock (_gate)
         {
-            if (!_open.Remove(id, out lease))
+            _open.Remove(id, out lease);
+            snapshots = RemoveSnapshotsLocked(s => s.Lease.VolumeId == volumeId);
+        }
+
+        lease?.Dispose();
+        DisposeAll(snapshots);
+    }
+
+    /// <summary>Closes the snapshot copies served to other nodes that no request used for <see cref="SnapshotIdleTime"/> (the reconciler calls it each pass).</summary>
+    public void CloseIdleSnapshots()
+    {
+        var idleSince = runtime.Time.GetTimestamp() - (long)(SnapshotIdleTime.TotalSeconds * runtime.Time.TimestampFrequency);
+        List<ServedSnapshot> idle;
+        lock (_gate)
+        {
+            idle = RemoveSnapshotsLocked(s => Volatile.Read(ref s.LastUsed) < idleSince);
+        }
+
+        DisposeAll(idle);
+    }
+
+    private List<ServedSnapshot> RemoveSnapshotsLocked(Func<ServedSnapshot, bool> which)
+    {
+        var removed = new List<ServedSnapshot>();
+        foreach (var (id, served) in _snapshots)
+        {
+            if (which(served))
             {
-                return;
+                removed.Add(served);
+                _snapshots.Remove(id);
             }
         }
 
-        lease.Dispose();
+        return removed;
+    }
+
+    private static void DisposeAll(List<ServedSnapshot> snapshots)
+    {
+        foreach (var served in snapshots)
+        {
+            served.Lease.Dispose();
+        }
+    }
+
+    /// <summary>This node's committed copy of the snapshot <paramref name="snapshotId"/>, opened read-only (see the remarks).</summary>
+    private bool TryGetSnapshot(Guid snapshotId, out ReplicaHandle replica)
+    {
+        replica = default;
+        lock (_gate)
+        {
+            if (!_snapshots.TryGetValue(snapshotId, out var served))
+            {
+                if (!TryFindHeldSnapshot(snapshotId.ToString("N"), out var record, out var snapshot))
+                {
+                    return false;
+                }
+
+                try
+                {
+                    served = new ServedSnapshot(volumes.OpenSnapshotForCopy(record, snapshot));
+                }
+                catch (Common.SlabException)
+                {
+                    return false; // being deleted or restored here
+                }
+
+                _snapshots.Add(snapshotId, served);
+            }
+
+            Volatile.Write(ref served.LastUsed, runtime.Time.GetTimestamp());
+            replica = new ReplicaHandle(served.Lease.Target, served.Gate);
+            return true;
+        }
+    }
+
+    /// <summary>Finds a committed snapshot whose copy the cluster records on this node's replica and the store has.</summary>
+    private bool TryFindHeldSnapshot(string snapshotId, out VolumeRecord record, out SnapshotRecord snapshot)
+    {
+        record = null!;
+        snapshot = null!;
+        foreach (var volume in runtime.State.Current.Volumes.Values)
+        {
+            if (volume.FindSnapshotById(snapshotId) is not { Pending: false } info)
+            {
+                continue;
+            }
+
+            var holdsIt = info.HoldingReplicas(volume).Any(r => r.NodeId == runtime.LocalNodeId);
+            if (holdsIt && store.FindVolume(volume.Id) is { } local && local.FindSnapshotById(snapshotId) is { } copy)
+            {
+                (record, snapshot) = (local, copy);
+                return true;
+            }
+
+            return false;
+        }
+
+        return false;
+    }
+
+    private sealed class ServedSnapshot(VolumeManager.SnapshotLease lease)
+    {
+        public VolumeManager.SnapshotLease Lease { get; } = lease;
+
+        public EpochGate Gate { get; } = new(0);
+
+        /// <summary>Timestamp (<see cref="ClusterRuntime.Time"/>) of its last request.</summary>
+        public long LastUsed;
     }
 
     /// <summary>Closes every replica the server opened (shutdown).</summary>
     public void ReleaseAll()
     {
         List<VolumeManager.LocalReplicaLease> leases;
+        List<ServedSnapshot> snapshots;
         lock (_gate)
         {
             leases = [.. _open.Values];
             _open.Clear();
+            snapshots = [.. _snapshots.Values];
+            _snapshots.Clear();
         }
 
         foreach (var lease in leases)
         {
             lease.Dispose();
         }
+
+        DisposeAll(snapshots);
     }
 
     private bool TryGetPlacedHere(Guid volumeId, out VolumeInfo volume)

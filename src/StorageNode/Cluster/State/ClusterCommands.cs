@@ -27,6 +27,7 @@ namespace Slab.Cluster.State;
 [JsonDerivedType(typeof(CreateSnapshot), "createSnapshot")]
 [JsonDerivedType(typeof(DeleteSnapshot), "deleteSnapshot")]
 [JsonDerivedType(typeof(CommitSnapshot), "commitSnapshot")]
+[JsonDerivedType(typeof(AddSnapshotHolder), "addSnapshotHolder")]
 [JsonDerivedType(typeof(FinishRestore), "finishRestore")]
 public abstract record ClusterCommand
 {
@@ -282,6 +283,24 @@ public sealed record CommitSnapshot : ClusterCommand
 
     /// <summary>Node ids of the replicas that reflinked; at least one.</summary>
     public required ImmutableArray<string> Holders { get; init; }
+}
+
+/// <summary>
+/// Records that the replica on <see cref="NodeId"/> (incarnation <see cref="Incarnation"/>) now holds
+/// a copy of a committed snapshot, carried to it after the snapshot was taken (the replica was
+/// rebuilt, or out of the in-sync set at the time). Refused when the snapshot is gone or pending, or
+/// the node's replica is another incarnation (replaced meanwhile); a holder already recorded is a retry.
+/// </summary>
+public sealed record AddSnapshotHolder : ClusterCommand
+{
+    public required string Volume { get; init; }
+
+    public required string SnapshotId { get; init; }
+
+    public required string NodeId { get; init; }
+
+    /// <summary>The incarnation of the replica whose node made the copy (the copy goes with it).</summary>
+    public required string Incarnation { get; init; }
 }
 
 /// <summary>

@@ -93,6 +93,41 @@ public static partial class ClusterStateTransitions
         return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume, snapshot.Id));
     }
 
+    private static ApplyOutcome AddSnapshotHolder(ClusterState state, AddSnapshotHolder c)
+    {
+        if (state.FindVolume(c.Volume) is not { } volume)
+        {
+            return VolumeNotFound(state, c.Volume);
+        }
+
+        if (volume.FindSnapshotById(c.SnapshotId) is not { } snapshot)
+        {
+            return Reject(state, Rejection.SnapshotNotFound, $"volume '{volume.Name}' has no snapshot with id {c.SnapshotId} (deleted meanwhile?)");
+        }
+
+        if (snapshot.Pending)
+        {
+            return Reject(state, Rejection.InvalidArgument, $"snapshot '{volume.Name}@{snapshot.Name}' is still being taken; it cannot be copied yet");
+        }
+
+        if (volume.FindReplica(c.NodeId) is not { } replica || replica.Incarnation != c.Incarnation)
+        {
+            return Reject(state, Rejection.ReplicaNotFound,
+                $"volume '{volume.Name}' has no replica on node {c.NodeId} of incarnation {c.Incarnation} (replaced or removed meanwhile) to hold snapshot '{snapshot.Name}'");
+        }
+
+        var holder = new SnapshotHolder(replica.NodeId, replica.Incarnation);
+        if (snapshot.Holders.Contains(holder))
+        {
+            return Ok(state, CommandResult.Ok(volume, snapshot.Id)); // recorded already: a retry
+        }
+
+        // An entry of the node's earlier replica (another incarnation) held a copy that went with it.
+        var holders = snapshot.Holders.RemoveAll(h => h.NodeId == replica.NodeId).Add(holder);
+        volume = volume with { Snapshots = volume.Snapshots.Replace(snapshot, snapshot with { Holders = holders }) };
+        return Ok(state with { Volumes = state.Volumes.SetItem(volume.Id, volume) }, CommandResult.Ok(volume, snapshot.Id));
+    }
+
     private static ApplyOutcome DeleteSnapshot(ClusterState state, DeleteSnapshot c)
     {
         if (state.FindVolume(c.Volume) is not { } volume)

@@ -42,6 +42,7 @@ public static partial class ClusterStateTransitions
             CreateSnapshot c => CreateSnapshot(state, c),
             DeleteSnapshot c => DeleteSnapshot(state, c),
             CommitSnapshot c => CommitSnapshot(state, c),
+            AddSnapshotHolder c => AddSnapshotHolder(state, c),
             FinishRestore c => FinishRestore(state, c),
             _ => Reject(state, Rejection.InvalidArgument, $"unknown command {command.GetType().Name}; upgrade this node"),
         };

@@ -1,0 +1,176 @@
+using Slab.Block;
+using Slab.Buffers;
+using Slab.Common;
+
+namespace Slab.Volumes;
+
+/// <summary>What one snapshot copy moved: bytes read from the holder, bytes written to the copy.</summary>
+public readonly record struct SnapshotCopyResult(long BytesRead, long BytesWritten);
+
+/// <summary>
+/// Fills a new copy of a snapshot from a replica that holds it (any block target: the holder's
+/// snapshot over the replication protocol in a cluster, memory targets in tests). The copy starts as
+/// a reflink of an older snapshot of the same volume (or empty), so only what differs is written:
+/// data blocks compared 4 KiB by 4 KiB with what the copy already has, holes punched where the
+/// source has none of the copy's data. Blocks equal to the older snapshot's stay shared with it.
+/// </summary>
+/// <remarks>Reads the source's allocated extents only; <see cref="ConcurrentChunks"/> chunks of <see cref="ChunkBytes"/> at once.</remarks>
+public static class SnapshotCopier
+{
+    /// <summary>Bytes one worker asks the source for at a time (1 MiB).</summary>
+    public const int ChunkBytes = 1024 * 1024;
+
+    /// <summary>Chunks copied side by side: each is a chain of round trips to the source.</summary>
+    public const int ConcurrentChunks = 4;
+
+    private const int BlockBytes = 4096;
+
+    /// <summary>
+    /// Makes <paramref name="copy"/> equal to <paramref name="source"/> over the source's size.
+    /// <paramref name="copyHasData"/> says whether the copy may hold data already (a reflink of an
+    /// older snapshot); when false it is all holes and only the source's data is written.
+    /// </summary>
+    /// <exception cref="BlockTargetException">A read of the source or a write of the copy failed.</exception>
+    public static async Task<SnapshotCopyResult> CopyAsync(
+        IBlockTarget source,
+        IBlockTarget copy,
+        bool copyHasData,
+        CopyThrottle? throttle,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(copy);
+        var size = Math.Min(source.Size, copy.Size);
+        var chunks = (size + ChunkBytes - 1) / ChunkBytes;
+        var progress = new Progress();
+        var workers = (int)Math.Min(ConcurrentChunks, Math.Max(chunks, 1));
+        await WorkerGroup.RunAsync(workers, ct => CopyChunksAsync(source, copy, copyHasData, throttle, size, chunks, progress, ct), cancellationToken).ConfigureAwait(false);
+        return new SnapshotCopyResult(progress.BytesRead, progress.BytesWritten);
+    }
+
+    private sealed class Progress
+    {
+        public long NextChunk = -1;
+        public long BytesRead;
+        public long BytesWritten;
+    }
+
+    private static async Task CopyChunksAsync(
+        IBlockTarget source,
+        IBlockTarget copy,
+        bool copyHasData,
+        CopyThrottle? throttle,
+        long size,
+        long chunks,
+        Progress progress,
+        CancellationToken cancellationToken)
+    {
+        var theirs = AlignedBufferPool.Shared.Rent(ChunkBytes);
+        var ours = copyHasData ? AlignedBufferPool.Shared.Rent(ChunkBytes) : null;
+        var extents = new BlockExtent[64];
+        try
+        {
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var chunk = Interlocked.Increment(ref progress.NextChunk);
+                if (chunk >= chunks)
+                {
+                    return;
+                }
+
+                var position = chunk * ChunkBytes;
+                var end = Math.Min(position + ChunkBytes, size);
+                while (position < end)
+                {
+                    var count = await source.GetExtentsAsync(position, end - position, extents, cancellationToken).ConfigureAwait(false);
+                    if (count == 0)
+                    {
+                        throw new BlockTargetException(BlockError.IOError, $"the snapshot's holder reported no extents at offset {position}");
+                    }
+
+                    for (var i = 0; i < count && position < end; i++)
+                    {
+                        var length = Math.Min(extents[i].Length, end - position);
+                        if ((extents[i].Flags & (ExtentFlags.Hole | ExtentFlags.Zero)) != 0)
+                        {
+                            if (copyHasData)
+                            {
+                                await copy.WriteZeroesAsync(position, length, WriteZeroesFlags.None, cancellationToken).ConfigureAwait(false);
+                            }
+                        }
+                        else
+                        {
+                            if (throttle is not null)
+                            {
+                                await throttle.AcquireAsync(length, cancellationToken).ConfigureAwait(false);
+                            }
+
+                            var data = theirs.Memory[..(int)length];
+                            await source.ReadAsync(position, data, cancellationToken).ConfigureAwait(false);
+                            Interlocked.Add(ref progress.BytesRead, length);
+                            var written = ours is null
+                                ? await WriteAllAsync(copy, position, data, cancellationToken).ConfigureAwait(false)
+                                : await WriteDifferencesAsync(copy, position, data, ours.Memory[..(int)length], cancellationToken).ConfigureAwait(false);
+                            Interlocked.Add(ref progress.BytesWritten, written);
+                        }
+
+                        position += length;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            theirs.Return();
+            ours?.Return();
+        }
+    }
+
+    private static async ValueTask<long> WriteAllAsync(IBlockTarget copy, long position, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await copy.WriteAsync(position, data, BlockWriteFlags.None, cancellationToken).ConfigureAwait(false);
+        return data.Length;
+    }
+
+    /// <summary>Reads what the copy has at <paramref name="position"/> and writes each run of 4 KiB blocks that differs from <paramref name="data"/>.</summary>
+    private static async ValueTask<long> WriteDifferencesAsync(IBlockTarget copy, long position, ReadOnlyMemory<byte> data, Memory<byte> current, CancellationToken cancellationToken)
+    {
+        await copy.ReadAsync(position, current, cancellationToken).ConfigureAwait(false);
+        long written = 0;
+        var offset = 0;
+        while (offset < data.Length)
+        {
+            var start = NextDifference(data.Span, current.Span, offset, differing: true);
+            if (start >= data.Length)
+            {
+                break;
+            }
+
+            var stop = NextDifference(data.Span, current.Span, start, differing: false);
+            await copy.WriteAsync(position + start, data[start..stop], BlockWriteFlags.None, cancellationToken).ConfigureAwait(false);
+            written += stop - start;
+            offset = stop;
+        }
+
+        return written;
+    }
+
+    /// <summary>The offset of the first block from <paramref name="offset"/> that differs (or, with <paramref name="differing"/> false, is equal); the length when none.</summary>
+    private static int NextDifference(ReadOnlySpan<byte> data, ReadOnlySpan<byte> current, int offset, bool differing)
+    {
+        while (offset < data.Length)
+        {
+            var length = Math.Min(BlockBytes, data.Length - offset);
+            var equal = data.Slice(offset, length).SequenceEqual(current.Slice(offset, length));
+            if (equal != differing)
+            {
+                return offset;
+            }
+
+            offset += length;
+        }
+
+        return data.Length;
+    }
+}
