@@ -283,7 +283,7 @@ public sealed partial class VolumeController
     /// Regions copied at once by one resync: a copy is a chain of round trips (extents, read, write
     /// over the network), so one region at a time leaves the disk and the connection idle between them.
     /// </summary>
-    internal const int ConcurrentRegionCopies = 4;
+    internal const int ConcurrentRegionCopies = 8;
 
     private async Task CopyAndPromoteAsync(ResyncRun run, CancellationToken cancellationToken)
     {
@@ -443,7 +443,10 @@ public sealed partial class VolumeController
                 throw new BlockTargetException(BlockError.IOError, "the replica failed a write during its resync");
             }
 
-            var result = await _authority!.ChangeReplicaAsync(VolumeId, slot.NodeId, ReplicaMode.InSync, current.Epoch, "resynced", cancellationToken).ConfigureAwait(false);
+            // Not cancellable: a stop of the resync (a replica leaving the set, whose removal the
+            // promotion itself may commit) must not abandon a promotion Raft has taken, or the state
+            // would count the replica in sync while this controller no longer writes to it.
+            var result = await _authority!.ChangeReplicaAsync(VolumeId, slot.NodeId, ReplicaMode.InSync, current.Epoch, "resynced", CancellationToken.None).ConfigureAwait(false);
             if (result.Outcome == ReplicaChangeOutcome.NotAMember)
             {
                 throw new BlockTargetException(BlockError.IOError, "the replica was removed from the volume's replica set");

@@ -53,7 +53,7 @@ public sealed class ClusterRepairTests(ITestOutputHelper output)
             TimeSpan.FromSeconds(120),
             $"node-{killed}'s replica replaced and rebuilt"));
         output.WriteLine(string.Join("\n", Enumerable.Range(1, 4).Where(i => i != killed).SelectMany(i => cluster[i].Log.Split('\n')).Where(l => l.Contains("gets a replacement", StringComparison.Ordinal) || l.Contains("done (rebuild)", StringComparison.Ordinal))));
-        await AssertReplicasMatchAsync(cluster[controller], name);
+        await WithLogsOnFailureAsync(cluster, () => AssertReplicasMatchAsync(cluster[controller], name));
 
         // It returns: its old replica is no longer the volume's, so it deletes it.
         await cluster.RestartAsync(killed);
@@ -70,7 +70,7 @@ public sealed class ClusterRepairTests(ITestOutputHelper output)
         Assert.DoesNotContain("node-4", LocalCluster.ReplicaNodes(after));
         Assert.Equal(2, LocalCluster.ReplicaNodes(after).Count);
         Assert.Equal("up", after.GetProperty("state").GetString());
-        await AssertReplicasMatchAsync(cluster[controller], name);
+        await WithLogsOnFailureAsync(cluster, () => AssertReplicasMatchAsync(cluster[controller], name));
 
         await BlockPatterns.AssertReadsBackAsync(device, written);
 
@@ -86,15 +86,22 @@ public sealed class ClusterRepairTests(ITestOutputHelper output)
     private static async Task AssertReplicasMatchAsync(SlabNode controller, string name)
     {
         var last = "";
-        await Poll.UntilAsync(
-            async () =>
-            {
-                last = await controller.CliOkAsync("volume", "check", name);
-                Assert.DoesNotContain(" differ:", last, StringComparison.Ordinal); // "N region(s) of S differ: @..."
-                return last.Contains("no differences", StringComparison.Ordinal);
-            },
-            TimeSpan.FromSeconds(30),
-            $"the controller to compare every in-sync replica of {name}");
+        try
+        {
+            await Poll.UntilAsync(
+                async () =>
+                {
+                    last = await controller.CliOkAsync("volume", "check", name);
+                    Assert.DoesNotContain(" differ:", last, StringComparison.Ordinal); // "N region(s) of S differ: @..."
+                    return last.Contains("no differences", StringComparison.Ordinal);
+                },
+                TimeSpan.FromSeconds(30),
+                $"the controller to compare every in-sync replica of {name}");
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}; the last check said: {last}; inspect: {await controller.CliOkAsync("volume", "inspect", name)}", e);
+        }
     }
 
     private async Task WithLogsOnFailureAsync(LocalCluster cluster, Func<Task> wait)

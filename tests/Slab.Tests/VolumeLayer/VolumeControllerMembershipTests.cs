@@ -84,6 +84,38 @@ public sealed class VolumeControllerMembershipTests : IDisposable
     }
 
     [Fact]
+    public async Task A_removal_that_stops_a_rebuild_while_its_promotion_commits_leaves_the_replica_in_sync_here_too()
+    {
+        const long size = 4 * RegionBytes;
+        var (a, b, c) = (new FaultyReplica(size), new FaultyReplica(size), new FaultyReplica(size));
+        var authority = new TestAuthority(1);
+        authority.OutAtStart.Add("n3");
+        using var controller = Open(size, authority, (a, ReplicaMode.InSync, true), (b, ReplicaMode.InSync, false));
+        await FillRegionsAsync(controller, size, 3);
+        Assert.True(await controller.AddReplicaAsync(new ReplicaMember("n3", "node-3", c, ReplicaMode.Rebuilding, IsLocal: false, Incarnation: "i1"), default));
+
+        // The promotion is committed; before its caller hears so, n2 leaves the set (a move's replacement
+        // in sync removes the replica it replaces), which stops the resync.
+        authority.HoldAfterPromotion = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Assert.True(controller.TryStartResync("n3"));
+        while (!authority.Changes.Contains(("n3", ReplicaMode.InSync)))
+        {
+            await Task.Delay(1);
+        }
+
+        var removal = controller.RemoveReplicaAsync("n2", default);
+        await Task.Delay(50); // the stop reaches the resync (it must not give the promotion up)
+        authority.HoldAfterPromotion.SetResult();
+        Assert.True(await removal);
+
+        Assert.Equal(["n1", "n3"], controller.Replicas.Select(r => r.NodeId));
+        Assert.All(controller.Replicas, r => Assert.Equal(ReplicaMode.InSync, r.Mode));
+        Assert.Equal(authority.Epoch, controller.Epoch);
+        await controller.WriteAsync(0, VolumeControllerTests.Block(0x77), BlockWriteFlags.None, default);
+        await AssertSameAsync(a, c, size);
+    }
+
+    [Fact]
     public async Task A_rebuild_whose_source_fails_drops_it_and_copies_from_another_in_sync_replica()
     {
         const long size = 4 * RegionBytes;

@@ -117,6 +117,12 @@ internal sealed class TestAuthority(long epoch) : IReplicaSetAuthority
 
     public List<(string Node, ReplicaMode Mode)> Changes { get; } = [];
 
+    /// <summary>
+    /// When set, a promotion (a change to in sync) commits, then its caller waits for this with its
+    /// cancellation token, as a Raft proposal that committed while its caller gave up does.
+    /// </summary>
+    public TaskCompletionSource? HoldAfterPromotion { get; set; }
+
     /// <summary>Nodes whose replica was out of the in-sync set when the controller opened.</summary>
     public HashSet<string> OutAtStart { get; } = [];
 
@@ -163,9 +169,14 @@ internal sealed class TestAuthority(long epoch) : IReplicaSetAuthority
             {
                 Epoch++;
             }
-
-            return new ReplicaChangeResult(ReplicaChangeOutcome.Committed, Epoch);
         }
+
+        if (mode == ReplicaMode.InSync && HoldAfterPromotion is { } after)
+        {
+            await after.Task.WaitAsync(cancellationToken);
+        }
+
+        return new ReplicaChangeResult(ReplicaChangeOutcome.Committed, Epoch);
     }
 
     /// <summary>Another controller took the volume over.</summary>

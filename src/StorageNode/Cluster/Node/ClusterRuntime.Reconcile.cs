@@ -9,6 +9,16 @@ public sealed partial class ClusterRuntime
 {
     private static readonly TimeSpan ReconcileInterval = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The pause after a pass that left a replica of a volume attached here out of sync on an online
+    /// node: its node may be up before its replication port (a restart), and its resync, which failed
+    /// to connect, is started again after this rather than after <see cref="ReconcileInterval"/>.
+    /// </summary>
+    private static readonly TimeSpan ResyncRetryInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>Set by a pass that found a resync to start or retry here (reconciler only).</summary>
+    private bool _resyncPending;
+
     private readonly Channel<bool> _reconcileSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly SemaphoreSlim _reconcileLock = new(1, 1);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _attaching = new(StringComparer.Ordinal);
@@ -41,6 +51,8 @@ public sealed partial class ClusterRuntime
     }
 
     private void OnStateChanged(object? sender, ClusterState state) => SignalReconcile();
+
+    private void OnMemberChanged(object? sender, Membership.MemberView member) => SignalReconcile();
 
     private void SignalReconcile() => _reconcileSignal.Writer.TryWrite(true);
 
@@ -114,7 +126,7 @@ public sealed partial class ClusterRuntime
             {
                 using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stop))
                 {
-                    wait.CancelAfter(ReconcileInterval);
+                    wait.CancelAfter(_resyncPending ? ResyncRetryInterval : ReconcileInterval);
                     try
                     {
                         await _reconcileSignal.Reader.ReadAsync(wait.Token).ConfigureAwait(false);
@@ -203,16 +215,18 @@ public sealed partial class ClusterRuntime
             }
         }
 
+        var resyncPending = false;
         foreach (var volume in state.Volumes.Values)
         {
             await ReconcileResyncAttachmentAsync(state, volume, cancellationToken).ConfigureAwait(false);
             await FollowReplicaSetAsync(volume, cancellationToken).ConfigureAwait(false);
-            ResyncReturnedReplicas(state, volume);
+            resyncPending |= ResyncReturnedReplicas(state, volume);
             WarnIfTakenOver(state, volume);
             await ClearStaleAttachmentRecordAsync(volume, "detached in the cluster state (this node no longer has it attached)", cancellationToken).ConfigureAwait(false);
             await EndInterruptedOperationAsync(volume, cancellationToken).ConfigureAwait(false);
         }
 
+        _resyncPending = resyncPending;
         await RepairReplicasAsync(state, cancellationToken).ConfigureAwait(false);
     }
 
@@ -240,25 +254,33 @@ public sealed partial class ClusterRuntime
     /// <summary>
     /// Where the volume is attached here (its controller owns resyncs): starts a resync of a replica
     /// that is out of the in-sync set while its node is online (by delta when the controller knows
-    /// what it missed, else a rebuild).
+    /// what it missed, else a rebuild). Returns true when such a replica was found and no copy of
+    /// it is under way (one may have just been started, and fail to connect): the next pass comes soon.
     /// </summary>
-    private void ResyncReturnedReplicas(ClusterState state, VolumeInfo volume)
+    private bool ResyncReturnedReplicas(ClusterState state, VolumeInfo volume)
     {
         // A controller open here without the attachment (a check, a fenced one) must not copy: the attached one writes meanwhile.
         if (volume.Attachment?.NodeId != _options.NodeId || _volumes.ControllerOf(volume.Id) is not { } controller)
         {
-            return;
+            return false;
         }
 
         foreach (var replica in volume.Replicas)
         {
-            if (replica.State != ReplicaState.InSync && IsAlive(replica.NodeId) && state.Nodes.TryGetValue(replica.NodeId, out var node) && controller.TryStartResync(replica.NodeId))
+            if (replica.State != ReplicaState.InSync && IsAlive(replica.NodeId) && state.Nodes.TryGetValue(replica.NodeId, out var node))
             {
-                var action = "resync of the replica on " + node.Name + " started";
-                Log.VolumeReconciled(_logger, volume.Name, action);
-                return;
+                if (controller.TryStartResync(replica.NodeId))
+                {
+                    var action = "resync of the replica on " + node.Name + " started";
+                    Log.VolumeReconciled(_logger, volume.Name, action);
+                    return true;
+                }
+
+                return controller.Resync is null;
             }
         }
+
+        return false;
     }
 
     /// <summary>Logs once per epoch that a volume attached here was taken over by another node (its device here is fenced).</summary>

@@ -125,6 +125,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
             LocalStats,
             _time,
             _loggers);
+        _gossip.MemberChanged += OnMemberChanged; // a node back online: resync its replicas and copy snapshots from it now, not at the next periodic pass
         await _gossip.StartAsync(cancellationToken).ConfigureAwait(false);
         _registration = RegisterLoopAsync(_stopping.Token);
         _reconciliation = ReconcileLoopAsync(_stopping.Token);
