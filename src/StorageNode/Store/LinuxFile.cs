@@ -52,6 +52,25 @@ internal static unsafe partial class LinuxFile
     [LibraryImport("libc", EntryPoint = "rename", SetLastError = true)]
     private static partial int rename(byte* oldPath, byte* newPath);
 
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int ioctl(int fd, nuint request, void* argument);
+
+    /// <summary><c>ioctl(fd, request, argument)</c> for requests that take a pointer, retried on EINTR; returns errno, 0 on success.</summary>
+    public static int Ioctl(int fd, nuint request, void* argument)
+    {
+        EnsureLoaded();
+        while (ioctl(fd, request, argument) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != LibC.EINTR)
+            {
+                return errno == 0 ? LibC.EIO : errno;
+            }
+        }
+
+        return 0;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     private struct IoVector
     {

@@ -79,6 +79,9 @@ public interface IVolumeStore
         Func<Block.IBlockTarget, Block.IBlockTarget?, CancellationToken, Task> fill,
         CancellationToken cancellationToken);
 
+    /// <summary>The ranges of snapshot <paramref name="snapshotId"/> that may differ from the older <paramref name="basisId"/> (both copies here); see <see cref="VolumeStore.SnapshotDifferences"/>.</summary>
+    IReadOnlyList<(long Offset, long Length)> SnapshotDifferences(VolumeRecord volume, string snapshotId, string basisId);
+
     Task<VolumeRecord> DeleteSnapshotAsync(VolumeRecord volume, SnapshotRecord snapshot, CancellationToken cancellationToken);
 
     /// <summary>Replaces the replica's contents with the snapshot's (atomically); the replica must be closed.</summary>

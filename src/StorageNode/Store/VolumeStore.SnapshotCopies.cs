@@ -121,6 +121,32 @@ public sealed partial class VolumeStore
         }
     }
 
+    /// <summary>
+    /// The ranges of this replica's copy of snapshot <paramref name="snapshotId"/> that may differ from
+    /// its copy of <paramref name="basisId"/> (see <see cref="PhysicalExtents.Differing"/>), over the
+    /// snapshot's size, in file order. Only those need copying to a replica that holds the basis.
+    /// </summary>
+    /// <exception cref="SlabException">Either copy is not here (NotFound); the filesystem cannot map them.</exception>
+    public IReadOnlyList<(long Offset, long Length)> SnapshotDifferences(VolumeRecord volume, string snapshotId, string basisId)
+    {
+        var current = Current(volume);
+        var snapshot = current.FindSnapshotById(snapshotId)
+            ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{current.Name}' here has no copy of snapshot {snapshotId}");
+        var basis = current.FindSnapshotById(basisId)
+            ?? throw new SlabException(SlabErrorCode.NotFound, $"volume '{current.Name}' here has no copy of snapshot {basisId}");
+        try
+        {
+            return PhysicalExtents.Differing(
+                PhysicalExtents.Map(SnapshotPath(current, basis), snapshot.SizeBytes),
+                PhysicalExtents.Map(SnapshotPath(current, snapshot), snapshot.SizeBytes),
+                snapshot.SizeBytes);
+        }
+        catch (Exception ex)
+        {
+            throw Classify(ex, $"cannot compare snapshots '{current.Name}@{snapshot.Name}' and '{basis.Name}'");
+        }
+    }
+
     /// <summary>The volume as recorded now and whether it has <paramref name="snapshot"/> (by id) already; throws when it cannot take it.</summary>
     private (VolumeRecord Current, bool Recorded) CurrentForNewSnapshot(VolumeRecord volume, SnapshotRecord snapshot)
     {

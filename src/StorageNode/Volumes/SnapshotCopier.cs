@@ -14,7 +14,9 @@ public readonly record struct SnapshotCopyResult(long BytesRead, long BytesWritt
 /// data blocks compared 4 KiB by 4 KiB with what the copy already has, holes punched where the
 /// source has none of the copy's data. Blocks equal to the older snapshot's stay shared with it.
 /// </summary>
-/// <remarks>Reads the source's allocated extents only; <see cref="ConcurrentChunks"/> chunks of <see cref="ChunkBytes"/> at once.</remarks>
+/// <remarks>Reads the source's allocated extents only (within the ranges it is given, when the holder
+/// can tell which ranges differ from the older snapshot); <see cref="ConcurrentChunks"/> pieces of at
+/// most <see cref="ChunkBytes"/> at once.</remarks>
 public static class SnapshotCopier
 {
     /// <summary>Bytes one worker asks the source for at a time (1 MiB).</summary>
@@ -26,7 +28,9 @@ public static class SnapshotCopier
     private const int BlockBytes = 4096;
 
     /// <summary>
-    /// Makes <paramref name="copy"/> equal to <paramref name="source"/> over the source's size.
+    /// Makes <paramref name="copy"/> equal to <paramref name="source"/> over the source's size, or
+    /// over <paramref name="ranges"/> only when given (in order, not overlapping: where the source
+    /// may differ from what the copy starts as; the rest is left alone).
     /// <paramref name="copyHasData"/> says whether the copy may hold data already (a reflink of an
     /// older snapshot); when false it is all holes and only the source's data is written.
     /// </summary>
@@ -35,17 +39,36 @@ public static class SnapshotCopier
         IBlockTarget source,
         IBlockTarget copy,
         bool copyHasData,
+        IReadOnlyList<(long Offset, long Length)>? ranges,
         CopyThrottle? throttle,
         CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(copy);
         var size = Math.Min(source.Size, copy.Size);
-        var chunks = (size + ChunkBytes - 1) / ChunkBytes;
+        var pieces = Pieces(ranges ?? [(0, size)], size);
         var progress = new Progress();
-        var workers = (int)Math.Min(ConcurrentChunks, Math.Max(chunks, 1));
-        await WorkerGroup.RunAsync(workers, ct => CopyChunksAsync(source, copy, copyHasData, throttle, size, chunks, progress, ct), cancellationToken).ConfigureAwait(false);
+        var workers = Math.Clamp(pieces.Count, 1, ConcurrentChunks);
+        await WorkerGroup.RunAsync(workers, ct => CopyChunksAsync(source, copy, copyHasData, throttle, pieces, progress, ct), cancellationToken).ConfigureAwait(false);
         return new SnapshotCopyResult(progress.BytesRead, progress.BytesWritten);
+    }
+
+    /// <summary>The ranges cut at <see cref="ChunkBytes"/> boundaries (and at <paramref name="size"/>): the units the workers take.</summary>
+    private static List<(long Offset, long End)> Pieces(IReadOnlyList<(long Offset, long Length)> ranges, long size)
+    {
+        var pieces = new List<(long Offset, long End)>();
+        foreach (var (offset, length) in ranges)
+        {
+            var end = Math.Min(offset + length, size);
+            for (var position = offset; position < end;)
+            {
+                var next = Math.Min(((position / ChunkBytes) + 1) * ChunkBytes, end);
+                pieces.Add((position, next));
+                position = next;
+            }
+        }
+
+        return pieces;
     }
 
     private sealed class Progress
@@ -60,8 +83,7 @@ public static class SnapshotCopier
         IBlockTarget copy,
         bool copyHasData,
         CopyThrottle? throttle,
-        long size,
-        long chunks,
+        List<(long Offset, long End)> pieces,
         Progress progress,
         CancellationToken cancellationToken)
     {
@@ -73,14 +95,13 @@ public static class SnapshotCopier
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var chunk = Interlocked.Increment(ref progress.NextChunk);
-                if (chunk >= chunks)
+                var piece = Interlocked.Increment(ref progress.NextChunk);
+                if (piece >= pieces.Count)
                 {
                     return;
                 }
 
-                var position = chunk * ChunkBytes;
-                var end = Math.Min(position + ChunkBytes, size);
+                var (position, end) = pieces[(int)piece];
                 while (position < end)
                 {
                     var count = await source.GetExtentsAsync(position, end - position, extents, cancellationToken).ConfigureAwait(false);

@@ -206,7 +206,11 @@ public sealed class ClusterSnapshotTests(ITestOutputHelper output)
             async () => (await HoldersAsync(cluster[2], name, "s1")).Contains("node-2") && (await HoldersAsync(cluster[2], name, "s2")).Contains("node-2"),
             TimeSpan.FromSeconds(60),
             "node-2's replica holds copies of s1 and s2");
-        output.WriteLine(string.Join('\n', cluster[2].Log.Split('\n').Where(l => l.Contains("copied snapshot", StringComparison.Ordinal))));
+        var copied = cluster[2].Log.Split('\n').Where(l => l.Contains("copied snapshot", StringComparison.Ordinal)).ToList();
+        output.WriteLine(string.Join('\n', copied));
+
+        // s2 is read only where node-1's copy of it no longer shares blocks with its copy of s1: the 3 blocks written between them.
+        Assert.Contains(copied, l => l.Contains("snapshot s2 ", StringComparison.Ordinal) && l.Contains($": {3 * Block} bytes read, {3 * Block} bytes written", StringComparison.Ordinal));
         foreach (var (snapshot, expected) in new[] { ("s1", first), ("s2", second) })
         {
             var copy = SnapshotFile(cluster[2], volumeId, await SnapshotIdAsync(cluster[2], name, snapshot));

@@ -147,6 +147,44 @@ public sealed class VolumeStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Snapshot_differences_are_the_extents_two_snapshots_no_longer_share()
+    {
+        var volume = await Store.CreateVolumeAsync(Draft("diff", 64 << 20), null, default);
+        var data = new byte[1 << 20];
+        new Random(4).NextBytes(data);
+        using (var replica = Store.OpenReplica(volume))
+        {
+            for (var i = 0; i < 16; i++)
+            {
+                await replica.WriteAsync((long)i << 20, data, Block.BlockWriteFlags.None, default);
+            }
+
+            await replica.FlushAsync(default);
+        }
+
+        volume = await Store.CreateSnapshotAsync(volume, "s1", default);
+        using (var replica = Store.OpenReplica(volume))
+        {
+            await replica.WriteAsync(5L << 20, new byte[4096], Block.BlockWriteFlags.None, default); // one block rewritten
+            await replica.WriteAsync(40L << 20, data, Block.BlockWriteFlags.None, default); // 1 MiB where s1 has a hole
+            await replica.TrimAsync(10L << 20, 1 << 20, default); // 1 MiB s1 has, gone
+            await replica.FlushAsync(default);
+        }
+
+        volume = await Store.CreateSnapshotAsync(volume, "s2", default);
+        var (s1, s2) = (volume.FindSnapshot("s1")!, volume.FindSnapshot("s2")!);
+        var differing = Store.SnapshotDifferences(volume, s2.Id, s1.Id);
+
+        bool Covers(long offset, long length) => differing.Any(r => r.Offset <= offset && r.Offset + r.Length >= offset + length);
+        Assert.True(Covers(5L << 20, 4096), string.Join(", ", differing));
+        Assert.True(Covers(40L << 20, 1 << 20), string.Join(", ", differing));
+        Assert.True(Covers(10L << 20, 1 << 20), string.Join(", ", differing));
+        Assert.True(differing.Sum(r => r.Length) <= 4L << 20, $"{differing.Sum(r => r.Length)} bytes differ: {string.Join(", ", differing)}");
+        Assert.Empty(Store.SnapshotDifferences(volume, s1.Id, s1.Id));
+        Assert.Equal(SlabErrorCode.NotFound, Assert.Throws<SlabException>(() => Store.SnapshotDifferences(volume, s2.Id, "nope")).Code);
+    }
+
+    [Fact]
     public async Task Snapshot_clone_and_restore_are_reflinks_with_the_right_data()
     {
         var volume = await Store.CreateVolumeAsync(Draft("data", 256 << 20), null, default);

@@ -45,7 +45,7 @@ public sealed class SnapshotCopierTests
         await copy.TrimAsync(64 * 1024, (3 * MiB) - (64 * 1024), default);
         await copy.TrimAsync((3 * MiB) + (64 * 1024), MiB - (64 * 1024), default);
 
-        var result = await SnapshotCopier.CopyAsync(source, copy, copyHasData: true, throttle: null, default);
+        var result = await SnapshotCopier.CopyAsync(source, copy, copyHasData: true, ranges: null, throttle: null, default);
 
         Assert.Equal(await ReadAllAsync(source), await ReadAllAsync(copy));
         Assert.Equal(128 * 1024, result.BytesRead); // the source's data extents only
@@ -61,7 +61,7 @@ public sealed class SnapshotCopierTests
         await source.WriteAsync(5 * MiB, Pattern(64 * 1024, 5), BlockWriteFlags.None, default); // the short last chunk
         var copy = new MemoryBlockTarget(source.Size);
 
-        var result = await SnapshotCopier.CopyAsync(source, copy, copyHasData: false, throttle: null, default);
+        var result = await SnapshotCopier.CopyAsync(source, copy, copyHasData: false, ranges: null, throttle: null, default);
 
         Assert.Equal(await ReadAllAsync(source), await ReadAllAsync(copy));
         Assert.Equal(source.AllocatedBytes, result.BytesWritten);
@@ -75,7 +75,7 @@ public sealed class SnapshotCopierTests
         await source.WriteAsync(0, Pattern(4096, 6), BlockWriteFlags.None, default);
         var copy = new MemoryBlockTarget(4 * MiB, readOnly: true);
 
-        var failure = await Assert.ThrowsAsync<BlockTargetException>(() => SnapshotCopier.CopyAsync(source, copy, copyHasData: false, throttle: null, default));
+        var failure = await Assert.ThrowsAsync<BlockTargetException>(() => SnapshotCopier.CopyAsync(source, copy, copyHasData: false, ranges: null, throttle: null, default));
         Assert.Equal(BlockError.ReadOnly, failure.Error);
     }
 }

@@ -9,6 +9,25 @@ namespace Slab.Api.Cluster;
 /// <summary>Node-to-node calls answered by the node that holds a replica.</summary>
 public sealed class NodeInternalService(ClusterRuntime runtime, IVolumeStore store, Volumes.VolumeManager volumes, ClusterVolumeOperations operations) : V1.NodeInternal.NodeInternalBase
 {
+    public override async Task SnapshotChanges(V1.SnapshotChangesRequest request, IServerStreamWriter<V1.SnapshotChangesBatch> responseStream, ServerCallContext context)
+    {
+        const int batchSize = 4096;
+        var volume = store.FindVolume(request.VolumeId)
+            ?? throw new SlabException(SlabErrorCode.NotFound, $"this node holds no replica of volume {request.VolumeId}");
+        var ranges = store.SnapshotDifferences(volume, request.SnapshotId, request.BaseSnapshotId);
+        for (var start = 0; start < ranges.Count; start += batchSize)
+        {
+            var batch = new V1.SnapshotChangesBatch();
+            foreach (var (offset, length) in ranges.Skip(start).Take(batchSize))
+            {
+                batch.Offsets.Add((ulong)offset);
+                batch.Lengths.Add((ulong)length);
+            }
+
+            await responseStream.WriteAsync(batch, context.CancellationToken).ConfigureAwait(false);
+        }
+    }
+
     public override async Task<V1.TakeSnapshotResponse> TakeSnapshot(V1.TakeSnapshotRequest request, ServerCallContext context)
     {
         var (snapshotId, revision) = await operations.TakeSnapshotHereAsync(request.VolumeId, request.Name, context.CancellationToken).ConfigureAwait(false);

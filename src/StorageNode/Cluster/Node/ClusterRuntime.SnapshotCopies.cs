@@ -126,6 +126,9 @@ public sealed partial class ClusterRuntime
             // The newest copy here older than this snapshot: what both share is not copied again.
             var basis = local.Snapshots.Where(s => s.Created <= snapshot.Created && s.Id != snapshot.Id).MaxBy(s => s.Created);
             var started = _time.GetTimestamp();
+
+            // What the holder's copy no longer shares with its copy of the basis: only that is read (else everything is compared).
+            var ranges = basis is null ? null : await VolumeSource!.SnapshotChangesAsync(holder, volume.Id, snapshot, basis.Id, cancellationToken).ConfigureAwait(false);
             SnapshotCopyResult moved = default;
             await using (var source = VolumeSource!.OpenSnapshotCopy(holder, snapshot))
             {
@@ -133,12 +136,13 @@ public sealed partial class ClusterRuntime
                     local,
                     record,
                     basis,
-                    async (copy, basisFile, ct) => moved = await SnapshotCopier.CopyAsync(source, copy, basisFile is not null, ResyncThrottle, ct).ConfigureAwait(false),
+                    async (copy, basisFile, ct) => moved = await SnapshotCopier.CopyAsync(source, copy, basisFile is not null, ranges, ResyncThrottle, ct).ConfigureAwait(false),
                     cancellationToken).ConfigureAwait(false);
             }
 
             var seconds = _time.GetElapsedTime(started).TotalSeconds;
-            SnapshotCopyLog.Copied(_logger, volume.Name, snapshot.Name, holder.Name, basis?.Name ?? "nothing", moved.BytesRead, moved.BytesWritten, seconds);
+            var compared = ranges is null ? (basis is null ? "everything (a first copy)" : "everything (the holder could not tell what changed)") : $"{ranges.Sum(r => r.Length)} bytes the holder found changed";
+            SnapshotCopyLog.Copied(_logger, volume.Name, snapshot.Name, holder.Name, basis?.Name ?? "nothing", compared, moved.BytesRead, moved.BytesWritten, seconds);
         }
 
         // Not recorded (no quorum, or the snapshot or this replica went meanwhile): the next pass looks again.
@@ -160,8 +164,8 @@ public sealed partial class ClusterRuntime
 
     private static partial class SnapshotCopyLog
     {
-        [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Volume}: copied snapshot {Snapshot} from {Holder} onto a reflink of {Basis}: {BytesRead} bytes read, {BytesWritten} bytes written in {Seconds:0.0} s")]
-        public static partial void Copied(ILogger logger, string volume, string snapshot, string holder, string basis, long bytesRead, long bytesWritten, double seconds);
+        [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Volume}: copied snapshot {Snapshot} from {Holder} onto a reflink of {Basis}, looking at {Compared}: {BytesRead} bytes read, {BytesWritten} bytes written in {Seconds:0.0} s")]
+        public static partial void Copied(ILogger logger, string volume, string snapshot, string holder, string basis, string compared, long bytesRead, long bytesWritten, double seconds);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Volume}: the replica here lacks snapshot {Snapshot}, and no replica that holds it is online; it is copied when one is")]
         public static partial void NoHolder(ILogger logger, string volume, string snapshot);

@@ -132,6 +132,53 @@ public sealed class ClusterVolumeSource(ClusterRuntime runtime, PeerApi peers, R
     public RemoteReplicaTarget OpenSnapshotCopy(NodeInfo node, SnapshotInfo snapshot)
         => OpenRemote(node, Guid.ParseExact(snapshot.Id, "N"), snapshot.SizeBytes, epoch: 0);
 
+    /// <summary>
+    /// The ranges of <paramref name="holder"/>'s copy of <paramref name="snapshot"/> that may differ
+    /// from its copy of the older snapshot <paramref name="basisId"/> (NodeInternal.SnapshotChanges), or null
+    /// when it cannot tell (it lacks the basis, cannot map its files, or is unreachable): the caller
+    /// then compares everything.
+    /// </summary>
+    public async Task<IReadOnlyList<(long Offset, long Length)>?> SnapshotChangesAsync(NodeInfo holder, string volumeId, SnapshotInfo snapshot, string basisId, CancellationToken cancellationToken)
+    {
+        var request = new V1.SnapshotChangesRequest { VolumeId = volumeId, SnapshotId = snapshot.Id, BaseSnapshotId = basisId };
+        var ranges = new List<(long Offset, long Length)>();
+        try
+        {
+            using var call = peers.Internal(holder).SnapshotChanges(request, PeerApi.Call(cancellationToken));
+            while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            {
+                var batch = call.ResponseStream.Current;
+                if (batch.Offsets.Count != batch.Lengths.Count)
+                {
+                    return null;
+                }
+
+                for (var i = 0; i < batch.Offsets.Count; i++)
+                {
+                    ranges.Add(((long)batch.Offsets[i], (long)batch.Lengths[i]));
+                }
+            }
+        }
+        catch (RpcException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+
+        // In order, inside the snapshot, not overlapping: anything else is not an answer to rely on.
+        long end = 0;
+        foreach (var (offset, length) in ranges)
+        {
+            if (offset < end || length <= 0 || offset + length > snapshot.SizeBytes)
+            {
+                return null;
+            }
+
+            end = offset + length;
+        }
+
+        return ranges;
+    }
+
     private RemoteReplicaTarget OpenRemote(NodeInfo node, Guid id, long sizeBytes, long epoch)
     {
         var data = NodeEndpoints.Parse(NodeEndpoints.From(node.Addresses).Replication)
