@@ -116,7 +116,7 @@ public sealed class NodeAlerts(IVolumeStore store, AlertClock clock, ClusterRunt
     private static void AddClusterAlerts(List<NodeAlert> alerts, ClusterRuntime runtime)
     {
         var state = runtime.State.Current;
-        AddReplicaAlerts(alerts, runtime, state);
+        AddReplicaAlerts(alerts, runtime.IsAlive, state);
         if (!runtime.State.HasQuorum)
         {
             alerts.Add(new NodeAlert(
@@ -135,14 +135,14 @@ public sealed class NodeAlerts(IVolumeStore store, AlertClock clock, ClusterRunt
     /// And one per snapshot that no replica holds any more (undated: the state does not record when
     /// its last holder left).
     /// </summary>
-    private static void AddReplicaAlerts(List<NodeAlert> alerts, ClusterRuntime runtime, ClusterState state)
+    internal static void AddReplicaAlerts(List<NodeAlert> alerts, Func<string, bool> isAlive, ClusterState state)
     {
         foreach (var volume in state.Volumes.Values)
         {
-            var usable = volume.UsableReplicas(runtime.IsAlive);
+            var usable = volume.UsableReplicas(isAlive);
             foreach (var replica in volume.Replicas)
             {
-                var online = runtime.IsAlive(replica.NodeId);
+                var online = isAlive(replica.NodeId);
                 if (replica.State == ReplicaState.InSync && online)
                 {
                     continue;
@@ -176,7 +176,7 @@ public sealed class NodeAlerts(IVolumeStore store, AlertClock clock, ClusterRunt
                         AlertType.SnapshotUnheld,
                         AlertSeverity.Warning,
                         $"snapshot {volume.Name}@{snapshot.Name}",
-                        "no replica holds this snapshot any more (the replicas it was taken on were replaced or removed): it cannot be restored or cloned; delete it",
+                        "no replica holds this snapshot any more (the replicas that held it were replaced or removed before another copied it): it cannot be restored or cloned; delete it",
                         RaisedAt: null));
                 }
             }
