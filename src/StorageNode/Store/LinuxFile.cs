@@ -298,19 +298,7 @@ internal static unsafe partial class LinuxFile
     }
 
     /// <summary><c>ioctl(destinationFd, FICLONE, sourceFd)</c>; returns errno, 0 on success.</summary>
-    public static int Clone(int destinationFd, int sourceFd)
-    {
-        while (LibC.ioctl(destinationFd, Ficlone, sourceFd) != 0)
-        {
-            var errno = LastErrno();
-            if (errno != LibC.EINTR)
-            {
-                return errno;
-            }
-        }
-
-        return 0;
-    }
+    public static int Clone(int destinationFd, int sourceFd) => Ioctl(destinationFd, Ficlone, (void*)sourceFd);
 
     /// <summary>Atomically replaces <paramref name="newPath"/> by <paramref name="oldPath"/>; throws <see cref="LinuxFileException"/>.</summary>
     public static void Rename(string oldPath, string newPath)

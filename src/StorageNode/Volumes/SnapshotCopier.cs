@@ -46,36 +46,49 @@ public static class SnapshotCopier
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(copy);
         var size = Math.Min(source.Size, copy.Size);
-        var pieces = Pieces(ranges ?? [(0, size)], size);
-        var progress = new Progress();
-        var workers = Math.Clamp(pieces.Count, 1, ConcurrentChunks);
-        await WorkerGroup.RunAsync(workers, ct => CopyChunksAsync(source, copy, copyHasData, throttle, pieces, progress, ct), cancellationToken).ConfigureAwait(false);
+        var progress = new Progress(ranges ?? [(0, size)], size);
+        await WorkerGroup.RunAsync(ConcurrentChunks, ct => CopyChunksAsync(source, copy, copyHasData, throttle, progress, ct), cancellationToken).ConfigureAwait(false);
         return new SnapshotCopyResult(progress.BytesRead, progress.BytesWritten);
     }
 
-    /// <summary>The ranges cut at <see cref="ChunkBytes"/> boundaries (and at <paramref name="size"/>): the units the workers take.</summary>
-    private static List<(long Offset, long End)> Pieces(IReadOnlyList<(long Offset, long Length)> ranges, long size)
+    /// <summary>
+    /// The work the workers share: the ranges handed out in pieces that end at <see cref="ChunkBytes"/>
+    /// boundaries (or at a range's end, or the size), and what they moved.
+    /// </summary>
+    private sealed class Progress(IReadOnlyList<(long Offset, long Length)> ranges, long size)
     {
-        var pieces = new List<(long Offset, long End)>();
-        foreach (var (offset, length) in ranges)
-        {
-            var end = Math.Min(offset + length, size);
-            for (var position = offset; position < end;)
-            {
-                var next = Math.Min(((position / ChunkBytes) + 1) * ChunkBytes, end);
-                pieces.Add((position, next));
-                position = next;
-            }
-        }
-
-        return pieces;
-    }
-
-    private sealed class Progress
-    {
-        public long NextChunk = -1;
+        private readonly Lock _lock = new();
+        private int _range;
+        private long _position = ranges.Count > 0 ? ranges[0].Offset : 0;
         public long BytesRead;
         public long BytesWritten;
+
+        /// <summary>The next piece [Offset, End); false when none is left.</summary>
+        public bool TryTake(out long offset, out long end)
+        {
+            lock (_lock)
+            {
+                while (_range < ranges.Count)
+                {
+                    var rangeEnd = Math.Min(ranges[_range].Offset + ranges[_range].Length, size);
+                    if (_position < rangeEnd)
+                    {
+                        offset = _position;
+                        end = Math.Min(((_position / ChunkBytes) + 1) * ChunkBytes, rangeEnd);
+                        _position = end;
+                        return true;
+                    }
+
+                    if (++_range < ranges.Count)
+                    {
+                        _position = ranges[_range].Offset;
+                    }
+                }
+
+                (offset, end) = (0, 0);
+                return false;
+            }
+        }
     }
 
     private static async Task CopyChunksAsync(
@@ -83,7 +96,6 @@ public static class SnapshotCopier
         IBlockTarget copy,
         bool copyHasData,
         CopyThrottle? throttle,
-        List<(long Offset, long End)> pieces,
         Progress progress,
         CancellationToken cancellationToken)
     {
@@ -95,13 +107,11 @@ public static class SnapshotCopier
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var piece = Interlocked.Increment(ref progress.NextChunk);
-                if (piece >= pieces.Count)
+                if (!progress.TryTake(out var position, out var end))
                 {
                     return;
                 }
 
-                var (position, end) = pieces[(int)piece];
                 while (position < end)
                 {
                     var count = await source.GetExtentsAsync(position, end - position, extents, cancellationToken).ConfigureAwait(false);

@@ -192,14 +192,12 @@ public sealed partial class VolumeManager : IExportCatalog
     }
 
     /// <summary>
-    /// Opens this node's copy of a snapshot read-only for another node to copy it from (the
-    /// replication server serves it); like an NBD export of it, it keeps the volume in use (no
+    /// Opens this node's copy of a snapshot read-only: an NBD export of <c>VOL@SNAP</c>, or the source
+    /// another node copies it from (the replication server serves it). It keeps the volume in use (no
     /// restore or delete here) until disposed.
     /// </summary>
     /// <exception cref="SlabException">The volume is being deleted or restored here; the file cannot be opened.</exception>
-    internal SnapshotLease OpenSnapshotForCopy(VolumeRecord volume, SnapshotRecord snapshot) => OpenSnapshotLease(volume, snapshot);
-
-    private SnapshotLease OpenSnapshotLease(VolumeRecord volume, SnapshotRecord snapshot)
+    internal SnapshotLease OpenSnapshotLease(VolumeRecord volume, SnapshotRecord snapshot)
     {
         lock (_openLock)
         {

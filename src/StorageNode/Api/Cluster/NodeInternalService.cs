@@ -18,10 +18,10 @@ public sealed class NodeInternalService(ClusterRuntime runtime, IVolumeStore sto
         for (var start = 0; start < ranges.Count; start += batchSize)
         {
             var batch = new V1.SnapshotChangesBatch();
-            foreach (var (offset, length) in ranges.Skip(start).Take(batchSize))
+            for (var i = start; i < Math.Min(start + batchSize, ranges.Count); i++)
             {
-                batch.Offsets.Add((ulong)offset);
-                batch.Lengths.Add((ulong)length);
+                batch.Offsets.Add((ulong)ranges[i].Offset);
+                batch.Lengths.Add((ulong)ranges[i].Length);
             }
 
             await responseStream.WriteAsync(batch, context.CancellationToken).ConfigureAwait(false);

@@ -108,9 +108,9 @@ public sealed partial class ClusterRuntime
         if (local.FindSnapshotById(snapshot.Id) is null)
         {
             var holder = snapshot.HoldingReplicas(volume)
-                .Where(r => r.NodeId != _options.NodeId && IsAlive(r.NodeId) && state.Nodes.ContainsKey(r.NodeId))
-                .Select(r => state.Nodes[r.NodeId])
-                .FirstOrDefault();
+                .Where(r => r.NodeId != _options.NodeId && IsAlive(r.NodeId))
+                .Select(r => state.Nodes.GetValueOrDefault(r.NodeId))
+                .FirstOrDefault(n => n is not null);
             if (holder is null)
             {
                 if (_noHolderWarned.TryAdd(snapshot.Id, 0))

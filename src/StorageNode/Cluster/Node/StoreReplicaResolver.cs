@@ -107,7 +107,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
         List<ServedSnapshot> idle;
         lock (_gate)
         {
-            idle = RemoveSnapshotsLocked(s => Volatile.Read(ref s.LastUsed) < idleSince);
+            idle = RemoveSnapshotsLocked(s => s.LastUsed < idleSince);
         }
 
         DisposeAll(idle);
@@ -139,32 +139,57 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
     /// <summary>This node's committed copy of the snapshot <paramref name="snapshotId"/>, opened read-only (see the remarks).</summary>
     private bool TryGetSnapshot(Guid snapshotId, out ReplicaHandle replica)
     {
-        replica = default;
-        lock (_gate)
+        if (TryTouchServed(snapshotId, opened: null, out replica))
         {
-            if (!_snapshots.TryGetValue(snapshotId, out var served))
-            {
-                if (!TryFindHeldSnapshot(snapshotId.ToString("N"), out var record, out var snapshot))
-                {
-                    return false;
-                }
-
-                try
-                {
-                    served = new ServedSnapshot(volumes.OpenSnapshotForCopy(record, snapshot));
-                }
-                catch (Common.SlabException)
-                {
-                    return false; // being deleted or restored here
-                }
-
-                _snapshots.Add(snapshotId, served);
-            }
-
-            Volatile.Write(ref served.LastUsed, runtime.Time.GetTimestamp());
-            replica = new ReplicaHandle(served.Lease.Target, served.Gate);
             return true;
         }
+
+        // The search goes through every volume of the state: outside the lock every replica's requests take.
+        if (!TryFindHeldSnapshot(snapshotId.ToString("N"), out var record, out var snapshot))
+        {
+            return false;
+        }
+
+        VolumeManager.SnapshotLease lease;
+        try
+        {
+            lease = volumes.OpenSnapshotLease(record, snapshot);
+        }
+        catch (Common.SlabException)
+        {
+            return false; // being deleted or restored here
+        }
+
+        TryTouchServed(snapshotId, lease, out replica);
+        return true;
+    }
+
+    /// <summary>
+    /// Under the lock: the served copy of <paramref name="snapshotId"/>, marked used now; when none is
+    /// served and <paramref name="opened"/> is given, that one is added (else it is closed: another
+    /// request opened the copy meanwhile).
+    /// </summary>
+    private bool TryTouchServed(Guid snapshotId, VolumeManager.SnapshotLease? opened, out ReplicaHandle replica)
+    {
+        ServedSnapshot? served;
+        lock (_gate)
+        {
+            if (!_snapshots.TryGetValue(snapshotId, out served) && opened is not null)
+            {
+                served = new ServedSnapshot(opened);
+                _snapshots.Add(snapshotId, served);
+                opened = null;
+            }
+
+            if (served is not null)
+            {
+                served.LastUsed = runtime.Time.GetTimestamp();
+            }
+        }
+
+        opened?.Dispose();
+        replica = served is null ? default : new ReplicaHandle(served.Lease.Target, served.Gate);
+        return served is not null;
     }
 
     /// <summary>Finds a committed snapshot whose copy the cluster records on this node's replica and the store has.</summary>
@@ -198,7 +223,7 @@ public sealed class StoreReplicaResolver(ClusterRuntime runtime, VolumeManager v
 
         public EpochGate Gate { get; } = new(0);
 
-        /// <summary>Timestamp (<see cref="ClusterRuntime.Time"/>) of its last request.</summary>
+        /// <summary>Timestamp (<see cref="ClusterRuntime.Time"/>) of its last request; read and written under the resolver's lock.</summary>
         public long LastUsed;
     }
 
