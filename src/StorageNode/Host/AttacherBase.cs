@@ -142,9 +142,10 @@ public abstract class AttacherBase : IBlockDeviceAttacher
         HostLog.Detached(Logger, volumeName, state.DevicePath);
     }
 
-    public async Task<IReadOnlyList<StaleAttachmentRemoval>> RemoveStaleAsync(CancellationToken cancellationToken)
+    public async Task<AttachmentRecovery> RecoverAsync(CancellationToken cancellationToken)
     {
-        var removals = new List<StaleAttachmentRemoval>();
+        var removed = new List<StaleAttachmentRemoval>();
+        var kept = new List<AttachedDevice>();
         foreach (var volumeName in Layout.ListVolumes())
         {
             if (_ownAttachments.ContainsKey(volumeName))
@@ -153,11 +154,49 @@ public abstract class AttacherBase : IBlockDeviceAttacher
             }
 
             using var held = await LockAsync(volumeName, cancellationToken);
-            removals.Add(await Cleaner.RemoveAsync(volumeName, knownPid: null, cancellationToken));
+            var state = AttachmentLayout.TryRead(Layout.StateFileOf(volumeName));
+            if (state is not null && Options.ReconnectTimeout is not null && OutlivedDaemon(state))
+            {
+                _ownAttachments[volumeName] = 0;
+                var device = state.ToAttachedDevice(Layout.DirectoryOf(volumeName));
+                HostLog.Kept(Logger, volumeName, device.DevicePath, string.Join(", ", device.MountPaths));
+                kept.Add(device);
+                continue;
+            }
+
+            removed.Add(await Cleaner.RemoveAsync(volumeName, knownPid: null, cancellationToken));
         }
 
-        return removals;
+        Cleaner.RemoveOrphanRelaySockets(kept.Select(k => k.VolumeName).Concat(_ownAttachments.Keys));
+        return new AttachmentRecovery(removed, kept);
     }
+
+    public async Task<StaleAttachmentRemoval> AbandonAsync(string volumeName, CancellationToken cancellationToken)
+    {
+        AttachmentLayout.ValidateVolumeName(volumeName);
+        using var held = await LockAsync(volumeName, cancellationToken);
+        var removal = await Cleaner.RemoveAsync(volumeName, knownPid: null, cancellationToken);
+        if (removal.Complete)
+        {
+            _ownAttachments.TryRemove(volumeName, out _);
+        }
+
+        return removal;
+    }
+
+    public async Task RecordMountsAsync(string volumeName, IReadOnlyList<string> mountPaths, CancellationToken cancellationToken)
+    {
+        AttachmentLayout.ValidateVolumeName(volumeName);
+        using var held = await LockAsync(volumeName, cancellationToken);
+        var state = ReadState(volumeName);
+        AttachmentLayout.Write(Layout.StateFileOf(volumeName), state with { MountPaths = [.. mountPaths] });
+    }
+
+    /// <summary>
+    /// Whether an attachment a previous slabd made is intact and was made to outlive it (its
+    /// processes, FUSE file and device all still there). Only nbdfuse + loop attachments can.
+    /// </summary>
+    private protected virtual bool OutlivedDaemon(AttachmentState state) => false;
 
     /// <summary>Makes the device; undoes everything it made before throwing. The volume's lock is held.</summary>
     private protected abstract Task<AttachedDevice> AttachCoreAsync(AttachSpec spec, CancellationToken cancellationToken);

@@ -13,8 +13,8 @@ namespace Slab.Host;
 internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions options, ILogger logger)
 {
     /// <summary>
-    /// Lazily unmounts the device's mounts, detaches it (loop or nbd), lazily unmounts the FUSE mount,
-    /// ends nbdfuse, deletes the directory. Never throws except on cancellation; a step that fails
+    /// Ends the relay, lazily unmounts the device's mounts, detaches it (loop or nbd), lazily unmounts
+    /// the FUSE mount, ends nbdfuse, deletes the directory. Never throws except on cancellation; a step that fails
     /// makes the result incomplete and keeps the directory.
     /// </summary>
     /// <param name="knownPid">nbdfuse's pid when the caller started it (it may not have written its pid file yet).</param>
@@ -48,6 +48,11 @@ internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions opt
                 HostLog.UndoStepFailed(logger, volumeName, description, ex);
             }
         }
+
+        // 0. The relay between nbdfuse and slabd first: while it lives, the device's I/O waits for a
+        //    slabd that will not serve it (the unmounts and detaches below would wait with it); once
+        //    it is gone that I/O fails at once, as it would have without a relay.
+        await Step("end the relay", () => EndRelayAsync(volumeName, state, waitForExit: false, cancellationToken));
 
         // 1. Kernel NBD device recorded in the state.
         if (state is { Method: AttachMethod.KernelNbd } && BlockSysfs.NbdConnected(state.DevicePath))
@@ -129,6 +134,95 @@ internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions opt
         return new StaleAttachmentRemoval(volumeName, actions, complete);
     }
 
+    /// <summary>
+    /// Ends the attachment's relay processes (state, pid file, or any nbdkit naming its socket) and
+    /// deletes the socket; what was done, or null when there was none. With
+    /// <paramref name="waitForExit"/> (a detach, after nbdfuse has gone) a relay gets
+    /// <see cref="HostOptions.ProcessExitTimeout"/> to exit by itself, as it does when its last client
+    /// disconnects; else it is killed at once.
+    /// </summary>
+    public async Task<string?> EndRelayAsync(string volumeName, AttachmentState? state, bool waitForExit, CancellationToken cancellationToken)
+    {
+        var socket = layout.RelaySocketOf(volumeName);
+        var candidates = new HashSet<int>();
+        if (state?.RelayPid is { } recorded)
+        {
+            candidates.Add(recorded);
+        }
+
+        if (ReadPidFile(layout.RelayPidFileOf(volumeName)) is { } fromFile)
+        {
+            candidates.Add(fromFile);
+        }
+
+        candidates.UnionWith(ProcessIds());
+        string? done = null;
+        foreach (var pid in candidates.Where(pid => IsRelayFor(pid, socket) && HostNative.IsAlive(pid)).Order())
+        {
+            if (waitForExit)
+            {
+                if (await HostNative.WaitForProcessExitAsync(pid, options.ProcessExitTimeout, cancellationToken))
+                {
+                    done = $"relay {pid} exited";
+                    continue;
+                }
+
+                HostLog.RelayKilled(logger, volumeName, pid, options.ProcessExitTimeout);
+            }
+
+            HostNative.KillHard(pid);
+            done = await HostNative.WaitForProcessExitAsync(pid, options.ProcessExitTimeout, cancellationToken)
+                ? $"killed relay {pid}"
+                : throw new HostAttachException(HostAttachError.DeviceFailed, $"relay {pid} did not exit after SIGKILL");
+        }
+
+        if (File.Exists(socket))
+        {
+            File.Delete(socket);
+            done ??= $"removed {socket}";
+        }
+
+        return done;
+    }
+
+    /// <summary>Deletes relay sockets under <c>RUN/relay</c> that belong to none of <paramref name="volumeNames"/> (start-up recovery).</summary>
+    public void RemoveOrphanRelaySockets(IEnumerable<string> volumeNames)
+    {
+        if (!Directory.Exists(layout.RelayRoot))
+        {
+            return;
+        }
+
+        var live = volumeNames.Select(layout.RelaySocketOf).ToHashSet(StringComparer.Ordinal);
+        foreach (var socket in Directory.EnumerateFiles(layout.RelayRoot).Where(path => !live.Contains(path)))
+        {
+            if (!ProcessIds().Any(pid => IsRelayFor(pid, socket)))
+            {
+                File.Delete(socket);
+            }
+        }
+    }
+
+    /// <summary>Whether <paramref name="pid"/> is an nbdkit relay listening on <paramref name="socket"/> (guards against pid reuse).</summary>
+    internal static bool IsRelayFor(int pid, string socket)
+    {
+        var argv = HostNative.CommandLine(pid);
+        return argv.Count > 0
+            && string.Equals(Path.GetFileName(argv[0]), "nbdkit", StringComparison.Ordinal)
+            && argv.Contains(socket, StringComparer.Ordinal);
+    }
+
+    private static IEnumerable<int> ProcessIds()
+    {
+        foreach (var entry in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            {
+                yield return pid;
+            }
+        }
+    }
+
     private static async Task UnmountLazilyAsync(string device, Func<string, Func<Task<string?>>, Task> step, CancellationToken cancellationToken)
     {
         if (BlockSysfs.DeviceNumber(device) is not { } number)
@@ -166,13 +260,7 @@ internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions opt
             candidates.Add(fromFile);
         }
 
-        foreach (var entry in Directory.EnumerateDirectories("/proc"))
-        {
-            if (int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
-            {
-                candidates.Add(pid);
-            }
-        }
+        candidates.UnionWith(ProcessIds());
 
         // The caller's own child may still be the sh that is about to exec nbdfuse.
         return candidates

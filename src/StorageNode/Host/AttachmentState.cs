@@ -34,8 +34,21 @@ internal sealed record AttachmentState
 
     public DateTimeOffset AttachedAt { get; init; }
 
+    /// <summary>The reconnecting relay's socket, which nbdfuse connects to (null: nbdfuse connects to slabd).</summary>
+    public string? RelaySocket { get; init; }
+
+    /// <summary>The relay (nbdkit) process.</summary>
+    public int? RelayPid { get; init; }
+
+    /// <summary>Where slabd mounted the device.</summary>
+    public IReadOnlyList<string> MountPaths { get; init; } = [];
+
     public AttachedDevice ToAttachedDevice(string directory) =>
-        new(VolumeName, DevicePath, Method, SizeBytes, directory, FuseMountPoint, BackingFile, NbdfusePid, DirectIo);
+        new(VolumeName, DevicePath, Method, SizeBytes, directory, FuseMountPoint, BackingFile, NbdfusePid, DirectIo, RelayPid)
+        {
+            MountPaths = MountPaths,
+            AttachedAt = AttachedAt,
+        };
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, UseStringEnumConverter = true)]
@@ -49,6 +62,8 @@ internal sealed partial class AttachmentLayout(HostOptions options)
     public const string PidFileName = "nbdfuse.pid";
     public const string LogFileName = "nbdfuse.log";
     public const string FuseDirectoryName = "fuse";
+    public const string RelayPidFileName = "relay.pid";
+    public const string RelayLogFileName = "relay.log";
 
     public string Root { get; } = MountTable.Normalize(options.AttachDirectory);
 
@@ -63,6 +78,20 @@ internal sealed partial class AttachmentLayout(HostOptions options)
     public string PidFileOf(string volumeName) => Path.Combine(DirectoryOf(volumeName), PidFileName);
 
     public string LogFileOf(string volumeName) => Path.Combine(DirectoryOf(volumeName), LogFileName);
+
+    /// <summary><c>RUN/relay</c>: the relays' sockets (kept out of the attachment directories so their paths stay short).</summary>
+    public string RelayRoot { get; } = MountTable.Normalize(Path.Combine(options.RunDirectory, "relay"));
+
+    /// <summary>
+    /// <c>RUN/relay/&lt;16 hex digits of the name's SHA-256&gt;.sock</c>: a unix socket path must fit in
+    /// 108 bytes, which a 128-character volume name under the attachment directory would not.
+    /// </summary>
+    public string RelaySocketOf(string volumeName) =>
+        Path.Combine(RelayRoot, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(volumeName)))[..16] + ".sock");
+
+    public string RelayPidFileOf(string volumeName) => Path.Combine(DirectoryOf(volumeName), RelayPidFileName);
+
+    public string RelayLogFileOf(string volumeName) => Path.Combine(DirectoryOf(volumeName), RelayLogFileName);
 
     /// <summary>Names of the attachment directories present now.</summary>
     public IReadOnlyList<string> ListVolumes() =>

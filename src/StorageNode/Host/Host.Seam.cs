@@ -54,6 +54,16 @@ public sealed record HostOptions(string RunDirectory, AttachMethodPreference Pre
     /// <summary>How long detach waits for nbdfuse to exit after its FUSE mount is gone before killing it.</summary>
     public TimeSpan ProcessExitTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// When set, nbdfuse + loop attachments outlive slabd: nbdfuse connects to a relay of its own
+    /// (nbdkit's nbd plugin under its retry filter, <c>RUN/attach/&lt;volume&gt;/relay.sock</c>) that
+    /// reconnects to the attach socket when slabd goes away, holding the device's I/O up to this long
+    /// (whole seconds, at least 1) before failing it with EIO; <see cref="IBlockDeviceAttacher.RecoverAsync"/>
+    /// keeps such attachments intact for slabd to adopt. Null: nbdfuse connects to slabd directly and
+    /// an attachment dies with slabd. The kernel NBD driver's attachments never outlive slabd.
+    /// </summary>
+    public TimeSpan? ReconnectTimeout { get; init; }
+
     /// <summary><c>RunDirectory/attach</c>.</summary>
     public string AttachDirectory => Path.Combine(RunDirectory, "attach");
 }
@@ -82,6 +92,7 @@ public sealed record AttachSpec(string VolumeName, string NbdUnixSocket, string 
 /// <param name="BackingFile">The FUSE file behind the loop device (nbdfuse + loop only).</param>
 /// <param name="NbdfusePid">The nbdfuse process (nbdfuse + loop only).</param>
 /// <param name="DirectIo">Whether the loop device does direct I/O to its backing file.</param>
+/// <param name="RelayPid">The reconnecting relay between nbdfuse and slabd (<see cref="HostOptions.ReconnectTimeout"/>), or null.</param>
 public sealed record AttachedDevice(
     string VolumeName,
     string DevicePath,
@@ -91,8 +102,27 @@ public sealed record AttachedDevice(
     string? FuseMountPoint = null,
     string? BackingFile = null,
     int? NbdfusePid = null,
-    bool DirectIo = false)
+    bool DirectIo = false,
+    int? RelayPid = null)
 {
+    /// <summary>Where slabd mounted the device, as last recorded by <see cref="IBlockDeviceAttacher.RecordMountsAsync"/>.</summary>
+    public IReadOnlyList<string> MountPaths { get; init; } = [];
+
+    /// <summary>When the device was attached.</summary>
+    public DateTimeOffset AttachedAt { get; init; }
+
+    /// <summary>Whether the device outlives slabd (it goes through a reconnecting relay).</summary>
+    public bool OutlivesDaemon => RelayPid is not null;
+
+    /// <summary>Value equality, <see cref="MountPaths"/> compared element by element.</summary>
+    public bool Equals(AttachedDevice? other) =>
+        other is not null
+        && (VolumeName, DevicePath, Method, SizeBytes, AttachDirectory, FuseMountPoint, BackingFile, NbdfusePid, DirectIo, RelayPid, AttachedAt)
+            == (other.VolumeName, other.DevicePath, other.Method, other.SizeBytes, other.AttachDirectory, other.FuseMountPoint, other.BackingFile, other.NbdfusePid, other.DirectIo, other.RelayPid, other.AttachedAt)
+        && MountPaths.SequenceEqual(other.MountPaths, StringComparer.Ordinal);
+
+    public override int GetHashCode() => HashCode.Combine(VolumeName, DevicePath, NbdfusePid, RelayPid, AttachedAt);
+
     /// <summary>The method as shown to people and in the API: <c>nbdfuse-loop</c> or <c>kernel-nbd</c>.</summary>
     public string MethodName => Method.ToWireName();
 }
@@ -102,6 +132,15 @@ public sealed record AttachedDevice(
 /// <param name="Actions">What was done, in order, e.g. <c>lazily unmounted /mnt/x</c>, <c>detached /dev/loop3</c>.</param>
 /// <param name="Complete">False when something could not be removed (it is logged; the directory is kept for the next try).</param>
 public sealed record StaleAttachmentRemoval(string VolumeName, IReadOnlyList<string> Actions, bool Complete);
+
+/// <summary>What start-up recovery found under <c>RUN/attach</c>.</summary>
+/// <param name="Removed">Attachments undone: broken, half-made, or unable to outlive slabd.</param>
+/// <param name="Kept">
+/// Intact attachments that outlive slabd (<see cref="HostOptions.ReconnectTimeout"/>), whose devices
+/// are still in use: each is to be adopted by the volume layer, or given up with
+/// <see cref="IBlockDeviceAttacher.AbandonAsync"/>.
+/// </param>
+public sealed record AttachmentRecovery(IReadOnlyList<StaleAttachmentRemoval> Removed, IReadOnlyList<AttachedDevice> Kept);
 
 /// <summary>
 /// Attaches NBD exports as block devices on this host.
@@ -113,8 +152,8 @@ public sealed record StaleAttachmentRemoval(string VolumeName, IReadOnlyList<str
 /// different volumes run concurrently.</item>
 /// <item>Attach is all or nothing: when it throws, nothing it made is left behind.</item>
 /// <item>What an attachment made is recorded in <c>RUN/attach/&lt;volume&gt;/state.json</c> (written
-/// atomically), so detach works from a fresh process and <see cref="RemoveStaleAsync"/> can undo it
-/// after a crash.</item>
+/// atomically), so detach works from a fresh process and <see cref="RecoverAsync"/> can undo it
+/// after a crash (or keep it, when it outlives slabd).</item>
 /// <item>Failures are <see cref="HostAttachException"/>s with a <see cref="HostAttachError"/>;
 /// nothing else escapes except <see cref="OperationCanceledException"/>.</item>
 /// </list>
@@ -157,12 +196,28 @@ public interface IBlockDeviceAttacher
     Task DetachAsync(string volumeName, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Start-up recovery: undoes every attachment under <c>RUN/attach</c> that this instance did not
-    /// make (left by a crash), whole or half-made: lazily unmounts the device's mounts, detaches it,
-    /// lazily unmounts the FUSE mount, ends a leftover nbdfuse, deletes the directory. Idempotent;
-    /// never throws for one bad attachment (it reports it as incomplete).
+    /// Start-up recovery over every attachment under <c>RUN/attach</c> that this instance did not
+    /// make. One that outlives slabd and is intact (relay, nbdfuse, FUSE file and loop device all
+    /// still there) is kept and returned, and from then on is this instance's own. Every other one,
+    /// whole or half-made, is undone: the device's mounts lazily unmounted, the device detached, the
+    /// FUSE mount lazily unmounted, leftover nbdfuse and relay ended, the directory deleted.
+    /// Idempotent; never throws for one bad attachment (it reports it as incomplete).
     /// </summary>
-    Task<IReadOnlyList<StaleAttachmentRemoval>> RemoveStaleAsync(CancellationToken cancellationToken);
+    Task<AttachmentRecovery> RecoverAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Gives up an attachment that recovery kept but that must not be used any more (its volume is
+    /// gone, or another node took it over): removes it the way recovery removes a leftover, lazily
+    /// unmounting whatever is mounted on the device. Never throws except on cancellation.
+    /// </summary>
+    Task<StaleAttachmentRemoval> AbandonAsync(string volumeName, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records where slabd mounted the device (in the attachment's <c>state.json</c>), so that an
+    /// attachment that outlives slabd is adopted with its mounts.
+    /// </summary>
+    /// <exception cref="HostAttachException"><see cref="HostAttachError.NotAttached"/>.</exception>
+    Task RecordMountsAsync(string volumeName, IReadOnlyList<string> mountPaths, CancellationToken cancellationToken);
 }
 
 /// <summary>

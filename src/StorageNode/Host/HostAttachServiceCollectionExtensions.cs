@@ -43,7 +43,7 @@ public static class HostAttachServiceCollectionExtensions
     /// Registers <see cref="HostOptions"/>, <see cref="IBlockDeviceAttacher"/> (method chosen by
     /// <see cref="HostAttachFactory"/>) and <see cref="IFilesystemManager"/> as singletons and, when
     /// <paramref name="recoverOnStart"/>, a hosted service that runs
-    /// <see cref="IBlockDeviceAttacher.RemoveStaleAsync"/> at start-up.
+    /// <see cref="IBlockDeviceAttacher.RecoverAsync"/> at start-up.
     /// </summary>
     /// <param name="attacher">An attacher already made with <see cref="HostAttachFactory.Create"/> (slabd
     /// makes it before the host to clean up after a crash); null to have one made here.</param>
@@ -76,7 +76,7 @@ public static class HostAttachServiceCollectionExtensions
 [SupportedOSPlatform("linux")]
 internal sealed class HostAttachRecoveryService(IBlockDeviceAttacher attacher) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken) => attacher.RemoveStaleAsync(cancellationToken);
+    public Task StartAsync(CancellationToken cancellationToken) => attacher.RecoverAsync(cancellationToken);
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -37,4 +37,10 @@ internal static partial class HostLog
 
     [LoggerMessage(11, LogLevel.Information, "{Operation} {Device}: {Detail}")]
     public static partial void Filesystem(ILogger logger, string operation, string device, string detail);
+
+    [LoggerMessage(12, LogLevel.Information, "Attachment of volume {Volume} outlived the previous slabd and is kept: {Device}, mounted at [{MountPaths}]")]
+    public static partial void Kept(ILogger logger, string volume, string device, string mountPaths);
+
+    [LoggerMessage(13, LogLevel.Warning, "Relay {Pid} of volume {Volume} did not exit within {Timeout} after nbdfuse; killed")]
+    public static partial void RelayKilled(ILogger logger, string volume, int pid, TimeSpan timeout);
 }

@@ -21,6 +21,9 @@ namespace Slab.Host;
 /// <para>nbdfuse ≤ 1.14's <c>-P</c> only writes the pid file once it serves (it stays in the
 /// foreground), so it is started as a child with its output in <c>nbdfuse.log</c>, not tied to
 /// slabd's pipes, and survives a slabd restart until start-up recovery removes it.</para>
+/// <para>With <see cref="HostOptions.ReconnectTimeout"/>, nbdfuse connects to a relay of its own
+/// (<see cref="StartRelayAsync"/>) instead of slabd, so the device outlives slabd: while slabd is
+/// away its requests wait, and are sent again once it listens.</para>
 /// </remarks>
 [SupportedOSPlatform("linux")]
 public sealed class NbdFuseLoopAttacher : AttacherBase
@@ -49,13 +52,21 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
         var fuseMountPoint = Layout.FuseMountPointOf(volume);
         var backingFile = Layout.BackingFileOf(volume);
         int? pid = null;
+        string? relaySocket = null;
+        int? relayPid = null;
         try
         {
             Directory.CreateDirectory(Layout.Root);
-            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            Directory.CreateDirectory(fuseMountPoint, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            Directory.CreateDirectory(directory, OwnerOnly);
+            Directory.CreateDirectory(fuseMountPoint, OwnerOnly);
+            if (Options.ReconnectTimeout is { } reconnect)
+            {
+                relaySocket = Layout.RelaySocketOf(volume);
+                relayPid = await StartRelayAsync(spec, relaySocket, reconnect, cancellationToken);
+            }
 
-            pid = await StartNbdfuseAsync(spec, p => pid = p, cancellationToken);
+            var uri = relaySocket is null ? BuildUri(spec.NbdUnixSocket, spec.ExportName) : BuildUri(relaySocket, "");
+            pid = await StartNbdfuseAsync(spec, uri, p => pid = p, cancellationToken);
 
             var ceiling = new FileInfo(backingFile).Length;
             if (ceiling < spec.DeviceSizeBytes)
@@ -101,6 +112,8 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
                 NbdfusePid = pid,
                 DirectIo = directIo,
                 AttachedAt = DateTimeOffset.UtcNow,
+                RelaySocket = relaySocket,
+                RelayPid = relayPid,
             };
             AttachmentLayout.Write(Layout.StateFileOf(volume), state);
             return state.ToAttachedDevice(directory);
@@ -147,6 +160,14 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
     private protected override bool IsDeviceOurs(AttachmentState state) =>
         state.BackingFile is not null && BlockSysfs.LoopBackingFile(state.DevicePath) == state.BackingFile;
 
+    private protected override bool OutlivedDaemon(AttachmentState state) =>
+        state is { Method: AttachMethod.NbdFuseLoop, RelaySocket: { } socket, RelayPid: { } relay, NbdfusePid: { } nbdfuse, BackingFile: { } backingFile, FuseMountPoint: { } fuse }
+        && socket == Layout.RelaySocketOf(state.VolumeName)
+        && HostNative.IsAlive(relay) && AttachmentCleaner.IsRelayFor(relay, socket)
+        && HostNative.IsAlive(nbdfuse) && AttachmentCleaner.IsNbdfuseFor(nbdfuse, backingFile)
+        && MountTable.At(fuse) is not null
+        && IsDeviceOurs(state);
+
     private protected override async Task DetachCoreAsync(AttachmentState state, CancellationToken cancellationToken)
     {
         var volume = state.VolumeName;
@@ -189,10 +210,67 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
                 await HostNative.WaitForProcessExitAsync(pid, Options.ProcessExitTimeout, cancellationToken);
             }
         }
+
+        await Cleaner.EndRelayAsync(volume, state, waitForExit: true, cancellationToken);
     }
 
+    /// <summary>
+    /// Starts the reconnecting relay nbdfuse connects to instead of slabd: nbdkit's nbd plugin, which
+    /// opens one connection to <paramref name="spec"/>'s export per client connection (so nbdfuse's
+    /// multi-conn carries through), under the retry filter (a failed request reopens that connection
+    /// and is sent again, once a second up to <paramref name="reconnect"/>) and the exitlast filter
+    /// (it exits when nbdfuse, its only client, disconnects). It forks into the background once it
+    /// listens; returns its pid (from its pid file).
+    /// </summary>
+    private async Task<int> StartRelayAsync(AttachSpec spec, string socket, TimeSpan reconnect, CancellationToken cancellationToken)
+    {
+        var volume = spec.VolumeName;
+        var pidFile = Layout.RelayPidFileOf(volume);
+        var logFile = Layout.RelayLogFileOf(volume);
+        Directory.CreateDirectory(Layout.RelayRoot, OwnerOnly);
+        File.Delete(socket);
+        File.Delete(pidFile);
+        var retries = Math.Max(1, (int)Math.Ceiling(reconnect.TotalSeconds));
+        var startInfo = new ProcessStartInfo(HostTools.Require("sh")) { UseShellExecute = false };
+        foreach (var argument in new[]
+        {
+            "-c", LaunchScript, logFile,
+            HostTools.Require("nbdkit"), "--unix", socket, "--pidfile", pidFile, "--log=stderr",
+            "--filter=exitlast", "--filter=retry", "nbd", "socket=" + spec.NbdUnixSocket, "export=" + spec.ExportName,
+            "retries=" + retries.ToString(CultureInfo.InvariantCulture), "retry-delay=1", "retry-exponential=no",
+        })
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        startInfo.Environment["LC_ALL"] = "C";
+        using var process = Process.Start(startInfo)
+            ?? throw new HostAttachException(HostAttachError.DeviceFailed, "could not start the nbdkit relay") { VolumeName = volume };
+        await process.WaitForExitAsync(cancellationToken);
+        if (process.ExitCode != 0)
+        {
+            throw new HostAttachException(HostAttachError.DeviceFailed, $"the nbdkit relay for '{volume}' did not start (exit code {process.ExitCode}): {ReadLogTail(logFile)}")
+            {
+                VolumeName = volume,
+            };
+        }
+
+        // The background server writes its pid file once it serves.
+        if (!await PollAsync(() => AttachmentCleaner.ReadPidFile(pidFile) is not null, Options.DeviceTimeout, cancellationToken))
+        {
+            throw new HostAttachException(HostAttachError.DeviceFailed, $"the nbdkit relay for '{volume}' did not become ready within {Options.DeviceTimeout.TotalSeconds:0} s: {ReadLogTail(logFile)}")
+            {
+                VolumeName = volume,
+            };
+        }
+
+        return AttachmentCleaner.ReadPidFile(pidFile)!.Value;
+    }
+
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
     /// <summary>Starts nbdfuse and waits until it serves (its pid file appears) or exits.</summary>
-    private async Task<int> StartNbdfuseAsync(AttachSpec spec, Action<int> started, CancellationToken cancellationToken)
+    private async Task<int> StartNbdfuseAsync(AttachSpec spec, string uri, Action<int> started, CancellationToken cancellationToken)
     {
         var volume = spec.VolumeName;
         var pidFile = Layout.PidFileOf(volume);
@@ -201,7 +279,7 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
         foreach (var argument in new[]
         {
             "-c", LaunchScript, logFile,
-            HostTools.Require("nbdfuse"), "-P", pidFile, Layout.BackingFileOf(volume), BuildUri(spec.NbdUnixSocket, spec.ExportName),
+            HostTools.Require("nbdfuse"), "-P", pidFile, Layout.BackingFileOf(volume), uri,
         })
         {
             startInfo.ArgumentList.Add(argument);

@@ -13,7 +13,7 @@ public static partial class SlabdHost
 {
     private static void ConfigureServices(IServiceCollection services, SlabdOptions options, Slab.Host.HostOptions hostAttach, IBlockDeviceAttacher attacher)
     {
-        // Stale attachments were removed before the store opened (RemoveStaleAttachmentsAsync), by this attacher.
+        // Stale attachments were removed (or kept for adoption) before the store opened (RecoverAttachmentsAsync), by this attacher.
         services.AddHostAttach(hostAttach, recoverOnStart: false, attacher);
         services.AddSingleton(new NbdServerOptions());
         services.AddSingleton<Common.AlertClock>();
@@ -83,13 +83,17 @@ public static partial class SlabdHost
     [LoggerMessage(Level = LogLevel.Warning, Message = "Docker volume plugin not started: {Reason}")]
     private static partial void LogDockerPluginSkipped(ILogger logger, string reason);
 
-    private static async Task RemoveStaleAttachmentsAsync(IBlockDeviceAttacher attacher, ILogger logger)
+    /// <summary>Start-up recovery of attachments: undoes leftovers, returns those kept for adoption.</summary>
+    private static async Task<IReadOnlyList<AttachedDevice>> RecoverAttachmentsAsync(IBlockDeviceAttacher attacher, ILogger logger)
     {
-        foreach (var removal in await attacher.RemoveStaleAsync(CancellationToken.None).ConfigureAwait(false))
+        var recovery = await attacher.RecoverAsync(CancellationToken.None).ConfigureAwait(false);
+        foreach (var removal in recovery.Removed)
         {
             var actions = string.Join("; ", removal.Actions);
             LogStaleAttachment(logger, removal.VolumeName, removal.Complete, actions);
         }
+
+        return recovery.Kept;
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Removed stale attachment of volume {Volume} left by a crash (complete: {Complete}): {Actions}")]

@@ -81,9 +81,12 @@ public static partial class SlabdHost
         // Start-up work before the host exists (crash cleanup, opening the store) logs like the host does.
         using var startupLoggers = LoggerFactory.Create(logging => ConfigureLogging(logging, options));
         var logger = startupLoggers.CreateLogger("slabd");
-        var hostAttach = new Slab.Host.HostOptions(options.RunDirectory);
+        var hostAttach = new Slab.Host.HostOptions(options.RunDirectory)
+        {
+            ReconnectTimeout = options.KeepAttachments ? SlabdOptions.KeptAttachmentReconnectTimeout : null,
+        };
         var attacher = Slab.Host.HostAttachFactory.Create(hostAttach, startupLoggers);
-        await RemoveStaleAttachmentsAsync(attacher, logger).ConfigureAwait(false);
+        var survivors = await RecoverAttachmentsAsync(attacher, logger).ConfigureAwait(false);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         ConfigureLogging(builder.Logging, options);
@@ -121,6 +124,7 @@ public static partial class SlabdHost
                 NodeId = identity.NodeId,
                 NodeName = identity.NodeName,
                 AttachSocketPath = options.AttachSocketPath,
+                KeepAttachments = options.KeepAttachments,
             });
             builder.Services.AddSingleton<VolumeManager>();
             builder.Services.AddSingleton<AttachExportCatalog>();
@@ -146,6 +150,14 @@ public static partial class SlabdHost
             var volumes = app.Services.GetRequiredService<VolumeManager>();
             // Before anything opens a volume (the cluster runtime's resyncs start with the host).
             volumes.IoObservers = app.Services.GetService<NodeMetrics>();
+            volumes.OfferSurvivors(survivors);
+            if (!options.Clustered)
+            {
+                // Alone, the store says all there is to know; in a cluster the reconciler adopts them
+                // once it knows who holds each volume now.
+                await volumes.AdoptSurvivorsAsync(refusal: null, CancellationToken.None).ConfigureAwait(false);
+            }
+
             await StartAsync(app).ConfigureAwait(false);
             if (metricsListener?.IPEndPoint is { } metricsEndPoint)
             {

@@ -100,6 +100,16 @@ public sealed record SlabdOptions
 
     public string? DockerPluginSocket { get; init; }
 
+    /// <summary>
+    /// <c>--keep-attachments</c>: attached volumes outlive slabd (a stop, a crash, an upgrade): their
+    /// I/O waits up to <see cref="KeptAttachmentReconnectTimeout"/> for slabd to come back, and the
+    /// next start adopts them with their mounts. Costs a relay process per attachment on the I/O path.
+    /// </summary>
+    public bool KeepAttachments { get; init; }
+
+    /// <summary>How long a kept attachment's I/O waits for slabd before it fails with EIO.</summary>
+    public static readonly TimeSpan KeptAttachmentReconnectTimeout = TimeSpan.FromSeconds(120);
+
     public string DockerPluginSocketPath => DockerPluginSocket ?? Api.Docker.DockerPluginOptions.DefaultSocketPath;
 
     /// <summary>Whether the Docker plugin runs, deciding the default now (see <see cref="DockerPlugin"/>).</summary>
@@ -150,6 +160,11 @@ public sealed record SlabdOptions
           --docker-plugin-socket PATH
                                   the plugin's socket (default /run/docker/plugins/slab.sock;
                                   Docker names the driver after the file); implies --docker-plugin
+          --keep-attachments      attached volumes outlive slabd: a stop or crash leaves them
+                                  attached and mounted, their I/O waits up to 120 s for slabd
+                                  to return (then fails), and the next start adopts them. Each
+                                  attachment runs a relay (nbdkit) on its I/O path; nbdfuse +
+                                  loop attachments only. Under systemd use KillMode=process
 
         Cluster (without --cluster-id the node runs alone):
           --cluster-id ID         join or form this cluster (letters, digits, '-', '_', '.'; max 64)
@@ -235,6 +250,7 @@ public sealed record SlabdOptions
                 case "--docker-plugin": options = options with { DockerPlugin = DockerPluginValue(options, true) }; break;
                 case "--no-docker-plugin": options = options with { DockerPlugin = DockerPluginValue(options, false) }; break;
                 case "--docker-plugin-socket": options = options with { DockerPluginSocket = SocketPathValue(arg, Value()) }; break;
+                case "--keep-attachments": options = options with { KeepAttachments = true }; break;
                 default:
                     throw new FormatException(arg.StartsWith('-') ? $"unknown option {arg}" : $"unexpected argument '{arg}'");
             }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Slab.Common;
@@ -13,6 +14,9 @@ public sealed partial class VolumeManager
     private readonly SemaphoreSlim _attachLock = new(1, 1);
     private readonly Lock _attachmentsLock = new();
     private ImmutableDictionary<string, AttachmentInfo> _attachments = ImmutableDictionary<string, AttachmentInfo>.Empty;
+
+    /// <summary>Volumes whose device is being made now (its NBD connection arrives before the attachment is recorded), by id.</summary>
+    private readonly ConcurrentDictionary<string, byte> _attachingHere = new(StringComparer.Ordinal);
 
     /// <summary>Number of volumes attached on this host now.</summary>
     public int AttachedCount => Volatile.Read(ref _attachments).Count;
@@ -138,7 +142,7 @@ public sealed partial class VolumeManager
                     await SaveFlagsAsync(volume with { Formatted = true, FilesystemGrowPending = false }, cancellationToken).ConfigureAwait(false);
                 }
 
-                SetAttachment(volume.Id, attachment with { MountPaths = attachment.MountPaths.Add(mountPath) });
+                await SetMountsAsync(volume.Name, volume.Id, attachment with { MountPaths = attachment.MountPaths.Add(mountPath) }).ConfigureAwait(false);
                 LogMounted(_logger, volume.Name, mountPath);
                 return (attachment.DevicePath, fs);
             }
@@ -168,7 +172,7 @@ public sealed partial class VolumeManager
             }
 
             await HostCallAsync(volume.Name, () => _filesystems.UnmountAsync(mountPath, cancellationToken)).ConfigureAwait(false);
-            SetAttachment(volume.Id, attachment with { MountPaths = attachment.MountPaths.Remove(mountPath) });
+            await SetMountsAsync(volume.Name, volume.Id, attachment with { MountPaths = attachment.MountPaths.Remove(mountPath) }).ConfigureAwait(false);
             LogUnmounted(_logger, volume.Name, mountPath);
         }
         finally
@@ -177,12 +181,26 @@ public sealed partial class VolumeManager
         }
     }
 
-    /// <summary>Unmounts and detaches everything this daemon attached (shutdown). Failures are logged.</summary>
+    /// <summary>
+    /// Unmounts and detaches everything this daemon attached (shutdown). Failures are logged. With
+    /// <see cref="VolumeManagerOptions.KeepAttachments"/> nothing is undone: the devices wait for the
+    /// next start, which adopts them.
+    /// </summary>
     internal async Task DetachAllAsync(CancellationToken cancellationToken)
     {
         await _attachLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            if (_options.KeepAttachments)
+            {
+                if (!_attachments.IsEmpty)
+                {
+                    LogAttachmentsKept(_logger, _attachments.Count);
+                }
+
+                return;
+            }
+
             foreach (var (volumeId, attachment) in _attachments)
             {
                 foreach (var mountPath in attachment.MountPaths)
@@ -219,11 +237,23 @@ public sealed partial class VolumeManager
             ThrowIfExclusive(volume);
         }
 
-        var device = await HostCallAsync(
-            volume.Name,
-            () => _attacher.AttachAsync(new AttachSpec(volume.Name, _options.AttachSocketPath, volume.Name, volume.SizeBytes), cancellationToken)).ConfigureAwait(false);
+        AttachedDevice device;
+        _attachingHere[volume.Id] = 0;
+        try
+        {
+            device = await HostCallAsync(
+                volume.Name,
+                () => _attacher.AttachAsync(new AttachSpec(volume.Name, _options.AttachSocketPath, volume.Name, volume.SizeBytes), cancellationToken)).ConfigureAwait(false);
+        }
+        catch
+        {
+            _attachingHere.TryRemove(volume.Id, out _);
+            throw;
+        }
+
         var attachment = new AttachmentInfo(_options.NodeId, _options.NodeName, device.DevicePath, device.MethodName, [], _time.GetUtcNow());
         SetAttachment(volume.Id, attachment);
+        _attachingHere.TryRemove(volume.Id, out _);
         LogAttached(_logger, volume.Name, device.DevicePath, device.MethodName);
         return attachment;
     }
@@ -286,6 +316,20 @@ public sealed partial class VolumeManager
 
         SetAttachment(volumeId, null);
         ForgetRemote(volumeId);
+    }
+
+    /// <summary>Records the attachment's new mounts here and with the host layer (for adoption after a restart); the latter is best effort.</summary>
+    private async Task SetMountsAsync(string volumeName, string volumeId, AttachmentInfo attachment)
+    {
+        SetAttachment(volumeId, attachment);
+        try
+        {
+            await _attacher.RecordMountsAsync(volumeName, attachment.MountPaths, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is HostAttachException or IOException or UnauthorizedAccessException)
+        {
+            LogMountsNotRecorded(_logger, volumeName, ex.Message);
+        }
     }
 
     private void SetAttachment(string volumeId, AttachmentInfo? attachment)
@@ -356,6 +400,12 @@ public sealed partial class VolumeManager
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name} grew, but its filesystem at {Path} cannot grow while mounted here ({Reason}); it grows at the next mount")]
     private static partial void LogFilesystemGrowDeferred(ILogger logger, string name, string path, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Shutdown: {Count} attachments stay (--keep-attachments); their I/O waits for the next start, which adopts them")]
+    private static partial void LogAttachmentsKept(ILogger logger, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name}: its mounts could not be recorded for a restart ({Reason}); if slabd restarts it is adopted without them")]
+    private static partial void LogMountsNotRecorded(ILogger logger, string name, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Shutdown: {Step} failed: {Reason}")]
     private static partial void LogShutdownStep(ILogger logger, string step, string reason);

@@ -94,8 +94,17 @@ public sealed partial class VolumeManager
         return null;
     }
 
-    /// <summary>The export behind the attach socket: a local volume, or a remote one being attached here.</summary>
-    internal VolumeRecord? FindAttachable(string name) => name.Contains('@', StringComparison.Ordinal) ? null : FindLocalOrAttached(name);
+    /// <summary>
+    /// The export behind the attach socket: a volume attached here or being attached (local, or
+    /// remote and found for attaching); null for anything else, so a device left by an earlier slabd
+    /// reconnects only once it is adopted (<see cref="AdoptSurvivorsAsync"/>), never around the
+    /// cluster's fencing.
+    /// </summary>
+    internal VolumeRecord? FindAttachable(string name) =>
+        name.Contains('@', StringComparison.Ordinal) || FindLocalOrAttached(name) is not { } volume
+            || (GetAttachment(volume.Id) is null && !_attachingHere.ContainsKey(volume.Id))
+            ? null
+            : volume;
 
     /// <summary>Saves filesystem flags where the replicas live.</summary>
     private async Task<VolumeRecord> SaveFlagsAsync(VolumeRecord volume, CancellationToken cancellationToken)

@@ -238,4 +238,11 @@ public sealed record VolumeManagerOptions
 
     /// <summary>Size the attach exports advertise (see <see cref="AttachExportCatalog"/>), bytes.</summary>
     public long AttachCeilingBytes { get; init; } = 64L << 40;
+
+    /// <summary>
+    /// Whether attachments outlive this daemon (<c>--keep-attachments</c>; the host layer attaches
+    /// through a reconnecting relay): shutdown leaves them attached and mounted, and the next start
+    /// adopts them (<see cref="VolumeManager.AdoptSurvivorsAsync"/>). False: shutdown detaches everything.
+    /// </summary>
+    public bool KeepAttachments { get; init; }
 }

@@ -40,14 +40,33 @@ internal sealed class HostTestEnvironment : IAsyncDisposable
     public static async Task<HostTestEnvironment> StartAsync()
     {
         var root = Directory.CreateTempSubdirectory("slab-host-").FullName;
-        var socket = Path.Combine(root, "nbd.sock");
-        var pidFile = Path.Combine(root, "nbdkit.pid");
+        try
+        {
+            var pid = await StartNbdkitAsync(root, "nbd.sock", "nbdkit.pid", "memory", "1G");
+            return new HostTestEnvironment(root, pid);
+        }
+        catch
+        {
+            Directory.Delete(root, recursive: true);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Starts an nbdkit server on <c>DIRECTORY/SOCKET</c> with <paramref name="plugin"/>; returns its pid
+    /// once it accepts connections. The caller stops it (<see cref="StopNbdkitAsync"/>).
+    /// </summary>
+    public static async Task<int> StartNbdkitAsync(string directory, string socketName, string pidFileName, params string[] plugin)
+    {
+        var socket = Path.Combine(directory, socketName);
+        var pidFile = Path.Combine(directory, pidFileName);
+        File.Delete(pidFile);
         int? pid = null;
         try
         {
             // nbdkit's forked server writes the pid file once it accepts connections (after the
             // launching process has exited), so wait for that file through inotify, not a sleep.
-            using var watcher = new FileSystemWatcher(root, "nbdkit.pid");
+            using var watcher = new FileSystemWatcher(directory, pidFileName);
             var ready = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
             void Check()
             {
@@ -60,22 +79,27 @@ internal sealed class HostTestEnvironment : IAsyncDisposable
             watcher.Created += (_, _) => Check();
             watcher.Changed += (_, _) => Check();
             watcher.EnableRaisingEvents = true;
-            await ExternalCommand.RunCheckedAsync("nbdkit", ["--unix", socket, "--pidfile", pidFile, "memory", "1G"], CancellationToken.None);
+            await ExternalCommand.RunCheckedAsync("nbdkit", ["--unix", socket, "--pidfile", pidFile, .. plugin], CancellationToken.None);
             Check();
             pid = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
-            return new HostTestEnvironment(root, pid.Value);
+            return pid.Value;
         }
         catch
         {
             if ((pid ?? TryReadPid(pidFile)) is { } started)
             {
-                await ExternalCommand.RunAsync("kill", [started.ToString(CultureInfo.InvariantCulture)], CancellationToken.None);
-                await HostNative.WaitForProcessExitAsync(started, TimeSpan.FromSeconds(10), CancellationToken.None);
+                await StopNbdkitAsync(started);
             }
 
-            Directory.Delete(root, recursive: true);
             throw;
         }
+    }
+
+    /// <summary>SIGTERM to an nbdkit server and wait for it to exit.</summary>
+    public static async Task StopNbdkitAsync(int pid)
+    {
+        await ExternalCommand.RunAsync("kill", [pid.ToString(CultureInfo.InvariantCulture)], CancellationToken.None);
+        await HostNative.WaitForProcessExitAsync(pid, TimeSpan.FromSeconds(10), CancellationToken.None);
     }
 
     private static int? TryReadPid(string pidFile)
@@ -122,6 +146,11 @@ internal sealed class HostTestEnvironment : IAsyncDisposable
             .Where(argv => argv.Contains("nbdfuse", StringComparison.Ordinal) && argv.Contains(directory, StringComparison.Ordinal))
             .ToList();
         Assert.Empty(nbdfuses);
+        var relaySocket = new AttachmentLayout(Options).RelaySocketOf(volume);
+        Assert.False(File.Exists(relaySocket), $"{relaySocket} still exists");
+        Assert.DoesNotContain(Directory.EnumerateDirectories("/proc").Select(Path.GetFileName)
+            .Where(name => int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            .Select(name => ReadCommandLine(int.Parse(name!, CultureInfo.InvariantCulture))), argv => argv.Contains(relaySocket, StringComparison.Ordinal));
         if (nbdfusePid is { } pid)
         {
             Assert.False(File.Exists($"/proc/{pid}/cmdline") && ReadCommandLine(pid).Contains(directory, StringComparison.Ordinal));
@@ -144,7 +173,7 @@ internal sealed class HostTestEnvironment : IAsyncDisposable
                 await ExternalCommand.RunAsync("umount", ["-l", mount], CancellationToken.None);
             }
 
-            await new NbdFuseLoopAttacher(Options).RemoveStaleAsync(CancellationToken.None);
+            await new NbdFuseLoopAttacher(Options).RecoverAsync(CancellationToken.None);
         }
         finally
         {

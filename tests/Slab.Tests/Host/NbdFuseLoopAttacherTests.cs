@@ -174,7 +174,9 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         await File.WriteAllTextAsync(Path.Combine(_env.AttachRoot, "vol3", "nbdfuse.pid"), "999999");
 
         // "slabd restarts": a fresh instance that made none of these.
-        var removals = await new NbdFuseLoopAttacher(_env.Options).RemoveStaleAsync(CancellationToken.None);
+        var recovery = await new NbdFuseLoopAttacher(_env.Options).RecoverAsync(CancellationToken.None);
+        Assert.Empty(recovery.Kept);
+        var removals = recovery.Removed;
 
         Assert.Equal(["vol1", "vol2", "vol3"], removals.Select(r => r.VolumeName));
         Assert.All(removals, r => Assert.True(r.Complete, string.Join("; ", r.Actions)));
@@ -186,7 +188,7 @@ public sealed class NbdFuseLoopAttacherTests : IAsyncLifetime
         await _env.AssertNothingLeftAsync("vol3");
 
         // Idempotent: nothing left to do, and the volume can be attached again.
-        Assert.Empty(await new NbdFuseLoopAttacher(_env.Options).RemoveStaleAsync(CancellationToken.None));
+        Assert.Empty((await new NbdFuseLoopAttacher(_env.Options).RecoverAsync(CancellationToken.None)).Removed);
         var again = await new NbdFuseLoopAttacher(_env.Options).AttachAsync(_env.Spec("vol1", 128 * MiB), CancellationToken.None);
         Assert.Equal("ext4", await _env.Filesystems.ProbeAsync(again.DevicePath, CancellationToken.None));
     }

@@ -168,7 +168,13 @@ public sealed partial class ClusterRuntime
         // A read copy that does not know this node yet is not the cluster's (e.g. empty at start).
         if (!state.Nodes.ContainsKey(_options.NodeId))
         {
+            _resyncPending = _volumes.HasSurvivors;
             return;
+        }
+
+        if (_volumes.HasSurvivors)
+        {
+            await _volumes.AdoptSurvivorsAsync(volume => AdoptionRefusal(state, volume), cancellationToken).ConfigureAwait(false);
         }
 
         foreach (var volume in state.Volumes.Values)
@@ -226,8 +232,30 @@ public sealed partial class ClusterRuntime
             await EndInterruptedOperationAsync(volume, cancellationToken).ConfigureAwait(false);
         }
 
-        _resyncPending = resyncPending;
+        // Attachments an earlier slabd left that could not be adopted yet are tried again soon too.
+        _resyncPending = resyncPending || _volumes.HasSurvivors;
         await RepairReplicasAsync(state, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Why an attachment an earlier slabd on this node left must not be adopted: its writes would
+    /// reach a volume that is not attached here any more. Null when the state still records it
+    /// attached to this node.
+    /// </summary>
+    private string? AdoptionRefusal(ClusterState state, VolumeRecord volume)
+    {
+        if (!state.Volumes.TryGetValue(volume.Id, out var info))
+        {
+            return "the cluster no longer has this volume";
+        }
+
+        return info.Attachment switch
+        {
+            { Purpose: AttachPurpose.Host } holder when holder.NodeId == _options.NodeId => null,
+            { NodeId: var other } when other != _options.NodeId =>
+                $"node {(state.Nodes.TryGetValue(other, out var node) ? node.Name : other)} has it attached now (epoch {info.Epoch})",
+            _ => "the cluster state records it detached from this node",
+        };
     }
 
     /// <summary>Where the volume's controller is open here: opens replicas ha-update added and lets go of those it removed.</summary>
@@ -309,7 +337,7 @@ public sealed partial class ClusterRuntime
         // Checked in this order: an attach marks itself before it records and unmarks after it attached.
         // Internal resync attachments are the resync reconciler's.
         if (volume.Attachment is not { Purpose: AttachPurpose.Host } attachment || attachment.NodeId != _options.NodeId
-            || _attaching.ContainsKey(volume.Id) || _volumes.GetAttachment(volume.Id) is not null)
+            || _attaching.ContainsKey(volume.Id) || _volumes.GetAttachment(volume.Id) is not null || _volumes.IsSurvivor(volume.Name))
         {
             return;
         }

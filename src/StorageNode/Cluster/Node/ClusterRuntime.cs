@@ -129,6 +129,11 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
         await _gossip.StartAsync(cancellationToken).ConfigureAwait(false);
         _registration = RegisterLoopAsync(_stopping.Token);
         _reconciliation = ReconcileLoopAsync(_stopping.Token);
+        if (_volumes.HasSurvivors)
+        {
+            SignalReconcile(); // their I/O waits until they are adopted
+        }
+
         var endPoints = NodeEndpoints.Of(_options);
         Log.Started(_logger, _options.ClusterId, _options.NodeName, _options.Kvdb ? "KVDB voter" : "non-voting member", endPoints);
     }
