@@ -132,17 +132,23 @@ bench_slabctl() {   # bench_slabctl NAME ARGS...: slabctl against slabd NAME's A
   timeout 300 dotnet "$SLABCTL_DLL" --endpoint "unix://$(bench_slab_run "$name")/api.sock" "$@"
 }
 
-# bench_start_slabd NAME DRIVE [ENV=VALUE...]: a slabd (Release build) with data in WORK/NAME/data,
-# run directory WORK/run/NAME, log WORK/NAME.log, its one drive the image DRIVE (slabd formats it
-# and attaches it through a direct-I/O loop device), no TCP ports, no Docker plugin; waits for
-# "slabd ready" and creates the volume "bench" of SIZE_GIB. Sets BENCH_PID.
+# bench_start_slabd NAME DRIVE [ENV=VALUE...] [-- SLABD-ARGS...]: a slabd (Release build) with data
+# in WORK/NAME/data, run directory WORK/run/NAME, log WORK/NAME.log, its one drive the image DRIVE
+# (slabd formats it and attaches it through a direct-I/O loop device), no TCP ports, no Docker
+# plugin, plus SLABD-ARGS; waits for "slabd ready" and creates the volume "bench" of SIZE_GIB.
+# Sets BENCH_PID.
 bench_start_slabd() {
   local name="$1" drive="$2"; shift 2
-  local run log
+  local run log environment=() arg
+  while [ $# -gt 0 ]; do
+    arg="$1"; shift
+    [ "$arg" = "--" ] && break
+    environment+=("$arg")
+  done
   run="$(bench_slab_run "$name")" log="$WORK/$name.log"
   mkdir -p "$WORK/$name/data" "$run"
-  env "$@" dotnet "$SLABD_DLL" --data-dir "$WORK/$name/data" --run-dir "$run" --drive "$drive" \
-    --api-port 0 --nbd-port 0 --metrics-port 0 --skip-pool-benchmark --no-docker-plugin --node-name "bench-$name" >"$log" 2>&1 &
+  env "${environment[@]}" dotnet "$SLABD_DLL" --data-dir "$WORK/$name/data" --run-dir "$run" --drive "$drive" \
+    --api-port 0 --nbd-port 0 --metrics-port 0 --skip-pool-benchmark --no-docker-plugin --node-name "bench-$name" "$@" >"$log" 2>&1 &
   BENCH_PID=$!
   for _ in $(seq 1 1200); do
     grep -qs "slabd ready" "$log" && break
@@ -188,6 +194,11 @@ bench_slab_attach() {
       BENCH_HELPER_PID="$(cat "$dir/nbdfuse.pid" 2>/dev/null || true)"
       [ -n "$BENCH_HELPER_PID" ] || BENCH_HELPER_PID="$(pgrep -P "$slabd" -x nbdfuse | head -n1 || true)"
       [ -n "$BENCH_HELPER_PID" ] && [ -d "/proc/$BENCH_HELPER_PID" ] || slab_die "cannot find the nbdfuse of $BENCH_DEV (no $dir/nbdfuse.pid)"
+      # --keep-attachments: the reconnecting relay between nbdfuse and slabd is a helper too.
+      if [ -s "$dir/relay.pid" ]; then
+        BENCH_HELPER_PID="$BENCH_HELPER_PID $(cat "$dir/relay.pid")"
+        BENCH_ATTACH_METHOD="nbdfuse + relay + loop"
+      fi
       ;;
     /dev/nbd*) BENCH_ATTACH_METHOD="kernel nbd" ;;
     *) BENCH_ATTACH_METHOD="unknown" ;;

@@ -255,7 +255,7 @@ public sealed record SlabdOptions
                     throw new FormatException(arg.StartsWith('-') ? $"unknown option {arg}" : $"unexpected argument '{arg}'");
             }
 
-            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "--kvdb" or "-h" or "--help" or "--docker-plugin" or "--no-docker-plugin" or "--no-metrics")
+            if (inline is not null && arg is "--dev" or "--wipe-drives" or "--skip-pool-benchmark" or "--kvdb" or "-h" or "--help" or "--docker-plugin" or "--no-docker-plugin" or "--no-metrics" or "--keep-attachments")
             {
                 throw new FormatException($"{arg} takes no value");
             }

@@ -8,8 +8,9 @@ namespace Slab.Tests.Csi;
 
 /// <summary>
 /// What kubelet's calls find after slabd restarts under staged and published volumes: the repeated
-/// stage and publish serve the volume again with its data. (A pod running across the restart loses
-/// its device meanwhile: slabd's attach path does not survive slabd.)
+/// stage and publish serve the volume again with its data. Without <c>--keep-attachments</c> a pod
+/// running across the restart loses its device meanwhile; with it, the pod's I/O waits for slabd and
+/// goes on.
 /// </summary>
 public sealed class CsiRestartTests(ITestOutputHelper output)
 {
@@ -41,6 +42,46 @@ public sealed class CsiRestartTests(ITestOutputHelper output)
 
         await plugin.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
         await plugin.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
+        await plugin.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = volume.VolumeId });
+    }
+
+    [Fact]
+    public async Task With_keep_attachments_a_pods_mount_outlives_a_slabd_crash_and_its_writes_meanwhile_land()
+    {
+        await using var node = await SlabNode.StartAsync(4L << 30, "--keep-attachments");
+        await using var plugin = await CsiPlugin.StartAsync(node.Endpoint);
+        var dir = Path.Combine(node.Root, "kubelet");
+        string staging = Path.Combine(dir, "staging"), target = Path.Combine(dir, "pod");
+        Directory.CreateDirectory(staging);
+        var volume = (await plugin.Controller.CreateVolumeAsync(Create("pvc-kept", 256L << 20))).Volume;
+        await plugin.Node.NodeStageVolumeAsync(Stage(volume.VolumeId, staging));
+        await plugin.Node.NodePublishVolumeAsync(Publish(volume.VolumeId, staging, target));
+        await File.WriteAllTextAsync(Path.Combine(target, "before.txt"), "before the crash");
+        await HostCommand.SyncAsync(target);
+
+        // The pod writes and fsyncs while slabd is dead; the write completes once slabd is back.
+        await node.KillAsync();
+        var meanwhile = Task.Run(() =>
+        {
+            using var file = new FileStream(Path.Combine(target, "meanwhile.txt"), FileMode.Create, FileAccess.Write);
+            file.Write("written while slabd was down"u8);
+            file.Flush(flushToDisk: true);
+        });
+        await node.StartProcessAsync("--keep-attachments");
+        await meanwhile.WaitAsync(TimeSpan.FromSeconds(90));
+        output.WriteLine(node.Log);
+
+        // kubelet's repeated calls are no-ops on the live mounts; the pod reads both files.
+        await plugin.Node.NodeStageVolumeAsync(Stage(volume.VolumeId, staging));
+        await plugin.Node.NodePublishVolumeAsync(Publish(volume.VolumeId, staging, target));
+        Assert.Equal("before the crash", await File.ReadAllTextAsync(Path.Combine(target, "before.txt")));
+        Assert.Equal("written while slabd was down", await File.ReadAllTextAsync(Path.Combine(target, "meanwhile.txt")));
+        var stats = await plugin.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = volume.VolumeId, VolumePath = target });
+        Assert.False(stats.VolumeCondition.Abnormal, stats.VolumeCondition.Message);
+
+        await plugin.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+        await plugin.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
+        Assert.DoesNotContain(node.RunDirectory + "/attach", await HostCommand.CheckedAsync("losetup", "-a"), StringComparison.Ordinal);
         await plugin.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = volume.VolumeId });
     }
 }

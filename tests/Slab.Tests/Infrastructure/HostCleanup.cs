@@ -32,7 +32,9 @@ public static class HostCleanup
                 continue;
             }
 
-            if (cmdline.Contains(prefix, StringComparison.Ordinal) && (cmdline.StartsWith("nbdfuse", StringComparison.Ordinal) || cmdline.StartsWith("nbdkit", StringComparison.Ordinal) || cmdline.Contains("slabd.dll", StringComparison.Ordinal)))
+            // slabd starts nbdfuse and its relays by full path (/usr/bin/nbdfuse).
+            var program = Path.GetFileName(cmdline.Split(' ', 2)[0]);
+            if (cmdline.Contains(prefix, StringComparison.Ordinal) && (program is "nbdfuse" or "nbdkit" || cmdline.Contains("slabd.dll", StringComparison.Ordinal)))
             {
                 _ = Tmds.Linux.LibC.kill(pid, Tmds.Linux.LibC.SIGKILL);
             }

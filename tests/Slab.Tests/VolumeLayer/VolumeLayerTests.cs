@@ -215,5 +215,9 @@ public sealed class VolumeLayerTests
         Assert.Equal(["/dev/sdb", "/dev/sdc"], drives.Drives);
         Assert.Throws<FormatException>(() => SlabdOptions.Parse(["--dev", "--wipe-drives=yes"]));
         Assert.Throws<FormatException>(() => SlabdOptions.Parse(["--dev", "--nbd-port", "70000"]));
+
+        Assert.False(dev.KeepAttachments);
+        Assert.True(SlabdOptions.Parse(["--dev", "--keep-attachments"]).KeepAttachments);
+        Assert.Throws<FormatException>(() => SlabdOptions.Parse(["--dev", "--keep-attachments=120"]));
     }
 }

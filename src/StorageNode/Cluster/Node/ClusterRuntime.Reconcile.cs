@@ -172,7 +172,8 @@ public sealed partial class ClusterRuntime
             return;
         }
 
-        if (_volumes.HasSurvivors)
+        // Only a copy that has caught up can say a volume is gone or attached elsewhere now.
+        if (_volumes.HasSurvivors && CaughtUp(state))
         {
             await _volumes.AdoptSurvivorsAsync(volume => AdoptionRefusal(state, volume), cancellationToken).ConfigureAwait(false);
         }

@@ -70,6 +70,12 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
     /// <summary>True once this node's registration was committed.</summary>
     public bool Registered { get; private set; }
 
+    /// <summary>The state revision that includes this start's registration: a read copy at or past it has everything committed before this node started.</summary>
+    private long _registeredRevision;
+
+    /// <summary>Whether the read copy has caught up with the cluster as it was when this node started (it includes the node's registration).</summary>
+    private bool CaughtUp(ClusterState state) => Registered && state.Revision >= Volatile.Read(ref _registeredRevision);
+
     /// <summary>
     /// Starts the Raft member or client and gossip, then registration and reconciliation in the
     /// background; returns without waiting for a quorum (the first voters wait for the others).
@@ -247,6 +253,7 @@ public sealed partial class ClusterRuntime : IAsyncDisposable
                 var result = await State.ProposeAsync(command, stop).ConfigureAwait(false);
                 if (result.IsSuccess)
                 {
+                    Volatile.Write(ref _registeredRevision, result.Revision);
                     Registered = true;
                     Log.Registered(_logger, _options.NodeName, _options.NodeId, State.Current.Nodes.Count);
                     SignalReconcile();
