@@ -132,6 +132,9 @@ public sealed partial class VolumeController
     [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "volume {Volume}: resync of replica on {Node} stopped: {Reason}")]
     private static partial void LogCatchUpFailed(ILogger logger, string volume, string node, string reason);
 
+    [LoggerMessage(EventId = 48, Level = LogLevel.Debug, Message = "volume {Volume}: resync of replica on {Node} failed again ({Count} in a row; next try in {Seconds} s): {Reason}")]
+    private static partial void LogCatchUpFailedAgain(ILogger logger, string volume, string node, int count, double seconds, string reason);
+
     [LoggerMessage(EventId = 42, Level = LogLevel.Error, Message = "volume {Volume}: this controller (epoch {Epoch}) is fenced, another controller owns the volume: {Reason}")]
     private static partial void LogFenced(ILogger logger, string volume, long epoch, string reason);
 }

@@ -31,7 +31,7 @@ public sealed partial class VolumeController
     /// </summary>
     public bool TryStartResync(string nodeId)
     {
-        if (_authority is null || Volatile.Read(ref _resync) is not null || !_resyncTask.IsCompleted)
+        if (_authority is null || Volatile.Read(ref _resync) is not null || !_resyncTask.IsCompleted || IsBackingOff(nodeId))
         {
             return false;
         }
@@ -47,6 +47,66 @@ public sealed partial class VolumeController
         Volatile.Write(ref _resyncStop, stop);
         _resyncTask = Task.Run(() => ResyncAsync(slot, stop.Token));
         return true;
+    }
+
+    /// <summary>
+    /// How long after its <paramref name="failures"/>-th failure in a row a replica's resync waits
+    /// before it may start again: 1 s, doubling, at most <see cref="MaxResyncRetryDelay"/>. A replica
+    /// whose node is online but refuses (a firewall, a port clash) is not retried every second forever.
+    /// </summary>
+    internal static TimeSpan ResyncRetryDelay(int failures) =>
+        failures <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Math.Min(MaxResyncRetryDelay.TotalSeconds, 1L << Math.Min(failures - 1, 16)));
+
+    /// <summary>The longest wait between two attempts to resync a replica that keeps failing.</summary>
+    internal static readonly TimeSpan MaxResyncRetryDelay = TimeSpan.FromSeconds(60);
+
+    /// <summary>Consecutive failures of resyncs to a replica, by node id; cleared when one promotes it. Under its own lock.</summary>
+    private readonly Dictionary<string, ResyncFailures> _resyncFailures = new(StringComparer.Ordinal);
+
+    private sealed record ResyncFailures(int Count, long RetryAt, string Reason);
+
+    private bool IsBackingOff(string nodeId)
+    {
+        lock (_resyncFailures)
+        {
+            return _resyncFailures.TryGetValue(nodeId, out var failures) && _time.GetTimestamp() < failures.RetryAt;
+        }
+    }
+
+    /// <summary>
+    /// Counts a failed resync of <paramref name="nodeId"/>'s replica and logs it: a warning the first
+    /// time and whenever the reason changes, at debug level while it repeats.
+    /// </summary>
+    private void RecordResyncFailure(string nodeId, string nodeName, string reason)
+    {
+        ResyncFailures? last;
+        ResyncFailures next;
+        lock (_resyncFailures)
+        {
+            last = _resyncFailures.GetValueOrDefault(nodeId);
+            var count = (last?.Count ?? 0) + 1;
+            var delay = ResyncRetryDelay(count);
+            next = new ResyncFailures(count, _time.GetTimestamp() + (long)(delay.TotalSeconds * _time.TimestampFrequency), reason);
+            _resyncFailures[nodeId] = next;
+        }
+
+        if (last is null || last.Reason != reason)
+        {
+            LogCatchUpFailed(_logger, VolumeName, nodeName, reason);
+        }
+        else
+        {
+            var seconds = ResyncRetryDelay(next.Count).TotalSeconds;
+            LogCatchUpFailedAgain(_logger, VolumeName, nodeName, next.Count, seconds, reason);
+        }
+    }
+
+    private void ClearResyncFailures(string nodeId)
+    {
+        lock (_resyncFailures)
+        {
+            _resyncFailures.Remove(nodeId);
+        }
     }
 
     /// <summary>Waits for the resync under way (if any) to end; for shutdown and tests.</summary>
@@ -219,7 +279,7 @@ public sealed partial class VolumeController
 
     private async Task ResyncAsync(int slot, CancellationToken cancellationToken)
     {
-        var nodeName = Volatile.Read(ref _view).Slots[slot].NodeName;
+        var (nodeId, nodeName) = (Volatile.Read(ref _view).Slots[slot].NodeId, Volatile.Read(ref _view).Slots[slot].NodeName);
         ResyncRun? run = null;
         try
         {
@@ -265,6 +325,7 @@ public sealed partial class VolumeController
             await CopyAndPromoteAsync(run, cancellationToken).ConfigureAwait(false);
             var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(run.Started).TotalSeconds;
             LogResyncDone(_logger, VolumeName, nodeName, run.Kind, run.RegionsDone, run.BytesCopied, seconds, Epoch);
+            ClearResyncFailures(nodeId);
         }
         catch (Exception e) when (e is BlockTargetException or SlabException or IOException or OperationCanceledException)
         {
@@ -274,7 +335,7 @@ public sealed partial class VolumeController
             }
             else if (e is not OperationCanceledException)
             {
-                LogCatchUpFailed(_logger, VolumeName, nodeName, e.Message);
+                RecordResyncFailure(nodeId, nodeName, e.Message);
             }
         }
     }
@@ -528,7 +589,14 @@ public sealed partial class VolumeController
             reason += $"; its progress was not saved ({e.Message})";
         }
 
-        LogCatchUpFailed(_logger, VolumeName, slot.NodeName, stopped ? "stopped (it resumes at the next resync)" : reason);
+        if (stopped)
+        {
+            LogCatchUpFailed(_logger, VolumeName, slot.NodeName, "stopped (it resumes at the next resync)");
+        }
+        else
+        {
+            RecordResyncFailure(slot.NodeId, slot.NodeName, reason);
+        }
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Slab.Tests.Replication;
 using Microsoft.Extensions.Logging.Abstractions;
 using Slab.Block;
 using Slab.Common;
@@ -198,6 +199,10 @@ public sealed class VolumeControllerTests
 
     /// <summary>A controller of volume "db" over the replicas as nodes n1, n2, ... (names node-1, ...).</summary>
     internal static VolumeController Open(long size, TestAuthority? authority, params (FaultyReplica Replica, ReplicaMode Mode, bool Local)[] replicas)
+        => Open(size, authority, TimeProvider.System, replicas);
+
+    /// <summary>As <see cref="Open(long, TestAuthority?, ValueTuple{FaultyReplica, ReplicaMode, bool}[])"/> on <paramref name="time"/>'s clock.</summary>
+    internal static VolumeController Open(long size, TestAuthority? authority, TimeProvider time, params (FaultyReplica Replica, ReplicaMode Mode, bool Local)[] replicas)
         => new(
             "vol1",
             "db",
@@ -205,7 +210,8 @@ public sealed class VolumeControllerTests
             authority?.Epoch ?? 1,
             [.. replicas.Select((r, i) => new ReplicaMember($"n{i + 1}", $"node-{i + 1}", r.Replica, r.Mode, r.Local))],
             authority,
-            NullLogger.Instance);
+            NullLogger.Instance,
+            io: new VolumeIoSettings(time, IoLimits.None));
 
     internal static byte[] Block(byte value)
     {
@@ -425,12 +431,12 @@ public sealed class VolumeControllerTests
     }
 
     /// <summary>Two replicas: n1 in sync, n2 faulted when the controller opened (nothing known about what it misses).</summary>
-    private static (FaultyReplica A, FaultyReplica B, TestAuthority Authority, VolumeController Controller) OpenWithFaultedSecond(long size)
+    private static (FaultyReplica A, FaultyReplica B, TestAuthority Authority, VolumeController Controller) OpenWithFaultedSecond(long size, TimeProvider? time = null)
     {
         var (a, b) = (new FaultyReplica(size), new FaultyReplica(size));
         var authority = new TestAuthority(1);
         authority.OutAtStart.Add("n2");
-        var controller = Open(size, authority, (a, ReplicaMode.InSync, false), (b, ReplicaMode.Faulted, false));
+        var controller = Open(size, authority, time ?? TimeProvider.System, (a, ReplicaMode.InSync, false), (b, ReplicaMode.Faulted, false));
         return (a, b, authority, controller);
     }
 
@@ -466,7 +472,8 @@ public sealed class VolumeControllerTests
     public async Task A_resync_that_fails_leaves_the_replica_faulted_and_a_later_one_finishes_it()
     {
         const long size = 8 << 20;
-        var (a, b, authority, controller) = OpenWithFaultedSecond(size);
+        var time = new ManualTimeProvider();
+        var (a, b, authority, controller) = OpenWithFaultedSecond(size, time);
         using var disposeController = controller;
         await controller.WriteAsync(0, Block(1), BlockWriteFlags.None, default);
 
@@ -476,11 +483,29 @@ public sealed class VolumeControllerTests
         Assert.Equal(ReplicaMode.Faulted, controller.Replicas[1].Mode);
         Assert.Equal(1, controller.Epoch);
 
+        // It failed: the next attempt waits 1 s, the one after a second failure 2 s.
+        Assert.False(controller.TryStartResync("n2"));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.True(controller.TryStartResync("n2"));
+        await controller.WaitForResyncAsync();
+        Assert.Equal(ReplicaMode.Faulted, controller.Replicas[1].Mode);
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.False(controller.TryStartResync("n2"));
+        time.Advance(TimeSpan.FromSeconds(1));
+
         b.Fail = null;
         Assert.True(controller.TryStartResync("n2"));
         await controller.WaitForResyncAsync();
         Assert.Equal(ReplicaMode.InSync, controller.Replicas[1].Mode);
         await AssertSameAsync(a, b, size);
+    }
+
+    [Fact]
+    public void Resync_retries_back_off_from_one_second_to_a_minute()
+    {
+        Assert.Equal(TimeSpan.Zero, VolumeController.ResyncRetryDelay(0));
+        Assert.Equal([1, 2, 4, 8, 16, 32, 60, 60], Enumerable.Range(1, 8).Select(f => (int)VolumeController.ResyncRetryDelay(f).TotalSeconds));
+        Assert.Equal(VolumeController.MaxResyncRetryDelay, VolumeController.ResyncRetryDelay(int.MaxValue));
     }
 
     [Fact]
