@@ -232,6 +232,13 @@ public sealed partial class VolumeManager
             return existing;
         }
 
+        if (_survivors.TryGetValue(volume.Name, out var survivor))
+        {
+            throw new SlabException(
+                SlabErrorCode.Unavailable,
+                $"volume '{volume.Name}' is still attached here as {survivor.DevicePath} from before slabd restarted; it is adopted once this node has caught up with the cluster state: try again in a few seconds");
+        }
+
         lock (_openLock)
         {
             ThrowIfExclusive(volume);
