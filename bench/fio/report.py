@@ -22,7 +22,7 @@ JOBS = [
     ("read-1m", "1M sequential read, QD8", "read", False),
 ]
 TITLE = {j: t for j, t, _, _ in JOBS}
-ORDER = ["raw", "raw-loop", "nbdkit", "qemu-nbd", "slab", "nbdkit-attached", "slab-attached", "slab-kept"]
+ORDER = ["raw", "raw-loop", "nbdkit", "qemu-nbd", "slab", "nbdkit-attached", "slab-attached", "slab-nbdfuse", "slab-kept"]
 NO_SERVER = {"raw", "raw-loop"}  # the kernel serves these: no server process to count
 
 # The target checks (IOPS ratios unless said otherwise).
@@ -178,6 +178,8 @@ def main():
                            "slabd makes them; libaio O_DIRECT on the device",
         "slab-attached": f"a second slabd like slab, its volume attached with `slabctl host attach` "
                          f"({env('REPORT_ATTACH_METHOD', '?')}); libaio O_DIRECT on the device",
+        "slab-nbdfuse": "a slabd like slab-attached started with `--attach-method nbdfuse`: nbdfuse + loop over "
+                        "slabd's attach socket (the attach path before slabd had its own FUSE server)",
         "slab-kept": "a third slabd like slab-attached but started with `--keep-attachments`: nbdfuse reaches "
                      "slabd through its reconnecting relay (nbdkit nbd plugin, retry and exitlast filters); "
                      "the relay's CPU counts with nbdfuse's",
@@ -281,17 +283,20 @@ def main():
         w(f"| {TITLE[job]} | {nj} | {c1} | {'–' if info_a is None else f'{info_a:.2f}×'} | {c2} | {c3} "
           f"| {'–' if info_s is None else f'{info_s:.2f}×'} | {c4} |")
     w("")
-    if "slab-kept" in present and "slab-attached" in present:
-        w("What `--keep-attachments` costs (information, no target): slab-kept / slab-attached, IOPS and "
-          "server + helpers CPU µs per I/O.")
+    for other, what in (("slab-nbdfuse", "what slabd's own FUSE server gains over nbdfuse (slab-attached / slab-nbdfuse)"),
+                        ("slab-kept", "what `--keep-attachments` costs (slab-kept / slab-attached)")):
+        if other not in present or "slab-attached" not in present:
+            continue
+        first, second = ("slab-attached", other) if other == "slab-nbdfuse" else (other, "slab-attached")
+        w(f"Information, no target: {what}, IOPS, and server + helpers CPU µs per I/O.")
         w("")
-        w("| job | numjobs | IOPS ratio | CPU/IO, slab-attached | CPU/IO, slab-kept |")
+        w(f"| job | numjobs | IOPS ratio | CPU/IO, {first} | CPU/IO, {second} |")
         w("|---|---:|---:|---:|---:|")
         for job, nj in runs:
-            kept, plain = results.get(("slab-kept", job, nj)), results.get(("slab-attached", job, nj))
-            ratio = iops_ratio(kept, plain)
+            a, b = results.get((first, job, nj)), results.get((second, job, nj))
+            ratio = iops_ratio(a, b)
             cpu = lambda r: "–" if not r or r.get("cpu_per_io") is None else f"{r['cpu_per_io']:.0f} µs"  # noqa: E731
-            w(f"| {TITLE[job]} | {nj} | {'–' if ratio is None else f'{ratio:.2f}×'} | {cpu(plain)} | {cpu(kept)} |")
+            w(f"| {TITLE[job]} | {nj} | {'–' if ratio is None else f'{ratio:.2f}×'} | {cpu(a)} | {cpu(b)} |")
         w("")
     met = sum(c[0] for c in checks.counts.values())
     total = sum(c[1] for c in checks.counts.values())

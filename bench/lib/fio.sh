@@ -190,6 +190,10 @@ bench_slab_attach() {
   BENCH_HELPER_PID=""
   case "$BENCH_DEV" in
     /dev/loop*)
+      if grep -qs '"Method": "FuseLoop"' "$dir/state.json"; then
+        BENCH_ATTACH_METHOD="slabd's FUSE file + loop"   # served inside slabd: no helper process
+        return 0
+      fi
       BENCH_ATTACH_METHOD="nbdfuse + loop"
       BENCH_HELPER_PID="$(cat "$dir/nbdfuse.pid" 2>/dev/null || true)"
       [ -n "$BENCH_HELPER_PID" ] || BENCH_HELPER_PID="$(pgrep -P "$slabd" -x nbdfuse | head -n1 || true)"

@@ -87,7 +87,8 @@ internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions opt
         {
             await Step($"unmount FUSE at {fuseMountPoint}", async () =>
             {
-                await HostTools.RunCheckedAsync("fusermount3", ["-u", "-z", fuseMountPoint], cancellationToken);
+                // umount(8), not fusermount3: slabd's own FUSE mounts (fuse-loop) are not fusermount's.
+                await HostTools.RunCheckedAsync("umount", ["-l", fuseMountPoint], cancellationToken);
                 return $"lazily unmounted FUSE {fuseMountPoint}";
             });
         }

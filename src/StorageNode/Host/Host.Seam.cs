@@ -15,6 +15,14 @@ public enum AttachMethod
 
     /// <summary>The kernel NBD driver, <c>/dev/nbdN</c>, configured by <c>nbd-client</c> over netlink.</summary>
     KernelNbd,
+
+    /// <summary>
+    /// slabd's own FUSE server (<see cref="IAttachFileServer"/>) exposes the volume as a file and
+    /// <c>losetup</c> turns it into <c>/dev/loopN</c>: the nbdfuse + loop layout without nbdfuse and the
+    /// NBD socket in between. Chosen over <see cref="NbdFuseLoop"/> when slabd provides the server and
+    /// attachments need not outlive slabd.
+    /// </summary>
+    FuseLoop,
 }
 
 /// <summary>Which <see cref="AttachMethod"/> to use; <see cref="Auto"/> prefers the kernel driver when it exists.</summary>
@@ -88,8 +96,8 @@ public sealed record AttachSpec(string VolumeName, string NbdUnixSocket, string 
 /// <param name="Method">How it was attached.</param>
 /// <param name="SizeBytes">The device's size in bytes.</param>
 /// <param name="AttachDirectory">The attachment's directory under <see cref="HostOptions.AttachDirectory"/>.</param>
-/// <param name="FuseMountPoint">nbdfuse's mount point (nbdfuse + loop only).</param>
-/// <param name="BackingFile">The FUSE file behind the loop device (nbdfuse + loop only).</param>
+/// <param name="FuseMountPoint">The FUSE mount point (nbdfuse + loop and FUSE + loop).</param>
+/// <param name="BackingFile">The FUSE file behind the loop device (nbdfuse + loop and FUSE + loop).</param>
 /// <param name="NbdfusePid">The nbdfuse process (nbdfuse + loop only).</param>
 /// <param name="DirectIo">Whether the loop device does direct I/O to its backing file.</param>
 /// <param name="RelayPid">The reconnecting relay between nbdfuse and slabd (<see cref="HostOptions.ReconnectTimeout"/>), or null.</param>
@@ -221,6 +229,23 @@ public interface IBlockDeviceAttacher
 }
 
 /// <summary>
+/// Serves an export as the one file of a FUSE filesystem that slabd mounts itself, for
+/// <see cref="AttachMethod.FuseLoop"/>: the loop device over that file reaches the volume in slabd's
+/// process. Implemented by the frontend layer.
+/// </summary>
+public interface IAttachFileServer
+{
+    /// <summary>
+    /// Mounts at <paramref name="mountPoint"/> (an existing empty directory) a FUSE filesystem holding
+    /// the file <paramref name="fileName"/> over export <paramref name="exportName"/> of the attach
+    /// catalog; returns once the file can be opened. Disposing the result stops serving (unmounting
+    /// first if still mounted) and lets go of the export.
+    /// </summary>
+    /// <exception cref="HostAttachException"><see cref="HostAttachError.DeviceFailed"/>: no such export, or the mount failed.</exception>
+    Task<IAsyncDisposable> ServeAsync(string exportName, string mountPoint, string fileName, CancellationToken cancellationToken);
+}
+
+/// <summary>
 /// Probes, formats, mounts and grows filesystems on block devices.
 /// </summary>
 /// <remarks>
@@ -267,12 +292,14 @@ public static class AttachMethodNames
 {
     public const string NbdFuseLoop = "nbdfuse-loop";
     public const string KernelNbd = "kernel-nbd";
+    public const string FuseLoop = "fuse-loop";
 
     /// <summary><c>nbdfuse-loop</c> or <c>kernel-nbd</c>.</summary>
     public static string ToWireName(this AttachMethod method) => method switch
     {
         AttachMethod.NbdFuseLoop => NbdFuseLoop,
         AttachMethod.KernelNbd => KernelNbd,
+        AttachMethod.FuseLoop => FuseLoop,
         _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
     };
 }

@@ -38,15 +38,36 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
 
     public override AttachMethod Method => AttachMethod.NbdFuseLoop;
 
+    /// <summary>
+    /// slabd's own FUSE file server: when set, attachments that need not outlive slabd are served by
+    /// it (<see cref="AttachMethod.FuseLoop"/>) instead of nbdfuse. Set once at start-up, before the
+    /// first attach.
+    /// </summary>
+    public IAttachFileServer? FileServer
+    {
+        get => Volatile.Read(ref _fileServer);
+        set => Volatile.Write(ref _fileServer, value);
+    }
+
+    private IAttachFileServer? _fileServer;
+
+    /// <summary>What the file server serves for this instance's FuseLoop attachments, by volume.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, IAsyncDisposable> _served = new(StringComparer.Ordinal);
+
     /// <summary>The NBD URI nbdfuse connects to: <c>nbd+unix:///EXPORT?socket=PATH</c>, both parts percent-encoded.</summary>
     public static string BuildUri(string socketPath, string exportName) =>
         $"nbd+unix:///{Uri.EscapeDataString(exportName)}?socket={Uri.EscapeDataString(socketPath).Replace("%2F", "/", StringComparison.Ordinal)}";
 
     private protected override async Task<AttachedDevice> AttachCoreAsync(AttachSpec spec, CancellationToken cancellationToken)
     {
-        HostTools.Require("nbdfuse");
+        var fileServer = Options.ReconnectTimeout is null ? FileServer : null;
+        if (fileServer is null)
+        {
+            HostTools.Require("nbdfuse");
+            HostTools.Require("fusermount3");
+        }
+
         HostTools.Require("losetup");
-        HostTools.Require("fusermount3");
         var volume = spec.VolumeName;
         var directory = Layout.DirectoryOf(volume);
         var fuseMountPoint = Layout.FuseMountPointOf(volume);
@@ -54,19 +75,27 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
         int? pid = null;
         string? relaySocket = null;
         int? relayPid = null;
+        IAsyncDisposable? served = null;
         try
         {
             Directory.CreateDirectory(Layout.Root);
             Directory.CreateDirectory(directory, OwnerOnly);
             Directory.CreateDirectory(fuseMountPoint, OwnerOnly);
-            if (Options.ReconnectTimeout is { } reconnect)
+            if (fileServer is not null)
             {
-                relaySocket = Layout.RelaySocketOf(volume);
-                relayPid = await StartRelayAsync(spec, relaySocket, reconnect, cancellationToken);
+                served = await fileServer.ServeAsync(spec.ExportName, fuseMountPoint, volume, cancellationToken);
             }
+            else
+            {
+                if (Options.ReconnectTimeout is { } reconnect)
+                {
+                    relaySocket = Layout.RelaySocketOf(volume);
+                    relayPid = await StartRelayAsync(spec, relaySocket, reconnect, cancellationToken);
+                }
 
-            var uri = relaySocket is null ? BuildUri(spec.NbdUnixSocket, spec.ExportName) : BuildUri(relaySocket, "");
-            pid = await StartNbdfuseAsync(spec, uri, p => pid = p, cancellationToken);
+                var uri = relaySocket is null ? BuildUri(spec.NbdUnixSocket, spec.ExportName) : BuildUri(relaySocket, "");
+                pid = await StartNbdfuseAsync(spec, uri, p => pid = p, cancellationToken);
+            }
 
             var ceiling = new FileInfo(backingFile).Length;
             if (ceiling < spec.DeviceSizeBytes)
@@ -102,7 +131,7 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
             var state = new AttachmentState
             {
                 VolumeName = volume,
-                Method = AttachMethod.NbdFuseLoop,
+                Method = served is null ? AttachMethod.NbdFuseLoop : AttachMethod.FuseLoop,
                 NbdUnixSocket = spec.NbdUnixSocket,
                 ExportName = spec.ExportName,
                 SizeBytes = spec.DeviceSizeBytes,
@@ -116,12 +145,22 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
                 RelayPid = relayPid,
             };
             AttachmentLayout.Write(Layout.StateFileOf(volume), state);
+            if (served is not null)
+            {
+                _served[volume] = served;
+            }
+
             return state.ToAttachedDevice(directory);
         }
         catch (Exception ex)
         {
             HostLog.AttachFailed(Logger, volume, ex);
             await Cleaner.RemoveAsync(volume, pid, CancellationToken.None);
+            if (served is not null)
+            {
+                await served.DisposeAsync();
+            }
+
             throw;
         }
     }
@@ -188,13 +227,20 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
         var fuseMountPoint = state.FuseMountPoint ?? Layout.FuseMountPointOf(volume);
         if (MountTable.At(fuseMountPoint) is not null)
         {
-            var result = await HostTools.RunAsync("fusermount3", ["-u", fuseMountPoint], cancellationToken);
+            // slabd's own FUSE mount is not fusermount's: umount(8) removes it.
+            string[] unmount = state.Method == AttachMethod.FuseLoop ? ["umount", fuseMountPoint] : ["fusermount3", "-u", fuseMountPoint];
+            var result = await HostTools.RunAsync(unmount[0], unmount[1..], cancellationToken);
             if (!result.Succeeded)
             {
                 throw MountTable.At(fuseMountPoint) is not null
                     ? new HostAttachException(HostAttachError.Busy, $"the FUSE file of '{volume}' is still in use: {result.Diagnostic}") { VolumeName = volume }
-                    : HostTools.Failed("fusermount3", ["-u", fuseMountPoint], result);
+                    : HostTools.Failed(unmount[0], unmount[1..], result);
             }
+        }
+
+        if (_served.TryRemove(volume, out var served))
+        {
+            await served.DisposeAsync();
         }
 
         var pids = new[] { state.NbdfusePid, AttachmentCleaner.ReadPidFile(Layout.PidFileOf(volume)) }

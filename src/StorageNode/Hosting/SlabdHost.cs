@@ -81,7 +81,7 @@ public static partial class SlabdHost
         // Start-up work before the host exists (crash cleanup, opening the store) logs like the host does.
         using var startupLoggers = LoggerFactory.Create(logging => ConfigureLogging(logging, options));
         var logger = startupLoggers.CreateLogger("slabd");
-        var hostAttach = new Slab.Host.HostOptions(options.RunDirectory)
+        var hostAttach = new Slab.Host.HostOptions(options.RunDirectory, options.AttachPreference)
         {
             ReconnectTimeout = options.KeepAttachments ? SlabdOptions.KeptAttachmentReconnectTimeout : null,
         };
@@ -150,6 +150,12 @@ public static partial class SlabdHost
             var volumes = app.Services.GetRequiredService<VolumeManager>();
             // Before anything opens a volume (the cluster runtime's resyncs start with the host).
             volumes.IoObservers = app.Services.GetService<NodeMetrics>();
+            if (options.OwnFuseServer && attacher is Slab.Host.NbdFuseLoopAttacher fuseAttacher)
+            {
+                fuseAttacher.FileServer = new Slab.Frontend.Fuse.FuseAttachFileServer(
+                    app.Services.GetRequiredService<AttachExportCatalog>(), new Slab.Frontend.Fuse.FuseFileServerOptions(), app.Services.GetRequiredService<ILoggerFactory>());
+            }
+
             volumes.OfferSurvivors(survivors);
             if (!options.Clustered)
             {

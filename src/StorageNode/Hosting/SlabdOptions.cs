@@ -107,6 +107,25 @@ public sealed record SlabdOptions
     /// </summary>
     public bool KeepAttachments { get; init; }
 
+    /// <summary>
+    /// <c>--attach-method</c>: <c>auto</c> (the kernel NBD driver when the host has it, else slabd's
+    /// own FUSE file + loop), <c>kernel-nbd</c>, <c>fuse</c> (slabd's FUSE file + loop) or
+    /// <c>nbdfuse</c> (nbdfuse + loop over the attach socket). <c>--keep-attachments</c> always uses
+    /// nbdfuse + loop (with its relay).
+    /// </summary>
+    public string AttachMethod { get; init; } = "auto";
+
+    /// <summary>The host layer's preference for <see cref="AttachMethod"/>.</summary>
+    public Slab.Host.AttachMethodPreference AttachPreference => AttachMethod switch
+    {
+        "kernel-nbd" => Slab.Host.AttachMethodPreference.KernelNbd,
+        "fuse" or "nbdfuse" => Slab.Host.AttachMethodPreference.NbdFuse,
+        _ => Slab.Host.AttachMethodPreference.Auto,
+    };
+
+    /// <summary>Whether slabd serves attachments from its own FUSE server (unless they must outlive it).</summary>
+    public bool OwnFuseServer => AttachMethod != "nbdfuse";
+
     /// <summary>How long a kept attachment's I/O waits for slabd before it fails with EIO.</summary>
     public static readonly TimeSpan KeptAttachmentReconnectTimeout = TimeSpan.FromSeconds(120);
 
@@ -160,6 +179,10 @@ public sealed record SlabdOptions
           --docker-plugin-socket PATH
                                   the plugin's socket (default /run/docker/plugins/slab.sock;
                                   Docker names the driver after the file); implies --docker-plugin
+          --attach-method M       how volumes become block devices: auto (default: the kernel
+                                  NBD driver when /dev/nbd0 exists, else fuse), kernel-nbd,
+                                  fuse (slabd's own FUSE file + a loop device), nbdfuse
+                                  (nbdfuse + a loop device)
           --keep-attachments      attached volumes outlive slabd: a stop or crash leaves them
                                   attached and mounted, their I/O waits up to 120 s for slabd
                                   to return (then fails), and the next start adopts them. Each
@@ -251,6 +274,7 @@ public sealed record SlabdOptions
                 case "--no-docker-plugin": options = options with { DockerPlugin = DockerPluginValue(options, false) }; break;
                 case "--docker-plugin-socket": options = options with { DockerPluginSocket = SocketPathValue(arg, Value()) }; break;
                 case "--keep-attachments": options = options with { KeepAttachments = true }; break;
+                case "--attach-method": options = options with { AttachMethod = AttachMethodValue(Value()) }; break;
                 default:
                     throw new FormatException(arg.StartsWith('-') ? $"unknown option {arg}" : $"unexpected argument '{arg}'");
             }
@@ -398,6 +422,11 @@ public sealed record SlabdOptions
         => options.DockerPlugin is { } given && given != on
             ? throw new FormatException("--docker-plugin and --no-docker-plugin contradict each other")
             : on;
+
+    private static string AttachMethodValue(string value)
+        => value is "auto" or "kernel-nbd" or "fuse" or "nbdfuse"
+            ? value
+            : throw new FormatException($"--attach-method '{value}' must be auto, kernel-nbd, fuse or nbdfuse");
 
     private static string SocketPathValue(string flag, string value)
         => value.StartsWith('/') && value.Length < 108 && !value.EndsWith('/')

@@ -18,7 +18,7 @@ public sealed record FuseFileServerOptions
     public int Workers { get; init; } = 8;
 
     /// <summary>Largest WRITE the kernel sends, bytes (a multiple of 4096; larger writes are split).</summary>
-    public int MaxWrite { get; init; } = 128 * 1024;
+    public int MaxWrite { get; init; } = 1024 * 1024;
 
     /// <summary>Asynchronous (direct I/O) requests the kernel keeps outstanding at most.</summary>
     public ushort MaxBackground { get; init; } = 64;
