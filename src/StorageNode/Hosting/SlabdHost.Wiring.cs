@@ -96,6 +96,9 @@ public static partial class SlabdHost
         return recovery.Kept;
     }
 
+    [LoggerMessage(Level = LogLevel.Information, Message = "Attachments without the kernel NBD driver are fuse-loop (slabd's own FUSE file + loop) unless they must outlive slabd (keep attachments: {KeepAttachments}), which stay nbdfuse-loop")]
+    private static partial void LogOwnFuseServer(ILogger logger, bool keepAttachments);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Removed stale attachment of volume {Volume} left by a crash (complete: {Complete}): {Actions}")]
     private static partial void LogStaleAttachment(ILogger logger, string volume, bool complete, string actions);
 }

@@ -154,6 +154,7 @@ public static partial class SlabdHost
             {
                 fuseAttacher.FileServer = new Slab.Frontend.Fuse.FuseAttachFileServer(
                     app.Services.GetRequiredService<AttachExportCatalog>(), new Slab.Frontend.Fuse.FuseFileServerOptions(), app.Services.GetRequiredService<ILoggerFactory>());
+                LogOwnFuseServer(logger, options.KeepAttachments);
             }
 
             volumes.OfferSurvivors(survivors);

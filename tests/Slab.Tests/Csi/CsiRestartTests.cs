@@ -61,12 +61,7 @@ public sealed class CsiRestartTests(ITestOutputHelper output)
 
         // The pod writes and fsyncs while slabd is dead; the write completes once slabd is back.
         await node.KillAsync();
-        var meanwhile = Task.Run(() =>
-        {
-            using var file = new FileStream(Path.Combine(target, "meanwhile.txt"), FileMode.Create, FileAccess.Write);
-            file.Write("written while slabd was down"u8);
-            file.Flush(flushToDisk: true);
-        });
+        var meanwhile = EndToEnd.KeepAttachmentsTests.WriteDurablyAsync(Path.Combine(target, "meanwhile.txt"), "written while slabd was down"u8.ToArray());
         await node.StartProcessAsync("--keep-attachments");
         await meanwhile.WaitAsync(TimeSpan.FromSeconds(90));
         output.WriteLine(node.Log);

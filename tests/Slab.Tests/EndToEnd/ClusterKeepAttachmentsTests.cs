@@ -26,13 +26,13 @@ public sealed class ClusterKeepAttachmentsTests(ITestOutputHelper output)
         await cluster[1].CliOkAsync("volume", "create", taken, "--size", "1", "--nodes", "node-2");
         var mount = Path.Combine(cluster[1].Root, "mnt");
         await cluster[1].CliOkAsync("host", "mount", kept, mount);
-        await WriteDurablyAsync(Path.Combine(mount, "before.bin"), TestData.Pattern(128 * 1024, 1));
+        await KeepAttachmentsTests.WriteDurablyAsync(Path.Combine(mount, "before.bin"), TestData.Pattern(128 * 1024, 1));
         var staleDevice = (await cluster[3].CliOkAsync("host", "attach", taken)).Trim();
         Assert.Equal(0, (await DirectBlockIo.WriteAsync(staleDevice, 0, TestData.Pattern(Block, 2))).ExitCode);
 
         // 1. node-1's slabd crashes under the mount; a write made meanwhile waits, then lands.
         await cluster[1].KillAsync();
-        var meanwhile = WriteDurablyAsync(Path.Combine(mount, "meanwhile.bin"), TestData.Pattern(128 * 1024, 3));
+        var meanwhile = KeepAttachmentsTests.WriteDurablyAsync(Path.Combine(mount, "meanwhile.bin"), TestData.Pattern(128 * 1024, 3));
         await cluster.RestartAsync(1);
         await meanwhile.WaitAsync(TimeSpan.FromSeconds(90));
         Assert.Contains($"Volume {kept}: adopted its attachment", cluster[1].Log, StringComparison.Ordinal);
@@ -68,12 +68,4 @@ public sealed class ClusterKeepAttachmentsTests(ITestOutputHelper output)
         await cluster[2].CliOkAsync("host", "unmount", kept, elsewhere);
         await cluster[2].CliOkAsync("host", "detach", kept);
     }
-
-    /// <summary>Writes and fsyncs a file on a thread of its own (the fsync blocks while slabd is away).</summary>
-    private static Task WriteDurablyAsync(string path, byte[] data) => Task.Run(() =>
-    {
-        using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None);
-        file.Write(data);
-        file.Flush(flushToDisk: true);
-    });
 }

@@ -87,7 +87,7 @@ public sealed class KeepAttachmentsTests
     }
 
     /// <summary>Writes and fsyncs a file on a thread of its own (the fsync blocks while slabd is away).</summary>
-    private static Task WriteDurablyAsync(string path, byte[] data) => Task.Run(() =>
+    internal static Task WriteDurablyAsync(string path, byte[] data) => Task.Run(() =>
     {
         using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None);
         file.Write(data);
