@@ -46,3 +46,25 @@ public sealed class BlockTargetException : Exception
         }
     }
 }
+
+/// <summary>The Linux errno a frontend reports for a <see cref="BlockError"/> (NBD's error values are the same numbers).</summary>
+public static class BlockErrno
+{
+    public const int EPERM = 1;
+    public const int EIO = 5;
+    public const int EINVAL = 22;
+    public const int ENOSPC = 28;
+    public const int EOPNOTSUPP = 95;
+    public const int ESHUTDOWN = 108;
+
+    /// <summary>The errno for <paramref name="error"/>; never 0. A fenced controller gets EIO: it must not be retried against.</summary>
+    public static int Of(BlockError error) => error switch
+    {
+        BlockError.OutOfRange or BlockError.InvalidArgument => EINVAL,
+        BlockError.ReadOnly => EPERM,
+        BlockError.NoSpace => ENOSPC,
+        BlockError.NotSupported => EOPNOTSUPP,
+        BlockError.Closed => ESHUTDOWN,
+        _ => EIO,
+    };
+}

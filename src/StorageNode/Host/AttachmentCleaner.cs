@@ -205,13 +205,7 @@ internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions opt
     }
 
     /// <summary>Whether <paramref name="pid"/> is an nbdkit relay listening on <paramref name="socket"/> (guards against pid reuse).</summary>
-    internal static bool IsRelayFor(int pid, string socket)
-    {
-        var argv = HostNative.CommandLine(pid);
-        return argv.Count > 0
-            && string.Equals(Path.GetFileName(argv[0]), "nbdkit", StringComparison.Ordinal)
-            && argv.Contains(socket, StringComparer.Ordinal);
-    }
+    internal static bool IsRelayFor(int pid, string socket) => Runs(pid, "nbdkit", socket);
 
     private static IEnumerable<int> ProcessIds()
     {
@@ -272,12 +266,15 @@ internal sealed class AttachmentCleaner(AttachmentLayout layout, HostOptions opt
     }
 
     /// <summary>Whether <paramref name="pid"/> is an nbdfuse serving <paramref name="backingFile"/> (guards against pid reuse).</summary>
-    internal static bool IsNbdfuseFor(int pid, string backingFile)
+    internal static bool IsNbdfuseFor(int pid, string backingFile) => Runs(pid, "nbdfuse", backingFile);
+
+    /// <summary>Whether <paramref name="pid"/> runs <paramref name="program"/> with <paramref name="argument"/> among its arguments.</summary>
+    private static bool Runs(int pid, string program, string argument)
     {
         var argv = HostNative.CommandLine(pid);
         return argv.Count > 0
-            && string.Equals(Path.GetFileName(argv[0]), "nbdfuse", StringComparison.Ordinal)
-            && argv.Contains(backingFile, StringComparer.Ordinal);
+            && string.Equals(Path.GetFileName(argv[0]), program, StringComparison.Ordinal)
+            && argv.Contains(argument, StringComparer.Ordinal);
     }
 
     internal static int? ReadPidFile(string pidFile)

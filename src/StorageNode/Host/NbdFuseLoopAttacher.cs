@@ -227,14 +227,13 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
         var fuseMountPoint = state.FuseMountPoint ?? Layout.FuseMountPointOf(volume);
         if (MountTable.At(fuseMountPoint) is not null)
         {
-            // slabd's own FUSE mount is not fusermount's: umount(8) removes it.
-            string[] unmount = state.Method == AttachMethod.FuseLoop ? ["umount", fuseMountPoint] : ["fusermount3", "-u", fuseMountPoint];
-            var result = await HostTools.RunAsync(unmount[0], unmount[1..], cancellationToken);
+            // umount(8) as root removes any FUSE mount, nbdfuse's and slabd's own (which is not fusermount's).
+            var result = await HostTools.RunAsync("umount", [fuseMountPoint], cancellationToken);
             if (!result.Succeeded)
             {
                 throw MountTable.At(fuseMountPoint) is not null
                     ? new HostAttachException(HostAttachError.Busy, $"the FUSE file of '{volume}' is still in use: {result.Diagnostic}") { VolumeName = volume }
-                    : HostTools.Failed(unmount[0], unmount[1..], result);
+                    : HostTools.Failed("umount", [fuseMountPoint], result);
             }
         }
 
@@ -277,21 +276,12 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
         File.Delete(socket);
         File.Delete(pidFile);
         var retries = Math.Max(1, (int)Math.Ceiling(reconnect.TotalSeconds));
-        var startInfo = new ProcessStartInfo(HostTools.Require("sh")) { UseShellExecute = false };
-        foreach (var argument in new[]
-        {
-            "-c", LaunchScript, logFile,
+        using var process = StartLogged(volume, logFile,
+        [
             HostTools.Require("nbdkit"), "--unix", socket, "--pidfile", pidFile, "--log=stderr",
             "--filter=exitlast", "--filter=retry", "nbd", "socket=" + spec.NbdUnixSocket, "export=" + spec.ExportName,
             "retries=" + retries.ToString(CultureInfo.InvariantCulture), "retry-delay=1", "retry-exponential=no",
-        })
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        startInfo.Environment["LC_ALL"] = "C";
-        using var process = Process.Start(startInfo)
-            ?? throw new HostAttachException(HostAttachError.DeviceFailed, "could not start the nbdkit relay") { VolumeName = volume };
+        ]);
         await process.WaitForExitAsync(cancellationToken);
         if (process.ExitCode != 0)
         {
@@ -321,19 +311,7 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
         var volume = spec.VolumeName;
         var pidFile = Layout.PidFileOf(volume);
         var logFile = Layout.LogFileOf(volume);
-        var startInfo = new ProcessStartInfo(HostTools.Require("sh")) { UseShellExecute = false };
-        foreach (var argument in new[]
-        {
-            "-c", LaunchScript, logFile,
-            HostTools.Require("nbdfuse"), "-P", pidFile, Layout.BackingFileOf(volume), uri,
-        })
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        startInfo.Environment["LC_ALL"] = "C";
-        using var process = Process.Start(startInfo)
-            ?? throw new HostAttachException(HostAttachError.DeviceFailed, "could not start nbdfuse") { VolumeName = volume };
+        using var process = StartLogged(volume, logFile, [HostTools.Require("nbdfuse"), "-P", pidFile, Layout.BackingFileOf(volume), uri]);
         started(process.Id);
         var exited = process.WaitForExitAsync(cancellationToken);
 
@@ -370,6 +348,23 @@ public sealed class NbdFuseLoopAttacher : AttacherBase
             cancellationToken.ThrowIfCancellationRequested();
             delay = Math.Min(delay * 2, 50);
         }
+    }
+
+    /// <summary>
+    /// Starts <paramref name="argv"/> as a child with stdin /dev/null and its output appended to
+    /// <paramref name="logFile"/> (not tied to slabd's pipes, so it may outlive slabd), in the C locale.
+    /// </summary>
+    private static Process StartLogged(string volume, string logFile, IReadOnlyList<string> argv)
+    {
+        var startInfo = new ProcessStartInfo(HostTools.Require("sh")) { UseShellExecute = false };
+        foreach (var argument in (string[])["-c", LaunchScript, logFile, .. argv])
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        startInfo.Environment["LC_ALL"] = "C";
+        return Process.Start(startInfo)
+            ?? throw new HostAttachException(HostAttachError.DeviceFailed, $"could not start {Path.GetFileName(argv[0])}") { VolumeName = volume };
     }
 
     private static string ReadLogTail(string logFile)

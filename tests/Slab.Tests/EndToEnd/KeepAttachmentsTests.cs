@@ -94,25 +94,5 @@ public sealed class KeepAttachmentsTests
         file.Flush(flushToDisk: true);
     });
 
-    private static IEnumerable<string> Processes()
-    {
-        foreach (var entry in Directory.EnumerateDirectories("/proc"))
-        {
-            string argv;
-            try
-            {
-                argv = File.ReadAllText(Path.Combine(entry, "cmdline")).Replace('\0', ' ');
-            }
-            catch (IOException)
-            {
-                continue;
-            }
-            catch (UnauthorizedAccessException)
-            {
-                continue;
-            }
-
-            yield return argv;
-        }
-    }
+    private static IEnumerable<string> Processes() => HostCleanup.Processes().Select(p => p.CommandLine);
 }

@@ -6,11 +6,9 @@ namespace Slab.Tests.Infrastructure;
 /// </summary>
 public static class HostCleanup
 {
-    public static async Task RemoveEverythingUnderAsync(string root)
+    /// <summary>Every other process's pid and command line (arguments joined by spaces).</summary>
+    public static IEnumerable<(int Pid, string CommandLine)> Processes()
     {
-        var prefix = root.TrimEnd('/') + "/";
-
-        // Processes first: a live nbdfuse keeps its FUSE mount busy.
         foreach (var pidDir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(pidDir), out var pid) || pid == Environment.ProcessId)
@@ -32,6 +30,17 @@ public static class HostCleanup
                 continue;
             }
 
+            yield return (pid, cmdline);
+        }
+    }
+
+    public static async Task RemoveEverythingUnderAsync(string root)
+    {
+        var prefix = root.TrimEnd('/') + "/";
+
+        // Processes first: a live nbdfuse keeps its FUSE mount busy.
+        foreach (var (pid, cmdline) in Processes())
+        {
             // slabd starts nbdfuse and its relays by full path (/usr/bin/nbdfuse).
             var program = Path.GetFileName(cmdline.Split(' ', 2)[0]);
             if (cmdline.Contains(prefix, StringComparison.Ordinal) && (program is "nbdfuse" or "nbdkit" || cmdline.Contains("slabd.dll", StringComparison.Ordinal)))

@@ -453,15 +453,7 @@ public sealed unsafe partial class FuseFileServer : IAsyncDisposable
     {
         if (e is BlockTargetException block)
         {
-            return -(block.Error switch
-            {
-                BlockError.OutOfRange or BlockError.InvalidArgument => EINVAL,
-                BlockError.ReadOnly => EPERM,
-                BlockError.NoSpace => ENOSPC,
-                BlockError.NotSupported => EOPNOTSUPP,
-                BlockError.Closed => ESHUTDOWN,
-                _ => EIO, // a fenced controller included: never retried against
-            });
+            return -BlockErrno.Of(block.Error);
         }
 
         FuseLog.RequestFailed(_logger, _mountPoint, e);

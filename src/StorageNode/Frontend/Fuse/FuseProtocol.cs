@@ -78,16 +78,13 @@ internal static class FuseProtocol
     public const uint FallocPunchHole = 0x02;
     public const uint FallocZeroRange = 0x10;
 
-    // errno values sent back (negated in the reply).
+    // errno values of FUSE's own answers (negated in the reply); a target's failures map through Block.BlockErrno.
     public const int ENOENT = 2;
-    public const int EIO = 5;
-    public const int EPERM = 1;
-    public const int EINVAL = 22;
-    public const int ENOSPC = 28;
+    public const int EIO = Block.BlockErrno.EIO;
+    public const int EPERM = Block.BlockErrno.EPERM;
+    public const int EINVAL = Block.BlockErrno.EINVAL;
     public const int ENOSYS = 38;
-    public const int EOPNOTSUPP = 95;
-    public const int ESHUTDOWN = 108;
-    public const int ENODATA = 61;
+    public const int EOPNOTSUPP = Block.BlockErrno.EOPNOTSUPP;
 }
 
 /// <summary>fuse_in_header, read from the start of a request.</summary>
